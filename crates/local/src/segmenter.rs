@@ -1,0 +1,229 @@
+//! Utterance segmentation: voice activity detection (earshot) plus hangover and pre-roll logic.
+
+use std::collections::VecDeque;
+
+use earshot::Detector;
+
+/// earshot scores fixed frames of 256 samples (16 ms) at 16 kHz.
+const FRAME: usize = 256;
+const SAMPLES_PER_MS: usize = 16;
+
+/// Tuning of a [`Segmenter`]. All durations are in milliseconds of 16 kHz audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmenterConfig {
+    /// VAD score (0..1) at or above which a frame counts as speech. Speech continues while the
+    /// score stays above `threshold - 0.15` (hysteresis, as Silero VAD does).
+    pub threshold: f32,
+    /// Consecutive speech needed before `SpeechStarted` (filters clicks).
+    pub min_speech_ms: u32,
+    /// Silence after speech that ends the utterance.
+    pub silence_hangover_ms: u32,
+    /// Audio kept from before the detected onset, so the first phoneme is not clipped.
+    pub pre_roll_ms: u32,
+    /// An utterance is cut (and a new one started if speech goes on) at this length.
+    pub max_utterance_ms: u32,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            min_speech_ms: 64,
+            silence_hangover_ms: 500,
+            pre_roll_ms: 300,
+            max_utterance_ms: 30_000,
+        }
+    }
+}
+
+/// What the segmenter found in the audio pushed so far.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentEvent {
+    /// Speech began (reported once `min_speech_ms` of speech has been seen).
+    SpeechStarted,
+    /// The utterance ended; `samples` is its 16 kHz mono audio including the pre-roll and the
+    /// trailing silence hangover.
+    SpeechEnded {
+        /// The utterance audio, `f32` in `[-1, 1]`.
+        samples: Vec<f32>,
+    },
+}
+
+/// Splits a 16 kHz mono stream into utterances. Feed chunks of any size; one per stream.
+pub struct Segmenter {
+    config: SegmenterConfig,
+    detector: Box<Detector>,
+    /// Samples not yet forming a full frame.
+    pending: Vec<f32>,
+    /// Recent audio while idle: pre-roll plus the candidate onset frames.
+    history: VecDeque<f32>,
+    /// The current utterance while in speech.
+    utterance: Vec<f32>,
+    in_speech: bool,
+    speech_run: usize,
+    silence_run: usize,
+}
+
+impl Segmenter {
+    /// Creates a segmenter with `config`.
+    pub fn new(config: SegmenterConfig) -> Self {
+        Self {
+            config,
+            detector: Detector::default_boxed(),
+            pending: Vec::with_capacity(FRAME),
+            history: VecDeque::new(),
+            utterance: Vec::new(),
+            in_speech: false,
+            speech_run: 0,
+            silence_run: 0,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.config
+    }
+
+    /// Whether an utterance is in progress.
+    pub fn in_speech(&self) -> bool {
+        self.in_speech
+    }
+
+    /// Feeds 16 kHz mono `f32` samples in `[-1, 1]`; returns the events they completed.
+    pub fn push_f32(&mut self, samples: &[f32]) -> Vec<SegmentEvent> {
+        let mut events = Vec::new();
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (FRAME - self.pending.len()).min(rest.len());
+            self.pending
+                .extend(rest[..take].iter().map(|s| s.clamp(-1.0, 1.0)));
+            rest = &rest[take..];
+            if self.pending.len() == FRAME {
+                let frame = std::mem::take(&mut self.pending);
+                self.process_frame(&frame, &mut events);
+                self.pending = frame;
+                self.pending.clear();
+            }
+        }
+        events
+    }
+
+    /// Feeds 16 kHz mono `i16` samples; returns the events they completed.
+    pub fn push_i16(&mut self, samples: &[i16]) -> Vec<SegmentEvent> {
+        let mut events = Vec::new();
+        // Convert in small blocks to avoid allocating per call.
+        let mut block = [0f32; FRAME];
+        for chunk in samples.chunks(FRAME) {
+            for (d, &s) in block.iter_mut().zip(chunk) {
+                *d = f32::from(s) / 32768.0;
+            }
+            events.extend(self.push_f32(&block[..chunk.len()]));
+        }
+        events
+    }
+
+    /// Ends the stream: returns `SpeechEnded` for an utterance still in progress, and resets.
+    pub fn flush(&mut self) -> Option<SegmentEvent> {
+        let event = self.in_speech.then(|| {
+            let mut samples = std::mem::take(&mut self.utterance);
+            samples.extend_from_slice(&self.pending);
+            SegmentEvent::SpeechEnded { samples }
+        });
+        self.reset();
+        event
+    }
+
+    /// Drops all state (use when the stream restarts).
+    pub fn reset(&mut self) {
+        self.detector.reset();
+        self.pending.clear();
+        self.history.clear();
+        self.utterance.clear();
+        self.in_speech = false;
+        self.speech_run = 0;
+        self.silence_run = 0;
+    }
+
+    fn frames(&self, ms: u32) -> usize {
+        (ms as usize * SAMPLES_PER_MS).div_ceil(FRAME)
+    }
+
+    fn process_frame(&mut self, frame: &[f32], events: &mut Vec<SegmentEvent>) {
+        let score = self.detector.predict_f32(frame);
+        if self.in_speech {
+            self.utterance.extend_from_slice(frame);
+            if score >= self.config.threshold - 0.15 {
+                self.silence_run = 0;
+            } else {
+                self.silence_run += 1;
+            }
+            let too_long = self.utterance.len() >= self.config.max_utterance_ms as usize * SAMPLES_PER_MS;
+            if self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1) || too_long {
+                events.push(SegmentEvent::SpeechEnded {
+                    samples: std::mem::take(&mut self.utterance),
+                });
+                self.in_speech = false;
+                self.silence_run = 0;
+                // A cut at max length while speech goes on restarts right away (no pre-roll:
+                // that audio is already in the previous utterance).
+                self.speech_run = if too_long && score >= self.config.threshold {
+                    self.frames(self.config.min_speech_ms)
+                } else {
+                    0
+                };
+                self.history.clear();
+            }
+            return;
+        }
+
+        self.history.extend(frame.iter().copied());
+        self.speech_run = if score >= self.config.threshold {
+            self.speech_run + 1
+        } else {
+            0
+        };
+        let keep = (self.frames(self.config.pre_roll_ms) + self.speech_run) * FRAME;
+        while self.history.len() > keep.max(FRAME) {
+            self.history.pop_front();
+        }
+        if self.speech_run >= self.frames(self.config.min_speech_ms).max(1) {
+            self.in_speech = true;
+            self.silence_run = 0;
+            self.utterance.clear();
+            self.utterance.extend(self.history.drain(..));
+            events.push(SegmentEvent::SpeechStarted);
+        }
+    }
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Self::new(SegmenterConfig::default())
+    }
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmenter")
+            .field("config", &self.config)
+            .field("in_speech", &self.in_speech)
+            .field("utterance_samples", &self.utterance.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_produces_no_events() {
+        let mut seg = Segmenter::default();
+        let silence = vec![0i16; 16_000 * 3];
+        // Odd chunk sizes exercise the frame re-assembly.
+        for chunk in silence.chunks(333) {
+            assert!(seg.push_i16(chunk).is_empty());
+        }
+        assert_eq!(seg.flush(), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! Speech-to-text provider plugins and their per-session channels.
+
+use crate::{AudioEncoding, Plugin, PluginConfig, PluginError, Secret};
+use bytes::Bytes;
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::sync::mpsc;
+
+/// The running half of a provider session, spawned and supervised by the host.
+///
+/// It ends when the input channel closes (the host hung up) or on a fatal error. The host catches
+/// a panic inside it and reports it as [`PluginError::Panicked`] to that session alone.
+pub type ProviderTask = Pin<Box<dyn Future<Output = Result<(), PluginError>> + Send + 'static>>;
+
+/// Per-session STT settings, resolved by the host from the client's `stt_config`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SttSessionConfig {
+    /// BCP-47 language, e.g. `en-US`.
+    pub language: String,
+    /// Sample rate of the audio the client sends.
+    pub sample_rate: u32,
+    /// Interleaved channels of the audio.
+    pub channels: u16,
+    /// Encoding of the audio.
+    pub encoding: AudioEncoding,
+    /// Add punctuation to transcripts.
+    pub punctuation: bool,
+    /// Model id; empty means the provider default.
+    pub model: String,
+    /// The API key to use: the client's override, else the server's. `None` for keyless plugins.
+    pub api_key: Option<Secret>,
+    /// Provider-specific options (the plugin's config section, for defaults such as a base URL).
+    pub plugin_config: PluginConfig,
+}
+
+impl SttSessionConfig {
+    /// A config for mono PCM16 at `sample_rate` in `language`, with defaults elsewhere.
+    pub fn new(language: impl Into<String>, sample_rate: u32) -> Self {
+        Self {
+            language: language.into(),
+            sample_rate,
+            channels: 1,
+            encoding: AudioEncoding::Linear16,
+            punctuation: true,
+            model: String::new(),
+            api_key: None,
+            plugin_config: PluginConfig::default(),
+        }
+    }
+
+    /// Sets the model.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets the API key.
+    pub fn with_api_key(mut self, key: Option<Secret>) -> Self {
+        self.api_key = key;
+        self
+    }
+
+    /// Sets the encoding and channel count.
+    pub fn with_format(mut self, encoding: AudioEncoding, channels: u16) -> Self {
+        self.encoding = encoding;
+        self.channels = channels;
+        self
+    }
+
+    /// Sets the plugin config section.
+    pub fn with_plugin_config(mut self, config: PluginConfig) -> Self {
+        self.plugin_config = config;
+        self
+    }
+}
+
+/// What the host sends to an STT session, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SttInput {
+    /// A chunk of audio in the session's format (any size).
+    Audio(Bytes),
+    /// Finish the current utterance now (flush buffered audio into a final result).
+    Finalize,
+}
+
+/// One word with timing, when the provider reports them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Word {
+    /// The word as transcribed.
+    pub word: String,
+    /// Start in seconds from the stream start.
+    pub start: f64,
+    /// End in seconds from the stream start.
+    pub end: f64,
+    /// Confidence 0–1.
+    pub confidence: f32,
+}
+
+/// A transcription result.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Transcript {
+    /// The text.
+    pub text: String,
+    /// The text of this segment will not change.
+    pub is_final: bool,
+    /// The provider detected the end of the speaker's turn.
+    pub is_speech_final: bool,
+    /// Confidence 0–1.
+    pub confidence: f32,
+    /// Word timings, if any.
+    pub words: Vec<Word>,
+    /// Detected language, if reported.
+    pub language: Option<String>,
+}
+
+impl Transcript {
+    /// An interim (non-final) result.
+    pub fn interim(text: impl Into<String>, confidence: f32) -> Self {
+        Self {
+            text: text.into(),
+            confidence,
+            ..Self::default()
+        }
+    }
+
+    /// A final result; `speech_final` marks the end of the turn too.
+    pub fn final_result(text: impl Into<String>, confidence: f32, speech_final: bool) -> Self {
+        Self {
+            text: text.into(),
+            is_final: true,
+            is_speech_final: speech_final,
+            confidence,
+            ..Self::default()
+        }
+    }
+}
+
+/// What an STT session emits, in order, through one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SttEvent {
+    /// A transcript (interim or final).
+    Transcript(Transcript),
+    /// The provider heard speech begin.
+    SpeechStarted,
+    /// The provider detected the end of an utterance without a transcript attached.
+    UtteranceEnd,
+    /// A non-fatal error; the session continues. Fatal errors end the task instead.
+    Error(PluginError),
+}
+
+/// The two channel ends an STT session works with.
+#[derive(Debug)]
+pub struct SttIo {
+    /// Audio and control from the host; closes when the host ends the session.
+    pub input: mpsc::Receiver<SttInput>,
+    /// Results to the host.
+    pub events: mpsc::Sender<SttEvent>,
+}
+
+/// The host's ends of an STT session's channels.
+#[derive(Debug)]
+pub struct SttPeer {
+    /// Sends audio and control to the session.
+    pub input: mpsc::Sender<SttInput>,
+    /// Receives the session's events.
+    pub events: mpsc::Receiver<SttEvent>,
+}
+
+impl SttIo {
+    /// Creates connected channel pairs with room for `capacity` items each way.
+    pub fn pair(capacity: usize) -> (SttIo, SttPeer) {
+        let (in_tx, in_rx) = mpsc::channel(capacity);
+        let (ev_tx, ev_rx) = mpsc::channel(capacity);
+        (
+            SttIo {
+                input: in_rx,
+                events: ev_tx,
+            },
+            SttPeer {
+                input: in_tx,
+                events: ev_rx,
+            },
+        )
+    }
+}
+
+/// A speech-to-text provider.
+#[async_trait::async_trait]
+pub trait SttPlugin: Plugin {
+    /// Opens a session: validates `config`, connects to the provider (the host applies a timeout),
+    /// and returns the task that moves audio in and events out over `io` until `io.input` closes.
+    async fn connect(&self, config: SttSessionConfig, io: SttIo)
+        -> Result<ProviderTask, PluginError>;
+}

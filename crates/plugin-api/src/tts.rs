@@ -1,0 +1,250 @@
+//! Text-to-speech provider plugins and their per-session channels.
+
+use crate::{AudioEncoding, Plugin, PluginConfig, PluginError, ProviderTask, Secret, VoiceInfo};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// A pronunciation override: say `word` as `pronunciation`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pronunciation {
+    /// The word as written.
+    pub word: String,
+    /// How to say it (respelling or phonemes, provider-dependent).
+    pub pronunciation: String,
+}
+
+/// Emotion and delivery hints; providers map what they support and ignore the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Emotion {
+    /// Emotion name (`happy`, `calm`, …).
+    pub emotion: Option<String>,
+    /// Intensity 0–1 (the host maps `low`/`medium`/`high` to 0.3/0.6/0.9).
+    pub intensity: Option<f32>,
+    /// Delivery style (`whispered`, `storytelling`, …).
+    pub delivery_style: Option<String>,
+    /// Free-text description.
+    pub description: Option<String>,
+}
+
+impl Emotion {
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.emotion.is_none()
+            && self.intensity.is_none()
+            && self.delivery_style.is_none()
+            && self.description.is_none()
+    }
+}
+
+/// Per-session TTS settings, resolved by the host from the client's `tts_config`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TtsSessionConfig {
+    /// Voice id; empty means the provider default.
+    pub voice_id: String,
+    /// Model id; empty means the provider default.
+    pub model: String,
+    /// Speaking rate multiplier (1.0 normal).
+    pub speaking_rate: f32,
+    /// Encoding of the audio to produce.
+    pub encoding: AudioEncoding,
+    /// Sample rate of the audio to produce.
+    pub sample_rate: u32,
+    /// Pronunciation overrides.
+    pub pronunciations: Vec<Pronunciation>,
+    /// Emotion and delivery hints.
+    pub emotion: Emotion,
+    /// The API key to use. `None` for keyless plugins.
+    pub api_key: Option<Secret>,
+    /// The plugin's config section.
+    pub plugin_config: PluginConfig,
+}
+
+impl TtsSessionConfig {
+    /// A config producing `encoding` at `sample_rate` with default voice and model.
+    pub fn new(encoding: AudioEncoding, sample_rate: u32) -> Self {
+        Self {
+            voice_id: String::new(),
+            model: String::new(),
+            speaking_rate: 1.0,
+            encoding,
+            sample_rate,
+            pronunciations: Vec::new(),
+            emotion: Emotion::default(),
+            api_key: None,
+            plugin_config: PluginConfig::default(),
+        }
+    }
+
+    /// Sets the voice.
+    pub fn with_voice(mut self, voice: impl Into<String>) -> Self {
+        self.voice_id = voice.into();
+        self
+    }
+
+    /// Sets the model.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets the API key.
+    pub fn with_api_key(mut self, key: Option<Secret>) -> Self {
+        self.api_key = key;
+        self
+    }
+
+    /// Sets the plugin config section.
+    pub fn with_plugin_config(mut self, config: PluginConfig) -> Self {
+        self.plugin_config = config;
+        self
+    }
+
+    /// Applies the pronunciation overrides to `text` (whole words, case-sensitive).
+    pub fn apply_pronunciations(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for p in &self.pronunciations {
+            out = replace_word(&out, &p.word, &p.pronunciation);
+        }
+        out
+    }
+}
+
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(word) {
+        let before_ok = rest[..pos]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric());
+        let after = &rest[pos + word.len()..];
+        let after_ok = after.chars().next().is_none_or(|c| !c.is_alphanumeric());
+        out.push_str(&rest[..pos]);
+        out.push_str(if before_ok && after_ok { with } else { word });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One piece of text to synthesise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakRequest {
+    /// Host-assigned id, echoed in the events for this request.
+    pub id: u64,
+    /// The text.
+    pub text: String,
+    /// Synthesize now rather than waiting for more text (streaming-input providers).
+    pub flush: bool,
+}
+
+/// What the host sends to a TTS session, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TtsInput {
+    /// Synthesise a request. Requests are handled in order.
+    Speak(SpeakRequest),
+    /// Drop all requests with id ≤ `up_to` that are queued or in flight. The host already discards
+    /// their audio; honouring this saves provider work.
+    Cancel {
+        /// The highest id to cancel.
+        up_to: u64,
+    },
+}
+
+/// What a TTS session emits, in order, through one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TtsEvent {
+    /// A chunk of audio for request `id`, in the session's encoding and sample rate.
+    Audio {
+        /// The request.
+        id: u64,
+        /// Audio bytes.
+        data: Bytes,
+    },
+    /// Request `id` is fully synthesised (all its audio was sent before this event).
+    Done {
+        /// The request.
+        id: u64,
+    },
+    /// Request `id` failed; the session continues with the next request.
+    Error {
+        /// The request.
+        id: u64,
+        /// What went wrong.
+        error: PluginError,
+    },
+}
+
+/// The two channel ends a TTS session works with.
+#[derive(Debug)]
+pub struct TtsIo {
+    /// Requests from the host; closes when the host ends the session.
+    pub input: mpsc::Receiver<TtsInput>,
+    /// Audio and completions to the host.
+    pub events: mpsc::Sender<TtsEvent>,
+}
+
+/// The host's ends of a TTS session's channels.
+#[derive(Debug)]
+pub struct TtsPeer {
+    /// Sends requests to the session.
+    pub input: mpsc::Sender<TtsInput>,
+    /// Receives the session's events.
+    pub events: mpsc::Receiver<TtsEvent>,
+}
+
+impl TtsIo {
+    /// Creates connected channel pairs with room for `capacity` items each way.
+    pub fn pair(capacity: usize) -> (TtsIo, TtsPeer) {
+        let (in_tx, in_rx) = mpsc::channel(capacity);
+        let (ev_tx, ev_rx) = mpsc::channel(capacity);
+        (
+            TtsIo {
+                input: in_rx,
+                events: ev_tx,
+            },
+            TtsPeer {
+                input: in_tx,
+                events: ev_rx,
+            },
+        )
+    }
+}
+
+/// A text-to-speech provider.
+#[async_trait::async_trait]
+pub trait TtsPlugin: Plugin {
+    /// Opens a session: validates `config`, connects (the host applies a timeout) and returns the
+    /// task that serves requests from `io.input` until it closes.
+    async fn connect(&self, config: TtsSessionConfig, io: TtsIo)
+        -> Result<ProviderTask, PluginError>;
+
+    /// Voices for `GET /voices`. The default returns the voices in [`Plugin::capabilities`].
+    async fn voices(&self, api_key: Option<Secret>) -> Result<Vec<VoiceInfo>, PluginError> {
+        let _ = api_key;
+        Ok(self.capabilities().voices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pronunciations_replace_whole_words() {
+        let mut cfg = TtsSessionConfig::new(AudioEncoding::Linear16, 16_000);
+        cfg.pronunciations = vec![Pronunciation {
+            word: "SQL".into(),
+            pronunciation: "sequel".into(),
+        }];
+        assert_eq!(
+            cfg.apply_pronunciations("SQL and MySQL, SQL."),
+            "sequel and MySQL, sequel."
+        );
+    }
+}
