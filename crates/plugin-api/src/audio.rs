@@ -184,7 +184,8 @@ impl AudioBuffer {
         if self.sample_rate == 0 || self.channels == 0 {
             return 0.0;
         }
-        self.samples.len() as f64 * 1000.0 / (f64::from(self.sample_rate) * f64::from(self.channels))
+        self.samples.len() as f64 * 1000.0
+            / (f64::from(self.sample_rate) * f64::from(self.channels))
     }
 }
 
@@ -194,8 +195,14 @@ mod tests {
 
     #[test]
     fn parses_aliases_and_rejects_unknown() {
-        assert_eq!("PCM".parse::<AudioEncoding>().unwrap(), AudioEncoding::Linear16);
-        assert_eq!("ulaw".parse::<AudioEncoding>().unwrap(), AudioEncoding::Mulaw);
+        assert_eq!(
+            "PCM".parse::<AudioEncoding>().unwrap(),
+            AudioEncoding::Linear16
+        );
+        assert_eq!(
+            "ulaw".parse::<AudioEncoding>().unwrap(),
+            AudioEncoding::Mulaw
+        );
         let err = "aiff".parse::<AudioEncoding>().unwrap_err();
         assert!(err.to_string().contains("\"aiff\""));
     }

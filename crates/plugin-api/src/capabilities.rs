@@ -184,7 +184,10 @@ mod tests {
     #[test]
     fn validation_lists_supported_ids() {
         let caps = Capabilities::new()
-            .models([ModelInfo::new("nova-3", "Nova 3"), ModelInfo::new("base", "Base")])
+            .models([
+                ModelInfo::new("nova-3", "Nova 3"),
+                ModelInfo::new("base", "Base"),
+            ])
             .encodings([AudioEncoding::Linear16])
             .sample_rates([16_000]);
         assert!(caps.check_model("").is_ok());

@@ -39,6 +39,19 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Serializes as `"***"`, so printing a config never leaks the value.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::from)
+    }
+}
+
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Self::new(s)

@@ -119,8 +119,14 @@ mod tests {
     #[test]
     fn panic_payloads() {
         let r = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-        assert_eq!(PluginError::from_panic(&*r), PluginError::Panicked("boom 1".into()));
+        assert_eq!(
+            PluginError::from_panic(&*r),
+            PluginError::Panicked("boom 1".into())
+        );
         let r = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
-        assert_eq!(PluginError::from_panic(&*r), PluginError::Panicked("static".into()));
+        assert_eq!(
+            PluginError::from_panic(&*r),
+            PluginError::Panicked("static".into())
+        );
     }
 }

@@ -191,6 +191,9 @@ impl SttIo {
 pub trait SttPlugin: Plugin {
     /// Opens a session: validates `config`, connects to the provider (the host applies a timeout),
     /// and returns the task that moves audio in and events out over `io` until `io.input` closes.
-    async fn connect(&self, config: SttSessionConfig, io: SttIo)
-        -> Result<ProviderTask, PluginError>;
+    async fn connect(
+        &self,
+        config: SttSessionConfig,
+        io: SttIo,
+    ) -> Result<ProviderTask, PluginError>;
 }

@@ -221,8 +221,11 @@ impl TtsIo {
 pub trait TtsPlugin: Plugin {
     /// Opens a session: validates `config`, connects (the host applies a timeout) and returns the
     /// task that serves requests from `io.input` until it closes.
-    async fn connect(&self, config: TtsSessionConfig, io: TtsIo)
-        -> Result<ProviderTask, PluginError>;
+    async fn connect(
+        &self,
+        config: TtsSessionConfig,
+        io: TtsIo,
+    ) -> Result<ProviderTask, PluginError>;
 
     /// Voices for `GET /voices`. The default returns the voices in [`Plugin::capabilities`].
     async fn voices(&self, api_key: Option<Secret>) -> Result<Vec<VoiceInfo>, PluginError> {

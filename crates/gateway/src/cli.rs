@@ -1,0 +1,165 @@
+//! The `waav-gateway` command line.
+//!
+//! A custom gateway build (one that links extra plugin crates) reuses it as its whole `main`:
+//! `fn main() -> std::process::ExitCode { waav_gateway::cli::main() }`.
+
+use crate::config::{CliOverrides, GatewayConfig, LogFormat};
+use crate::registry::Registry;
+use crate::server::{shutdown_signal, Gateway};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// WaaV Gateway: one real-time voice API in front of every STT, TTS and speech-to-speech provider.
+#[derive(Debug, Parser)]
+#[command(name = "waav-gateway", version, about, long_about = None)]
+pub struct Cli {
+    /// YAML configuration file.
+    #[arg(short, long, global = true, env = "WAAV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Bind address (overrides HOST and the file).
+    #[arg(long, global = true)]
+    pub host: Option<String>,
+    /// Bind port (overrides PORT and the file).
+    #[arg(long, global = true)]
+    pub port: Option<u16>,
+    /// Log format (overrides LOG_FORMAT and the file).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// List the plugins this build registers.
+    Plugins,
+    /// Validate a configuration file and print the effective configuration, secrets masked.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    fn overrides(&self) -> CliOverrides {
+        CliOverrides {
+            host: self.host.clone(),
+            port: self.port,
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// Parses the process arguments and runs; the whole `main` of a gateway binary.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match &cli.command {
+        None | Some(Command::Serve) => serve(&cli),
+        Some(Command::Plugins) => plugins(&cli).map(|table| print!("{table}")),
+        Some(Command::CheckConfig { file }) => {
+            check_config(file, &cli.overrides()).map(|yaml| print!("{yaml}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn serve(cli: &Cli) -> Result<(), String> {
+    let config =
+        GatewayConfig::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| e.to_string())?;
+    crate::telemetry::init_logging(config.server.log_format);
+    runtime()?.block_on(async move {
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let gateway = Gateway::start(config).await.map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "WaaV Gateway listening");
+        gateway
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("server error: {e}"))
+    })
+}
+
+/// Validates `file` against the linked plugins; returns the effective configuration as YAML
+/// with secrets masked.
+pub fn check_config(file: &std::path::Path, cli: &CliOverrides) -> Result<String, String> {
+    let config = GatewayConfig::load(Some(file), cli).map_err(|e| e.to_string())?;
+    Registry::build(&config.plugins).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# {}: valid\n{}",
+        file.display(),
+        config.to_masked_yaml()
+    ))
+}
+
+/// A readable table of the registered plugins (and their enabled state under `cli.config`).
+pub fn plugins(cli: &Cli) -> Result<String, String> {
+    let config =
+        GatewayConfig::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| e.to_string())?;
+    let registry = Registry::build(&config.plugins).map_err(|e| e.to_string())?;
+    let mut rows = vec![[
+        "KIND".to_owned(),
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "VERSION".to_owned(),
+        "ALIASES".to_owned(),
+        "ENABLED".to_owned(),
+    ]];
+    for e in registry.entries() {
+        rows.push([
+            e.handle.kind().as_str().to_owned(),
+            e.info.id.to_owned(),
+            e.info.name.to_owned(),
+            e.info.version.to_owned(),
+            e.info.aliases.join(","),
+            if e.section.enabled { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    for b in registry.broken() {
+        rows.push([
+            "?".into(),
+            b.module.to_owned(),
+            format!("BROKEN: {}", b.error),
+            String::new(),
+            String::new(),
+            "no".into(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,445 @@
+//! Gateway configuration: YAML file, environment variables and command-line overrides.
+//!
+//! Precedence, highest first: command-line flags, environment variables, the YAML file, built-in
+//! defaults. `${VAR}` / `${VAR:-default}` placeholders in the file are substituted first (see
+//! [`substitute`]); an unset variable without a default is an error naming it and its YAML path.
+
+mod substitute;
+
+pub use substitute::EnvLookup;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use waav_plugin_api::Secret;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        message: String,
+    },
+    /// `${VAR}` with no default and the variable unset.
+    #[error("environment variable {variable} is not set (used at {path} without a default; write ${{{variable}:-default}} to give one)")]
+    MissingVariable {
+        /// The variable.
+        variable: String,
+        /// Where in the YAML it is used.
+        path: String,
+    },
+    /// Malformed YAML, placeholder or value.
+    #[error("invalid configuration at {path}: {message}")]
+    Syntax {
+        /// Where (YAML path, or the environment variable).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name that no plugin registers, or a reference to an undefined processor.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Listener and logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Bind address (`HOST`).
+    pub host: String,
+    /// Bind port (`PORT`).
+    pub port: u16,
+    /// Log format (`LOG_FORMAT`, `--log-format`).
+    pub log_format: LogFormat,
+    /// Allowed CORS origins (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` for any). Empty: no CORS.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 3001,
+            log_format: LogFormat::Text,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// One API secret clients may authenticate with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSecret {
+    /// Identifies the client (returned in `authenticated`).
+    pub id: String,
+    /// The shared secret.
+    pub secret: Secret,
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a token on `/ws` and REST routes (`AUTH_REQUIRED`).
+    pub required: bool,
+    /// Accepted secrets (`AUTH_API_SECRETS_JSON`: `[{"id":…,"secret":…}]`).
+    pub api_secrets: Vec<ApiSecret>,
+}
+
+/// TTS cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Directory for an on-disk cache (`CACHE_PATH`); none keeps it in memory only.
+    pub path: Option<PathBuf>,
+    /// Entry lifetime in seconds (`CACHE_TTL_SECONDS`).
+    pub ttl_seconds: u64,
+    /// Memory budget of the in-memory cache, in MiB.
+    pub max_memory_mb: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            ttl_seconds: 3600,
+            max_memory_mb: 256,
+        }
+    }
+}
+
+/// Request and connection limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per client IP (`RATE_LIMIT_REQUESTS_PER_SECOND`); none: off.
+    pub requests_per_second: Option<f64>,
+    /// Token-bucket size (`RATE_LIMIT_BURST_SIZE`).
+    pub burst: Option<u32>,
+    /// Concurrent WebSocket connections (`MAX_WEBSOCKET_CONNECTIONS`); none: unlimited.
+    pub max_websocket_connections: Option<usize>,
+    /// Concurrent WebSocket connections per IP (`MAX_CONNECTIONS_PER_IP`); none: unlimited.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// Voice-session timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Close a connection with no client message for this long.
+    pub idle_timeout_secs: u64,
+    /// Synthetic end of turn this long after the last final.
+    pub end_of_turn_ms: u64,
+    /// Hard cap from the first final of a segment to the synthetic end of turn.
+    pub end_of_turn_max_ms: u64,
+    /// Deadline for providers to become ready after `config`.
+    pub provider_connect_timeout_secs: u64,
+    /// Deadline for a `custom` message handler.
+    pub custom_handler_timeout_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 300,
+            end_of_turn_ms: 1800,
+            end_of_turn_max_ms: 4000,
+            provider_connect_timeout_secs: 30,
+            custom_handler_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A provider or extension plugin's section: switches plus the plugin's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginSection {
+    /// Load and offer the plugin (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Report the gateway unhealthy (503 on `/health/plugins`) while this plugin is.
+    #[serde(default)]
+    pub required: bool,
+    /// Everything else: handed to the plugin's `init` as its config.
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
+}
+
+impl Default for PluginSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            required: false,
+            settings: Map::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A named instance of a processor or middleware plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSection {
+    /// Use this instance (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The plugin id (or alias) that implements it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Settings for the instance.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+/// Default processor chains, by stage; entries name processor instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelinesConfig {
+    /// Before STT.
+    pub default_stt_pre: Vec<String>,
+    /// After STT.
+    pub default_stt_post: Vec<String>,
+    /// Before TTS post-processing.
+    pub default_tts_pre: Vec<String>,
+    /// Before TTS audio leaves.
+    pub default_tts_post: Vec<String>,
+}
+
+/// The `plugins:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// STT providers by id or alias.
+    pub stt: BTreeMap<String, PluginSection>,
+    /// TTS providers by id or alias.
+    pub tts: BTreeMap<String, PluginSection>,
+    /// Realtime providers by id or alias.
+    pub realtime: BTreeMap<String, PluginSection>,
+    /// Route plugins by id or alias.
+    pub routes: BTreeMap<String, PluginSection>,
+    /// Processor instances by name.
+    pub processors: BTreeMap<String, ComponentSection>,
+    /// Processor chains.
+    pub pipelines: PipelinesConfig,
+    /// Middleware instances by name.
+    pub middleware: BTreeMap<String, ComponentSection>,
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listener and logging.
+    pub server: ServerConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// TTS cache.
+    pub cache: CacheConfig,
+    /// Rate and connection limits.
+    pub limits: LimitsConfig,
+    /// Voice-session timing.
+    pub session: SessionSettings,
+    /// Plugins, processors, pipelines, middleware.
+    pub plugins: PluginsConfig,
+}
+
+/// Settings given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CliOverrides {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// Key names whose values are masked when a configuration is printed.
+const SECRET_HINTS: [&str; 5] = ["key", "secret", "token", "password", "credential"];
+
+impl GatewayConfig {
+    /// Loads the effective configuration from an optional file, the process environment and CLI
+    /// overrides.
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Self, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), &env, cli)
+    }
+
+    /// Builds the configuration from YAML text, an environment lookup and CLI overrides.
+    pub fn from_sources(
+        yaml: Option<&str>,
+        env: EnvLookup<'_>,
+        cli: &CliOverrides,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match yaml {
+            Some(text) => Self::from_yaml(text, env)?,
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        if let Some(host) = &cli.host {
+            config.server.host = host.clone();
+        }
+        if let Some(port) = cli.port {
+            config.server.port = port;
+        }
+        if let Some(f) = cli.log_format {
+            config.server.log_format = f;
+        }
+        Ok(config)
+    }
+
+    fn from_yaml(text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let mut tree: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: e
+                    .location()
+                    .map(|l| format!("line {} column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "<file>".into()),
+                message: e.to_string(),
+            })?;
+        if tree.is_null() {
+            return Ok(Self::default());
+        }
+        substitute::substitute_tree(&mut tree, env)?;
+        let json = serde_json::to_value(&tree).map_err(|e| ConfigError::Syntax {
+            path: "<file>".into(),
+            message: e.to_string(),
+        })?;
+        // serde_path_to_error-style location: serde_json reports the field; prefix with context.
+        serde_json::from_value(json).map_err(|e| ConfigError::Syntax {
+            path: "<file>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Syntax {
+                path: format!("environment variable {var}"),
+                message: format!("{v:?}: {e}"),
+            })
+        }
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("HOST") {
+            self.server.host = v;
+        }
+        if let Some(v) = get("PORT") {
+            self.server.port = parse("PORT", &v)?;
+        }
+        if let Some(v) = get("LOG_FORMAT") {
+            self.server.log_format = match v.to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                _ => {
+                    return Err(ConfigError::Syntax {
+                        path: "environment variable LOG_FORMAT".into(),
+                        message: format!("{v:?}: expected text or json"),
+                    })
+                }
+            };
+        }
+        if let Some(v) = get("CORS_ALLOWED_ORIGINS") {
+            self.server.cors_allowed_origins = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("CACHE_PATH") {
+            self.cache.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("CACHE_TTL_SECONDS") {
+            self.cache.ttl_seconds = parse("CACHE_TTL_SECONDS", &v)?;
+        }
+        if let Some(v) = get("AUTH_REQUIRED") {
+            self.auth.required = parse("AUTH_REQUIRED", &v.to_ascii_lowercase())?;
+        }
+        if let Some(v) = get("AUTH_API_SECRETS_JSON") {
+            self.auth.api_secrets = serde_json::from_str(&v).map_err(|e| ConfigError::Syntax {
+                path: "environment variable AUTH_API_SECRETS_JSON".into(),
+                message: format!("expected [{{\"id\":…,\"secret\":…}}]: {e}"),
+            })?;
+        }
+        if let Some(v) = get("RATE_LIMIT_REQUESTS_PER_SECOND") {
+            self.limits.requests_per_second = Some(parse("RATE_LIMIT_REQUESTS_PER_SECOND", &v)?);
+        }
+        if let Some(v) = get("RATE_LIMIT_BURST_SIZE") {
+            self.limits.burst = Some(parse("RATE_LIMIT_BURST_SIZE", &v)?);
+        }
+        if let Some(v) = get("MAX_WEBSOCKET_CONNECTIONS") {
+            self.limits.max_websocket_connections = Some(parse("MAX_WEBSOCKET_CONNECTIONS", &v)?);
+        }
+        if let Some(v) = get("MAX_CONNECTIONS_PER_IP") {
+            self.limits.max_connections_per_ip = Some(parse("MAX_CONNECTIONS_PER_IP", &v)?);
+        }
+        Ok(())
+    }
+
+    /// The configuration as YAML with every secret-looking value masked.
+    pub fn to_masked_yaml(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        mask(&mut v);
+        serde_norway::to_string(&v).unwrap_or_default()
+    }
+}
+
+fn mask(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if SECRET_HINTS.iter().any(|h| k.contains(h)) {
+                    mask_leaves(child);
+                } else {
+                    mask(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+fn mask_leaves(v: &mut Value) {
+    match v {
+        Value::String(s) if !s.is_empty() => *s = "***".into(),
+        Value::Number(_) => *v = Value::String("***".into()),
+        Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
+            items.iter_mut().for_each(mask_leaves)
+        }
+        other => mask(other),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,432 @@
+//! The plugin registry: every linked plugin, its config section, lifecycle state and health.
+//!
+//! Built once at start-up from the distributed registrations. Names (ids and aliases) are unique
+//! per kind and looked up case-insensitively through one hash map, once per session.
+
+mod lookup;
+
+pub use lookup::{LookupError, Provider};
+
+use crate::config::{ConfigError, PluginSection, PluginsConfig};
+use crate::isolation::{guard, guard_sync};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use waav_plugin_api::{
+    Capabilities, HealthStatus, PluginConfig, PluginContext, PluginHandle, PluginInfo, PluginKind,
+    PluginRegistration, Secret,
+};
+
+const INIT_DEADLINE: Duration = Duration::from_secs(60);
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the registry could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    /// Two plugins of one kind claim the same id or alias.
+    #[error("duplicate {kind} plugin name {name:?}: claimed by {first} and by {second}")]
+    Duplicate {
+        /// The kind.
+        kind: &'static str,
+        /// The contested name (lower-case).
+        name: String,
+        /// The first plugin (`id (module)`).
+        first: String,
+        /// The second plugin.
+        second: String,
+    },
+    /// The configuration names something no plugin provides.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Lifecycle state of one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum PluginState {
+    /// Registered, `init` not run yet.
+    Pending,
+    /// Initialised and serving.
+    Ready,
+    /// Switched off in the configuration.
+    Disabled,
+    /// Its constructor or `init` failed or panicked; it serves nothing.
+    Failed(String),
+}
+
+/// One registered plugin.
+pub struct Entry {
+    /// Static metadata.
+    pub info: PluginInfo,
+    /// The plugin object.
+    pub handle: PluginHandle,
+    /// Its config section (settings, enabled, required).
+    pub section: PluginSection,
+    /// The dotted config path of its section.
+    pub config_path: String,
+    /// The server-side API key (config `api_key`, else the plugin's environment variable).
+    pub server_api_key: Option<Secret>,
+    module: &'static str,
+    state: Mutex<PluginState>,
+}
+
+impl Entry {
+    /// Current lifecycle state.
+    pub fn state(&self) -> PluginState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_state(&self, s: PluginState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// The plugin's config section as handed to `init`.
+    pub fn plugin_config(&self) -> PluginConfig {
+        PluginConfig::new(self.config_path.clone(), self.section.settings.clone())
+    }
+
+    /// Capabilities, or empty ones if the plugin panics while reporting them.
+    pub fn capabilities(&self) -> Capabilities {
+        guard_sync(|| self.handle.plugin().capabilities()).unwrap_or_default()
+    }
+}
+
+/// A constructor that panicked: the plugin never existed, but it is reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenRegistration {
+    /// Module that registered it.
+    pub module: &'static str,
+    /// The panic message.
+    pub error: String,
+}
+
+/// Health of one plugin as reported on `/health/plugins`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginHealth {
+    /// Plugin id (the module path for a broken registration).
+    pub id: String,
+    /// Kind.
+    pub kind: Option<PluginKind>,
+    /// `healthy`, `degraded`, `unhealthy`, `failed`, `disabled` or `pending`.
+    pub status: &'static str,
+    /// Why, when not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether the gateway counts as unhealthy while this plugin is.
+    pub required: bool,
+}
+
+/// Every plugin this build links, indexed by kind and name.
+pub struct Registry {
+    entries: Vec<Entry>,
+    index: HashMap<(PluginKind, String), usize>,
+    broken: Vec<BrokenRegistration>,
+    init_order: Mutex<Vec<usize>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("plugins", &self.entries.len())
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Builds the registry from every linked registration and checks `config` against it.
+    pub fn build(config: &PluginsConfig) -> Result<Self, RegistryError> {
+        Self::from_registrations(waav_plugin_api::registrations(), config)
+    }
+
+    /// Builds a registry from the given registrations (tests use a chosen subset).
+    pub fn from_registrations<'a>(
+        registrations: impl IntoIterator<Item = &'a PluginRegistration>,
+        config: &PluginsConfig,
+    ) -> Result<Self, RegistryError> {
+        let mut created = Vec::new();
+        let mut broken = Vec::new();
+        for reg in registrations {
+            match guard_sync(|| {
+                let handle = (reg.create)();
+                let info = handle.plugin().info();
+                (handle, info)
+            }) {
+                Ok((handle, info)) => created.push((reg.module, handle, info)),
+                Err(e) => {
+                    tracing::error!(module = reg.module, error = %e, "plugin constructor failed");
+                    broken.push(BrokenRegistration {
+                        module: reg.module,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        created.sort_by(|a, b| (a.1.kind(), a.2.id).cmp(&(b.1.kind(), b.2.id)));
+
+        let mut index: HashMap<(PluginKind, String), usize> = HashMap::new();
+        for (i, (module, handle, info)) in created.iter().enumerate() {
+            for name in std::iter::once(&info.id).chain(info.aliases.iter()) {
+                let key = (handle.kind(), name.to_ascii_lowercase());
+                if let Some(&j) = index.get(&key) {
+                    let (m, _, other) = &created[j];
+                    return Err(RegistryError::Duplicate {
+                        kind: handle.kind().as_str(),
+                        name: key.1,
+                        first: format!("{} ({m})", other.id),
+                        second: format!("{} ({module})", info.id),
+                    });
+                }
+                index.insert(key, i);
+            }
+        }
+
+        let mut sections: Vec<Option<(String, PluginSection)>> = vec![None; created.len()];
+        let provider_sections = [
+            (PluginKind::Stt, &config.stt),
+            (PluginKind::Tts, &config.tts),
+            (PluginKind::Realtime, &config.realtime),
+            (PluginKind::Route, &config.routes),
+        ];
+        let known = |kind: PluginKind| -> String {
+            let ids: Vec<&str> = created
+                .iter()
+                .filter(|c| c.1.kind() == kind)
+                .map(|c| c.2.id)
+                .collect();
+            if ids.is_empty() {
+                "none".into()
+            } else {
+                ids.join(", ")
+            }
+        };
+        for (kind, map) in provider_sections {
+            for (name, section) in map {
+                let i = *index
+                    .get(&(kind, name.to_ascii_lowercase()))
+                    .ok_or_else(|| {
+                        ConfigError::Unknown(format!(
+                            "unknown {} plugin {name:?} in plugins.{}; known {} plugins: {}",
+                            kind.as_str(),
+                            kind.section(),
+                            kind.as_str(),
+                            known(kind)
+                        ))
+                    })?;
+                sections[i] = Some((
+                    format!("plugins.{}.{name}", kind.section()),
+                    section.clone(),
+                ));
+            }
+        }
+        for (kind, map) in [
+            (PluginKind::Processor, &config.processors),
+            (PluginKind::Middleware, &config.middleware),
+        ] {
+            for (name, comp) in map {
+                let i = *index
+                    .get(&(kind, comp.kind.to_ascii_lowercase()))
+                    .ok_or_else(|| {
+                        ConfigError::Unknown(format!(
+                            "unknown {} type {:?} at plugins.{}.{name}.type; known {} plugins: {}",
+                            kind.as_str(),
+                            comp.kind,
+                            kind.section(),
+                            kind.as_str(),
+                            known(kind)
+                        ))
+                    })?;
+                if kind == PluginKind::Middleware {
+                    sections[i] = Some((
+                        format!("plugins.middleware.{name}.config"),
+                        PluginSection {
+                            enabled: comp.enabled,
+                            required: false,
+                            settings: comp.config.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        let p = &config.pipelines;
+        for (stage, names) in [
+            ("default_stt_pre", &p.default_stt_pre),
+            ("default_stt_post", &p.default_stt_post),
+            ("default_tts_pre", &p.default_tts_pre),
+            ("default_tts_post", &p.default_tts_post),
+        ] {
+            for name in names {
+                if !config.processors.contains_key(name) {
+                    let defined: Vec<&str> = config.processors.keys().map(String::as_str).collect();
+                    return Err(ConfigError::Unknown(format!(
+                        "plugins.pipelines.{stage} names processor {name:?}, which plugins.processors does not define (defined: {})",
+                        if defined.is_empty() { "none".into() } else { defined.join(", ") }
+                    ))
+                    .into());
+                }
+            }
+        }
+
+        let entries = created
+            .into_iter()
+            .zip(sections)
+            .map(|((module, handle, info), section)| {
+                let kind = handle.kind();
+                let (config_path, section) = section.unwrap_or_else(|| {
+                    let default = PluginSection {
+                        // Middleware changes every request, so it is opt-in; the rest is opt-out.
+                        enabled: kind != PluginKind::Middleware,
+                        ..PluginSection::default()
+                    };
+                    (format!("plugins.{}.{}", kind.section(), info.id), default)
+                });
+                let server_api_key = server_key(&info, &section);
+                let state = if section.enabled {
+                    PluginState::Pending
+                } else {
+                    PluginState::Disabled
+                };
+                Entry {
+                    info,
+                    handle,
+                    section,
+                    config_path,
+                    server_api_key,
+                    module,
+                    state: Mutex::new(state),
+                }
+            })
+            .collect();
+        Ok(Self {
+            entries,
+            index,
+            broken,
+            init_order: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `init` on every enabled plugin. A plugin that fails or panics is marked failed and
+    /// logged with its id; the others are unaffected.
+    pub async fn init_all(&self, ctx: &PluginContext) {
+        for (i, entry) in self.entries.iter().enumerate() {
+            if entry.state() != PluginState::Pending {
+                continue;
+            }
+            let config = entry.plugin_config();
+            let what = format!("init of plugin {}", entry.info.id);
+            match guard(
+                &what,
+                INIT_DEADLINE,
+                entry.handle.plugin().init(ctx, &config),
+            )
+            .await
+            {
+                Ok(()) => {
+                    entry.set_state(PluginState::Ready);
+                    self.init_order
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i);
+                    tracing::debug!(plugin = entry.info.id, "plugin ready");
+                }
+                Err(e) => {
+                    tracing::error!(plugin = entry.info.id, module = entry.module, error = %e, "plugin init failed");
+                    entry.set_state(PluginState::Failed(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Runs `shutdown` on every initialised plugin, in reverse order of `init`.
+    pub async fn shutdown_all(&self) {
+        let order = std::mem::take(&mut *self.init_order.lock().unwrap_or_else(|e| e.into_inner()));
+        for &i in order.iter().rev() {
+            let entry = &self.entries[i];
+            let what = format!("shutdown of plugin {}", entry.info.id);
+            let fut = async {
+                entry.handle.plugin().shutdown().await;
+                Ok(())
+            };
+            if let Err(e) = guard(&what, SHUTDOWN_DEADLINE, fut).await {
+                tracing::warn!(plugin = entry.info.id, error = %e, "plugin shutdown failed");
+            }
+            entry.set_state(PluginState::Pending);
+        }
+    }
+
+    /// All plugins, ordered by kind then id.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Registrations whose constructor panicked.
+    pub fn broken(&self) -> &[BrokenRegistration] {
+        &self.broken
+    }
+
+    /// Finds a plugin of `kind` by id or alias (case-insensitive), whatever its state.
+    pub fn find(&self, kind: PluginKind, name: &str) -> Option<&Entry> {
+        self.index
+            .get(&(kind, name.to_ascii_lowercase()))
+            .map(|&i| &self.entries[i])
+    }
+
+    /// Health of every plugin, and whether all required ones are healthy.
+    pub fn health(&self) -> (Vec<PluginHealth>, bool) {
+        let mut ok = true;
+        let mut out: Vec<PluginHealth> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let (status, reason) = match e.state() {
+                    PluginState::Disabled => ("disabled", None),
+                    PluginState::Pending => ("pending", None),
+                    PluginState::Failed(r) => ("failed", Some(r)),
+                    PluginState::Ready => match guard_sync(|| e.handle.plugin().health()) {
+                        Ok(HealthStatus::Healthy) => ("healthy", None),
+                        Ok(HealthStatus::Degraded(r)) => ("degraded", Some(r)),
+                        Ok(HealthStatus::Unhealthy(r)) => ("unhealthy", Some(r)),
+                        Err(p) => ("unhealthy", Some(p.to_string())),
+                    },
+                };
+                if e.section.required && !matches!(status, "healthy" | "degraded") {
+                    ok = false;
+                }
+                PluginHealth {
+                    id: e.info.id.to_owned(),
+                    kind: Some(e.handle.kind()),
+                    status,
+                    reason,
+                    required: e.section.required,
+                }
+            })
+            .collect();
+        out.extend(self.broken.iter().map(|b| PluginHealth {
+            id: b.module.to_owned(),
+            kind: None,
+            status: "failed",
+            reason: Some(b.error.clone()),
+            required: false,
+        }));
+        (out, ok)
+    }
+}
+
+fn server_key(info: &PluginInfo, section: &PluginSection) -> Option<Secret> {
+    let from_config = section
+        .settings
+        .get("api_key")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(Secret::from);
+    from_config.or_else(|| {
+        info.api_key_env
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|s| !s.is_empty())
+            .map(Secret::from)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use super::*;
+use crate::config::{ComponentSection, PluginsConfig};
+use std::sync::Mutex as StdMutex;
+use waav_plugin_api::{
+    PluginConfig, PluginError, ProviderTask, SttIo, SttPlugin, SttSessionConfig,
+};
+
+static SHUTDOWNS: StdMutex<Vec<&'static str>> = StdMutex::new(Vec::new());
+
+struct Fake {
+    id: &'static str,
+    aliases: &'static [&'static str],
+    key_env: Option<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl waav_plugin_api::Plugin for Fake {
+    fn info(&self) -> PluginInfo {
+        let mut info = PluginInfo::new(self.id, "Fake Provider").aliases(self.aliases);
+        info.api_key_env = self.key_env;
+        info
+    }
+    async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+        if config.bool("panic_on_init")? == Some(true) {
+            panic!("init exploded in {}", self.id);
+        }
+        if config.bool("fail_on_init")? == Some(true) {
+            return Err(PluginError::Config("refused".into()));
+        }
+        Ok(())
+    }
+    async fn shutdown(&self) {
+        SHUTDOWNS.lock().unwrap().push(self.id);
+    }
+}
+
+#[async_trait::async_trait]
+impl SttPlugin for Fake {
+    async fn connect(&self, _: SttSessionConfig, _: SttIo) -> Result<ProviderTask, PluginError> {
+        Ok(Box::pin(async { Ok(()) }))
+    }
+}
+
+fn alpha() -> PluginHandle {
+    PluginHandle::Stt(std::sync::Arc::new(Fake {
+        id: "alpha",
+        aliases: &["Alpha-Cloud", "a"],
+        key_env: None,
+    }))
+}
+fn beta() -> PluginHandle {
+    PluginHandle::Stt(std::sync::Arc::new(Fake {
+        id: "beta",
+        aliases: &[],
+        key_env: Some("WAAV_TEST_BETA_KEY_THAT_IS_NEVER_SET"),
+    }))
+}
+fn clash() -> PluginHandle {
+    PluginHandle::Stt(std::sync::Arc::new(Fake {
+        id: "gamma",
+        aliases: &["ALPHA-cloud"],
+        key_env: None,
+    }))
+}
+fn exploding() -> PluginHandle {
+    panic!("constructor exploded")
+}
+
+fn regs(list: &[fn() -> PluginHandle]) -> Vec<PluginRegistration> {
+    list.iter()
+        .map(|&create| PluginRegistration {
+            module: "registry::tests",
+            create,
+        })
+        .collect()
+}
+
+fn section(settings: serde_json::Value) -> PluginSection {
+    serde_json::from_value(settings).unwrap()
+}
+
+#[test]
+fn duplicate_names_are_an_error_naming_both_plugins() {
+    let err = Registry::from_registrations(&regs(&[alpha, clash]), &PluginsConfig::default())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("alpha-cloud"), "{msg}");
+    assert!(msg.contains("alpha (registry::tests)"), "{msg}");
+    assert!(msg.contains("gamma (registry::tests)"), "{msg}");
+}
+
+#[test]
+fn unknown_names_list_the_known_ones() {
+    let mut cfg = PluginsConfig::default();
+    cfg.stt.insert("deepgramm".into(), PluginSection::default());
+    let err = Registry::from_registrations(&regs(&[alpha, beta]), &cfg).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("\"deepgramm\""), "{msg}");
+    assert!(msg.contains("alpha, beta"), "{msg}");
+
+    let mut cfg = PluginsConfig::default();
+    cfg.processors.insert(
+        "vad".into(),
+        ComponentSection {
+            enabled: true,
+            kind: "nope".into(),
+            config: Default::default(),
+        },
+    );
+    let msg = Registry::from_registrations(&regs(&[alpha]), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("plugins.processors.vad.type"), "{msg}");
+
+    let mut cfg = PluginsConfig::default();
+    cfg.pipelines.default_stt_pre = vec!["vad".into()];
+    let msg = Registry::from_registrations(&regs(&[alpha]), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("default_stt_pre") && msg.contains("\"vad\""),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn lookup_by_alias_is_case_insensitive_and_checks_keys() {
+    let mut cfg = PluginsConfig::default();
+    // Config keys may use an alias too.
+    cfg.stt
+        .insert("A".into(), section(serde_json::json!({"model": "x"})));
+    let reg = Registry::from_registrations(&regs(&[alpha, beta]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    for name in ["alpha", "ALPHA", "alpha-cloud", "a"] {
+        let p = reg
+            .stt(name, None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(p.entry.info.id, "alpha");
+        assert_eq!(p.entry.config_path, "plugins.stt.A");
+    }
+    assert_eq!(
+        reg.stt("nope", None).err().unwrap().to_string(),
+        "Unsupported provider: nope"
+    );
+    assert!(
+        reg.tts("alpha", None).is_err(),
+        "kinds are separate namespaces"
+    );
+    assert_eq!(
+        reg.stt("beta", None).err().unwrap().to_string(),
+        "Fake Provider API key not configured in server environment"
+    );
+    let p = reg.stt("beta", Some("client-key")).unwrap();
+    assert_eq!(p.api_key.unwrap().expose(), "client-key");
+}
+
+#[tokio::test]
+async fn failing_plugins_are_isolated_and_visible() {
+    let mut cfg = PluginsConfig::default();
+    cfg.stt.insert(
+        "alpha".into(),
+        section(serde_json::json!({"panic_on_init": true, "required": true})),
+    );
+    cfg.stt.insert(
+        "beta".into(),
+        section(serde_json::json!({"fail_on_init": true})),
+    );
+    let reg = Registry::from_registrations(&regs(&[alpha, beta, exploding]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    let (health, ok) = reg.health();
+    assert!(!ok, "a required plugin failed");
+    let alpha = health.iter().find(|h| h.id == "alpha").unwrap();
+    assert_eq!(alpha.status, "failed");
+    assert!(alpha
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("init exploded in alpha"));
+    let beta = health.iter().find(|h| h.id == "beta").unwrap();
+    assert_eq!(beta.status, "failed");
+    let broken = health.iter().find(|h| h.id == "registry::tests").unwrap();
+    assert!(broken
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("constructor exploded"));
+    assert!(matches!(
+        reg.stt("alpha", None),
+        Err(LookupError::Unavailable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn disabled_plugins_are_not_served_and_shutdown_runs_in_reverse() {
+    let mut cfg = PluginsConfig::default();
+    cfg.stt.insert(
+        "gamma".into(),
+        section(serde_json::json!({"enabled": false})),
+    );
+    let reg = Registry::from_registrations(&regs(&[beta, alpha, clash_free]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    assert!(matches!(
+        reg.stt("gamma", None),
+        Err(LookupError::Unsupported(_))
+    ));
+    let (health, ok) = reg.health();
+    assert!(ok);
+    assert_eq!(
+        health.iter().find(|h| h.id == "gamma").unwrap().status,
+        "disabled"
+    );
+    SHUTDOWNS.lock().unwrap().clear();
+    reg.shutdown_all().await;
+    let order = SHUTDOWNS.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        vec!["beta", "alpha"],
+        "reverse of init (alpha, beta)"
+    );
+}
+
+fn clash_free() -> PluginHandle {
+    PluginHandle::Stt(std::sync::Arc::new(Fake {
+        id: "gamma",
+        aliases: &[],
+        key_env: None,
+    }))
+}

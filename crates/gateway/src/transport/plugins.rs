@@ -1,0 +1,44 @@
+//! `GET /plugins` and `GET /health/plugins`.
+
+use crate::registry::PluginState;
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+/// Every registered plugin with its metadata, capabilities and state.
+pub async fn list(State(state): State<SharedState>) -> Json<Value> {
+    let plugins: Vec<Value> = state
+        .registry
+        .entries()
+        .iter()
+        .map(|e| {
+            let st = e.state();
+            json!({
+                "id": e.info.id,
+                "name": e.info.name,
+                "version": e.info.version,
+                "kind": e.handle.kind(),
+                "aliases": e.info.aliases,
+                "description": e.info.description,
+                "enabled": e.section.enabled,
+                "state": st,
+                "capabilities": if st == PluginState::Ready { json!(e.capabilities()) } else { Value::Null },
+            })
+        })
+        .collect();
+    Json(json!({ "plugins": plugins }))
+}
+
+/// Per-plugin health; 503 when a plugin marked `required` is not healthy.
+pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+    let (plugins, ok) = state.registry.health();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if ok { "ok" } else { "unhealthy" };
+    (code, Json(json!({ "status": status, "plugins": plugins })))
+}
