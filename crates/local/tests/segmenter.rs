@@ -1,0 +1,86 @@
+//! The segmenter on real speech (espeak-ng, so no model download is needed).
+
+mod common;
+
+use common::*;
+use waav_local::{espeak_synthesize, to_mono_16k, SegmentEvent, Segmenter, SegmenterConfig};
+
+fn speech() -> Option<Vec<f32>> {
+    if !espeak_or_skip() {
+        return None;
+    }
+    let (audio, rate) = espeak_synthesize(FOX, "en-us", 160).expect("espeak");
+    Some(to_mono_16k(&audio, rate, 1))
+}
+
+fn run(segmenter: &mut Segmenter, audio: &[f32], chunk: usize) -> Vec<SegmentEvent> {
+    let mut events: Vec<SegmentEvent> = audio.chunks(chunk).flat_map(|c| segmenter.push_f32(c)).collect();
+    events.extend(segmenter.flush());
+    events
+}
+
+#[test]
+fn finds_one_utterance_between_silences() {
+    let Some(speech) = speech() else { return };
+    let mut audio = noise(16_000, 1);
+    audio.extend(&speech);
+    audio.extend(noise(16_000, 2));
+
+    // 20 ms telephony-sized chunks.
+    let mut segmenter = Segmenter::default();
+    let events = run(&mut segmenter, &audio, 320);
+    assert_eq!(events.len(), 2, "{:?}", summary(&events));
+    assert_eq!(events[0], SegmentEvent::SpeechStarted);
+    let SegmentEvent::SpeechEnded { samples } = &events[1] else {
+        panic!("expected SpeechEnded, got {:?}", summary(&events))
+    };
+    // The utterance holds the speech (espeak pads its own edges with a little silence), the
+    // pre-roll and the hangover, and not the whole second of leading silence.
+    let (got, spoken) = (samples.len() as f32 / 16_000.0, speech.len() as f32 / 16_000.0);
+    eprintln!("utterance {got:.2} s for {spoken:.2} s of speech");
+    assert!(got > spoken * 0.8 && got < spoken + 1.2, "{got} s vs {spoken} s");
+
+    // The i16 path and odd chunk sizes find the same utterance.
+    let pcm: Vec<i16> = audio.iter().map(|&s| (s * 32767.0) as i16).collect();
+    let mut events: Vec<SegmentEvent> = pcm.chunks(999).flat_map(|c| segmenter.push_i16(c)).collect();
+    events.extend(segmenter.flush());
+    assert_eq!(events.len(), 2, "{:?}", summary(&events));
+}
+
+#[test]
+fn max_utterance_length_cuts_long_speech() {
+    let Some(speech) = speech() else { return };
+    // Speech with no pause long enough to end it: 4 copies back to back.
+    let mut audio = noise(8_000, 3);
+    for _ in 0..4 {
+        audio.extend(&speech);
+    }
+    audio.extend(noise(16_000, 4));
+    let config = SegmenterConfig {
+        max_utterance_ms: 2_000,
+        ..SegmenterConfig::default()
+    };
+    let mut segmenter = Segmenter::new(config);
+    let events = run(&mut segmenter, &audio, 480);
+    let ended: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::SpeechEnded { samples } => Some(samples.len()),
+            SegmentEvent::SpeechStarted => None,
+        })
+        .collect();
+    assert!(ended.len() >= 3, "{:?}", summary(&events));
+    assert!(ended.iter().all(|&n| n <= 32_000 + 256), "{ended:?}");
+    let started = events.iter().filter(|e| **e == SegmentEvent::SpeechStarted).count();
+    assert_eq!(started, ended.len());
+}
+
+fn summary(events: &[SegmentEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            SegmentEvent::SpeechStarted => "started".to_owned(),
+            SegmentEvent::SpeechEnded { samples } => format!("ended({} samples)", samples.len()),
+        })
+        .collect()
+}

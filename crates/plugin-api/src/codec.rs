@@ -1,0 +1,74 @@
+//! Tiny PCM codecs every provider needs: G.711 mu-law and a WAV header. Ten lines each, no crate.
+
+/// Encodes one PCM16 sample as G.711 mu-law (ITU-T G.711, with the standard 0x84 bias).
+pub fn mulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    if s < 0 {
+        s = -s;
+    }
+    s = s.min(CLIP) + BIAS;
+    let exponent = (31 - (s as u32).leading_zeros()).saturating_sub(7).min(7) as i32;
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// Decodes one G.711 mu-law byte to PCM16.
+pub fn mulaw_decode(byte: u8) -> i16 {
+    let b = !byte;
+    let sign = b & 0x80;
+    let exponent = i32::from((b >> 4) & 0x07);
+    let mantissa = i32::from(b & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if sign != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// A 44-byte RIFF/WAVE header for PCM16 audio of `data_len` bytes.
+///
+/// For streams of unknown length pass `u32::MAX`; players treat it as "until the end".
+pub fn wav_header(sample_rate: u32, channels: u16, data_len: u32) -> [u8; 44] {
+    let block_align = channels * 2;
+    let byte_rate = sample_rate * u32::from(block_align);
+    let riff_len = data_len.saturating_add(36);
+    let mut h = [0u8; 44];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&riff_len.to_le_bytes());
+    h[8..12].copy_from_slice(b"WAVE");
+    h[12..16].copy_from_slice(b"fmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes());
+    h[22..24].copy_from_slice(&channels.to_le_bytes());
+    h[24..28].copy_from_slice(&sample_rate.to_le_bytes());
+    h[28..32].copy_from_slice(&byte_rate.to_le_bytes());
+    h[32..34].copy_from_slice(&block_align.to_le_bytes());
+    h[34..36].copy_from_slice(&16u16.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data_len.to_le_bytes());
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mulaw_round_trip_is_close() {
+        for s in [-32_768i16, -12_345, -100, 0, 7, 100, 1_000, 12_345, 32_767] {
+            let back = mulaw_decode(mulaw_encode(s));
+            let err = (i32::from(back) - i32::from(s)).abs();
+            // G.711 quantisation step grows with magnitude: at most ~1/16 of the value.
+            assert!(err <= (i32::from(s).abs() / 16).max(8), "{s} -> {back}");
+        }
+        assert_eq!(mulaw_encode(0), 0xff);
+    }
+
+    #[test]
+    fn wav_header_fields() {
+        let h = wav_header(16_000, 1, 3200);
+        assert_eq!(&h[0..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes(h[24..28].try_into().unwrap()), 16_000);
+        assert_eq!(u32::from_le_bytes(h[40..44].try_into().unwrap()), 3200);
+    }
+}

@@ -1,0 +1,124 @@
+//! Per-session behaviour knobs of the loopback providers, parsed from the `model` string.
+
+use std::time::Duration;
+use waav_plugin_api::PluginError;
+
+/// A fault to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Behave.
+    #[default]
+    None,
+    /// Panic inside the provider task.
+    Panic,
+    /// Report an error event (TTS: for the request; STT: a non-fatal error event).
+    Error,
+    /// End the task with a fatal error.
+    Fatal,
+    /// Stop responding (never produce another event).
+    Stall,
+    /// Panic in `connect` (the session factory).
+    PanicOnConnect,
+    /// Never finish `connect`.
+    HangOnConnect,
+}
+
+/// Loopback behaviour for one session.
+///
+/// Parsed from `model`: comma-separated `key=value` pairs.
+/// - `latency_ms=N`: delay before each result (STT) or before the first audio chunk (TTS).
+/// - `fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect`, `after=N`: inject the fault
+///   after N results (STT) or on request N (TTS, counting from 1; default 1).
+/// - `chunk_ms=N`: TTS audio chunk length (default 20).
+/// - `ms_per_char=N`: TTS tone length per character (default 10).
+/// - `speech_final=1`: STT finals from a silence gap also mark the end of the turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knobs {
+    /// Delay per result / before first TTS audio.
+    pub latency: Duration,
+    /// Fault to inject.
+    pub fault: Fault,
+    /// When to inject it.
+    pub after: u32,
+    /// TTS chunk length in ms.
+    pub chunk_ms: u32,
+    /// TTS tone length per character, in ms.
+    pub ms_per_char: u32,
+    /// STT finals from a silence gap also mark the end of the turn.
+    pub speech_final: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            fault: Fault::None,
+            after: 1,
+            chunk_ms: 20,
+            ms_per_char: 10,
+            speech_final: false,
+        }
+    }
+}
+
+impl Knobs {
+    /// Parses a model string; empty means defaults.
+    pub fn parse(model: &str) -> Result<Self, PluginError> {
+        let mut k = Self::default();
+        for part in model.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| bad(part))?;
+            let num = || value.parse::<u32>().map_err(|_| bad(part));
+            match key {
+                "latency_ms" => k.latency = Duration::from_millis(u64::from(num()?)),
+                "after" => k.after = num()?,
+                "chunk_ms" => k.chunk_ms = num()?.max(1),
+                "ms_per_char" => k.ms_per_char = num()?,
+                "speech_final" => k.speech_final = num()? != 0,
+                "fault" => {
+                    k.fault = match value {
+                        "none" => Fault::None,
+                        "panic" => Fault::Panic,
+                        "error" => Fault::Error,
+                        "fatal" => Fault::Fatal,
+                        "stall" => Fault::Stall,
+                        "panic_on_connect" => Fault::PanicOnConnect,
+                        "hang_on_connect" => Fault::HangOnConnect,
+                        _ => return Err(bad(part)),
+                    }
+                }
+                _ => return Err(bad(part)),
+            }
+        }
+        Ok(k)
+    }
+
+    /// Applies connect-time faults.
+    pub async fn on_connect(&self) {
+        match self.fault {
+            Fault::PanicOnConnect => panic!("loopback: injected panic in connect"),
+            Fault::HangOnConnect => std::future::pending::<()>().await,
+            _ => {}
+        }
+    }
+}
+
+fn bad(part: &str) -> PluginError {
+    PluginError::Config(format!(
+        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_knobs() {
+        assert_eq!(Knobs::parse("").unwrap(), Knobs::default());
+        let k = Knobs::parse("latency_ms=30, fault=panic,after=2").unwrap();
+        assert_eq!(k.latency, Duration::from_millis(30));
+        assert_eq!((k.fault, k.after), (Fault::Panic, 2));
+        assert!(Knobs::parse("fault=explode").is_err());
+        assert!(Knobs::parse("nova-3").is_err());
+    }
+}
