@@ -1,0 +1,69 @@
+//! Shared helpers: a real gateway on 127.0.0.1 with the testkit plugins linked.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use waav_gateway::config::{CliOverrides, GatewayConfig};
+use waav_gateway::Gateway;
+
+/// A running gateway; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub gateway: Gateway,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a gateway configured by `yaml` (environment placeholders resolved from `env`).
+    pub async fn start(yaml: &str) -> Self {
+        waav_testkit::link();
+        let env = |_: &str| None;
+        let config = GatewayConfig::from_sources(Some(yaml), &env, &CliOverrides::default())
+            .expect("config");
+        Self::with_config(config).await
+    }
+
+    /// Starts a gateway with a ready-made configuration.
+    pub async fn with_config(config: GatewayConfig) -> Self {
+        waav_testkit::link();
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(gateway.clone().serve(listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            gateway,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops gracefully and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (system packages, model files), builds the gateway in release mode and
+# starts it on its embedded default configuration: local providers, no API key needed.
+#   scripts/start.sh [waav-gateway options…]      e.g. scripts/start.sh --port 4000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/waav/target}"
+echo "==> cargo build --release (the first build takes a while: it compiles the local engines)"
+cargo build --release --locked -p waav-gateway
+exec "$CARGO_TARGET_DIR/release/waav-gateway" --config "${WAAV_CONFIG:-config/default.yaml}" "$@"
