@@ -25,7 +25,11 @@ pub struct EspeakVoice {
 ///
 /// `voice` is an espeak voice or language (`en-us`), `words_per_minute` the speed (espeak's
 /// default is 175). The text goes to espeak's stdin, never its argv.
-pub fn espeak_synthesize(text: &str, voice: &str, words_per_minute: u32) -> Result<(Vec<i16>, u32)> {
+pub fn espeak_synthesize(
+    text: &str,
+    voice: &str,
+    words_per_minute: u32,
+) -> Result<(Vec<i16>, u32)> {
     check_voice_arg(voice)?;
     if text.trim().is_empty() {
         return Err(LocalError::InvalidInput("text is empty".into()));
@@ -58,10 +62,12 @@ pub(crate) fn run_espeak(args: &[&str], input: &str) -> Result<Vec<u8>> {
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let input = input.to_owned();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().map_err(|source| LocalError::ProgramNotFound {
-        program: ESPEAK_PROGRAM,
-        source,
-    })?;
+    let output = child
+        .wait_with_output()
+        .map_err(|source| LocalError::ProgramNotFound {
+            program: ESPEAK_PROGRAM,
+            source,
+        })?;
     // A write error (broken pipe) only matters if espeak failed, which is reported below.
     let _ = writer.join();
     if !output.status.success() {
@@ -84,37 +90,60 @@ pub(crate) fn check_voice_arg(voice: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(LocalError::InvalidInput(format!("invalid espeak voice {voice:?}")))
+        Err(LocalError::InvalidInput(format!(
+            "invalid espeak voice {voice:?}"
+        )))
     }
 }
 
-/// Parses the WAV espeak writes to a pipe: its RIFF/data sizes are placeholders (0x7FFFF000),
-/// so samples are read until the stream ends instead of trusting the header.
+/// Parses the WAV espeak writes to a pipe: its RIFF and data sizes are placeholders
+/// (0x7FFFF000) because the length is unknown when the header is written, so they are
+/// clamped to the bytes actually received before decoding.
 fn parse_streamed_wav(bytes: &[u8]) -> Result<(Vec<i16>, u32)> {
-    let mut reader = hound::WavReader::new(Cursor::new(bytes))?;
+    let mut wav = bytes.to_vec();
+    fix_streamed_sizes(&mut wav);
+    let mut reader = hound::WavReader::new(Cursor::new(wav))?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(LocalError::InvalidInput(format!(
             "espeak-ng produced unsupported WAV format {spec:?}"
         )));
     }
+    let samples = reader.samples::<i16>().collect::<Result<Vec<i16>, _>>()?;
     let channels = usize::from(spec.channels.max(1));
-    let mut samples = Vec::with_capacity(bytes.len() / 2);
-    for s in reader.samples::<i16>() {
-        match s {
-            Ok(s) => samples.push(s),
-            // The placeholder size makes hound hit EOF mid-"chunk": that is the normal end.
-            Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if channels > 1 {
-        samples = samples
+    let samples = if channels > 1 {
+        samples
             .chunks_exact(channels)
             .map(|f| (f.iter().map(|&s| i32::from(s)).sum::<i32>() / channels as i32) as i16)
-            .collect();
-    }
+            .collect()
+    } else {
+        samples
+    };
     Ok((samples, spec.sample_rate))
+}
+
+/// Clamps the RIFF size and the `data` chunk size to what `wav` holds (whole 16-bit samples).
+fn fix_streamed_sizes(wav: &mut [u8]) {
+    let len = wav.len();
+    if len < 12 || &wav[0..4] != b"RIFF" {
+        return; // not a RIFF stream: let hound report it
+    }
+    let riff_size = u32::try_from(len - 8).unwrap_or(u32::MAX);
+    wav[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    let mut pos = 12;
+    while pos + 8 <= len {
+        let size =
+            u32::from_le_bytes([wav[pos + 4], wav[pos + 5], wav[pos + 6], wav[pos + 7]]) as usize;
+        let body = pos + 8;
+        if &wav[pos..pos + 4] == b"data" {
+            let available = (len - body) & !1;
+            if size > available {
+                wav[pos + 4..pos + 8].copy_from_slice(&(available as u32).to_le_bytes());
+            }
+            return;
+        }
+        pos = body.saturating_add(size + (size & 1));
+    }
 }
 
 /// Parses `espeak-ng --voices`:
@@ -178,6 +207,9 @@ mod tests {
         for s in [1i16, -2, 300] {
             wav.extend_from_slice(&s.to_le_bytes());
         }
-        assert_eq!(parse_streamed_wav(&wav).unwrap(), (vec![1, -2, 300], 22_050));
+        assert_eq!(
+            parse_streamed_wav(&wav).unwrap(),
+            (vec![1, -2, 300], 22_050)
+        );
     }
 }

@@ -113,17 +113,25 @@ mod tests {
         // Every code decodes to a value that re-encodes to the same code (0x7F and 0xFF both mean 0).
         for code in 0u8..=255 {
             let re = mulaw_encode(&mulaw_decode(&[code]))[0];
-            assert!(re == code || (code == 0x7F && re == 0xFF), "{code:#x} -> {re:#x}");
+            assert!(
+                re == code || (code == 0x7F && re == 0xFF),
+                "{code:#x} -> {re:#x}"
+            );
         }
         assert_eq!(mulaw_encode(&[0]), vec![0xFF]);
-        assert_eq!(mulaw_decode(&[0xFF, 0x7F, 0x00, 0x80]), vec![0, 0, -32124, 32124]);
+        assert_eq!(
+            mulaw_decode(&[0xFF, 0x7F, 0x00, 0x80]),
+            vec![0, 0, -32124, 32124]
+        );
     }
 
     #[test]
     fn resample_keeps_length_ratio_and_tone() {
         // 1 s of a 440 Hz tone at 48 kHz -> 16 kHz.
         let tone: Vec<i16> = (0..48_000)
-            .map(|n| ((n as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 10_000.0) as i16)
+            .map(|n| {
+                ((n as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 10_000.0) as i16
+            })
             .collect();
         let out = resample_i16(&tone, 48_000, 16_000);
         assert_eq!(out.len(), 16_000);

@@ -157,7 +157,8 @@ impl Segmenter {
             } else {
                 self.silence_run += 1;
             }
-            let too_long = self.utterance.len() >= self.config.max_utterance_ms as usize * SAMPLES_PER_MS;
+            let too_long =
+                self.utterance.len() >= self.config.max_utterance_ms as usize * SAMPLES_PER_MS;
             if self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1) || too_long {
                 events.push(SegmentEvent::SpeechEnded {
                     samples: std::mem::take(&mut self.utterance),

@@ -2,10 +2,10 @@
 
 /// Words that end with a period without ending a sentence (compared case-insensitively).
 const ABBREVIATIONS: &[&str] = &[
-    "dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "inc", "ltd",
-    "co", "corp", "no", "approx", "fig", "dept", "gen", "gov", "sgt", "capt", "lt", "col", "rev",
-    "hon", "ave", "blvd", "rd", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
-    "oct", "nov", "dec", "a.m", "p.m", "u.s", "u.k",
+    "dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "inc",
+    "ltd", "co", "corp", "no", "approx", "fig", "dept", "gen", "gov", "sgt", "capt", "lt", "col",
+    "rev", "hon", "ave", "blvd", "rd", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec", "a.m", "p.m", "u.s", "u.k",
 ];
 
 /// Splits `text` into sentences at `.`, `!`, `?`, `;` and newlines.
@@ -29,7 +29,10 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
                 // Swallow runs like "?!", "..." and closing quotes/brackets.
                 let mut end = i + c.len_utf8();
                 while let Some(&(j, d)) = iter.peek() {
-                    if matches!(d, '.' | '!' | '?' | ';' | '…' | '"' | '\'' | ')' | ']' | '”' | '’') {
+                    if matches!(
+                        d,
+                        '.' | '!' | '?' | ';' | '…' | '"' | '\'' | ')' | ']' | '”' | '’'
+                    ) {
                         end = j + d.len_utf8();
                         iter.next();
                     } else {
@@ -85,7 +88,13 @@ mod tests {
     fn splits_on_terminators_and_newlines() {
         assert_eq!(
             split_sentences("Hello there! How are you? Fine; thanks.\nNext line"),
-            vec!["Hello there!", "How are you?", "Fine;", "thanks.", "Next line"]
+            vec![
+                "Hello there!",
+                "How are you?",
+                "Fine;",
+                "thanks.",
+                "Next line"
+            ]
         );
     }
 
@@ -93,7 +102,10 @@ mod tests {
     fn keeps_abbreviations_numbers_and_initials() {
         assert_eq!(
             split_sentences("Dr. Smith paid $3.50 to J. R. Tolkien, e.g. for books. Then he left."),
-            vec!["Dr. Smith paid $3.50 to J. R. Tolkien, e.g. for books.", "Then he left."]
+            vec![
+                "Dr. Smith paid $3.50 to J. R. Tolkien, e.g. for books.",
+                "Then he left."
+            ]
         );
     }
 
@@ -101,8 +113,14 @@ mod tests {
     fn no_empty_pieces() {
         assert!(split_sentences("").is_empty());
         assert!(split_sentences("  \n\n ... !? \n").is_empty());
-        assert_eq!(split_sentences("Wait...  what?!\n\n"), vec!["Wait...", "what?!"]);
-        assert_eq!(split_sentences("He said \"stop.\" Then"), vec!["He said \"stop.\"", "Then"]);
+        assert_eq!(
+            split_sentences("Wait...  what?!\n\n"),
+            vec!["Wait...", "what?!"]
+        );
+        assert_eq!(
+            split_sentences("He said \"stop.\" Then"),
+            vec!["He said \"stop.\"", "Then"]
+        );
         assert_eq!(split_sentences("no terminator"), vec!["no terminator"]);
     }
 }

@@ -14,7 +14,10 @@ fn speech() -> Option<Vec<f32>> {
 }
 
 fn run(segmenter: &mut Segmenter, audio: &[f32], chunk: usize) -> Vec<SegmentEvent> {
-    let mut events: Vec<SegmentEvent> = audio.chunks(chunk).flat_map(|c| segmenter.push_f32(c)).collect();
+    let mut events: Vec<SegmentEvent> = audio
+        .chunks(chunk)
+        .flat_map(|c| segmenter.push_f32(c))
+        .collect();
     events.extend(segmenter.flush());
     events
 }
@@ -36,13 +39,22 @@ fn finds_one_utterance_between_silences() {
     };
     // The utterance holds the speech (espeak pads its own edges with a little silence), the
     // pre-roll and the hangover, and not the whole second of leading silence.
-    let (got, spoken) = (samples.len() as f32 / 16_000.0, speech.len() as f32 / 16_000.0);
+    let (got, spoken) = (
+        samples.len() as f32 / 16_000.0,
+        speech.len() as f32 / 16_000.0,
+    );
     eprintln!("utterance {got:.2} s for {spoken:.2} s of speech");
-    assert!(got > spoken * 0.8 && got < spoken + 1.2, "{got} s vs {spoken} s");
+    assert!(
+        got > spoken * 0.8 && got < spoken + 1.2,
+        "{got} s vs {spoken} s"
+    );
 
     // The i16 path and odd chunk sizes find the same utterance.
     let pcm: Vec<i16> = audio.iter().map(|&s| (s * 32767.0) as i16).collect();
-    let mut events: Vec<SegmentEvent> = pcm.chunks(999).flat_map(|c| segmenter.push_i16(c)).collect();
+    let mut events: Vec<SegmentEvent> = pcm
+        .chunks(999)
+        .flat_map(|c| segmenter.push_i16(c))
+        .collect();
     events.extend(segmenter.flush());
     assert_eq!(events.len(), 2, "{:?}", summary(&events));
 }
@@ -71,7 +83,10 @@ fn max_utterance_length_cuts_long_speech() {
         .collect();
     assert!(ended.len() >= 3, "{:?}", summary(&events));
     assert!(ended.iter().all(|&n| n <= 32_000 + 256), "{ended:?}");
-    let started = events.iter().filter(|e| **e == SegmentEvent::SpeechStarted).count();
+    let started = events
+        .iter()
+        .filter(|e| **e == SegmentEvent::SpeechStarted)
+        .count();
     assert_eq!(started, ended.len());
 }
 

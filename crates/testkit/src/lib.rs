@@ -21,7 +21,7 @@ pub use loopback_tts::{tone_ms_for_text, LoopbackTts};
 
 waav_plugin_api::register_plugin!(Stt, LoopbackStt);
 waav_plugin_api::register_plugin!(Tts, LoopbackTts);
-waav_plugin_api::register_plugin!(Stt, FaultyPlugin::default());
+waav_plugin_api::register_plugin!(Stt, FaultyPlugin);
 
 /// Call from a test or benchmark binary to make sure this crate (and so its registrations) is
 /// linked even when nothing else from it is used.

@@ -63,7 +63,7 @@ mod tests {
             guard("x", Duration::from_secs(1), async { Ok(5) }).await,
             Ok(5)
         );
-        assert!(guard_sync(|| panic!("sync")).map(|()| ()).is_err());
+        assert!(guard_sync::<()>(|| panic!("sync")).is_err());
         let h = spawn_supervised(Box::pin(async { panic!("task") }));
         assert_eq!(h.await.unwrap(), Err(PluginError::Panicked("task".into())));
     }

@@ -98,8 +98,8 @@ impl PiperVoice {
         require_file(onnx_path)?;
         require_file(json_path)?;
         let json = std::fs::read(json_path).map_err(|e| LocalError::io(json_path, e))?;
-        let config: VoiceConfig =
-            serde_json::from_slice(&json).map_err(|e| LocalError::config(json_path, e.to_string()))?;
+        let config: VoiceConfig = serde_json::from_slice(&json)
+            .map_err(|e| LocalError::config(json_path, e.to_string()))?;
 
         let mut id_map = HashMap::with_capacity(config.phoneme_id_map.len());
         for (key, ids) in config.phoneme_id_map {
@@ -111,13 +111,18 @@ impl PiperVoice {
         }
         for symbol in [phonemes::BOS, phonemes::EOS, phonemes::PAD] {
             if !id_map.contains_key(&symbol) {
-                return Err(LocalError::config(json_path, format!("phoneme_id_map lacks {symbol:?}")));
+                return Err(LocalError::config(
+                    json_path,
+                    format!("phoneme_id_map lacks {symbol:?}"),
+                ));
             }
         }
         let espeak_voice = match config.phoneme_type.as_deref() {
             Some("text") => None,
             _ => {
-                let voice = config.espeak.map_or_else(|| "en-us".to_owned(), |e| e.voice);
+                let voice = config
+                    .espeak
+                    .map_or_else(|| "en-us".to_owned(), |e| e.voice);
                 check_voice_arg(&voice)?;
                 Some(voice)
             }
@@ -126,7 +131,10 @@ impl PiperVoice {
             return Err(LocalError::config(json_path, "audio.sample_rate is 0"));
         }
 
-        let library = options.ort_library.clone().unwrap_or_else(onnx::default_library_path);
+        let library = options
+            .ort_library
+            .clone()
+            .unwrap_or_else(onnx::default_library_path);
         let env = onnx::environment(&library)?;
         let ort_err = |e: ort::Error<_>| LocalError::inference("piper", e);
         let mut builder = Session::builder(&env)
@@ -134,12 +142,15 @@ impl PiperVoice {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(ort_err)?;
         if options.threads > 0 {
-            builder = builder.with_intra_threads(options.threads).map_err(ort_err)?;
+            builder = builder
+                .with_intra_threads(options.threads)
+                .map_err(ort_err)?;
         }
-        let session = builder
-            .commit_from_file(onnx_path)
-            .map_err(|e| LocalError::inference("piper", format!("loading {}: {e}", onnx_path.display())))?;
-        let multi_speaker = config.num_speakers > 1 && session.inputs().iter().any(|i| i.name() == "sid");
+        let session = builder.commit_from_file(onnx_path).map_err(|e| {
+            LocalError::inference("piper", format!("loading {}: {e}", onnx_path.display()))
+        })?;
+        let multi_speaker =
+            config.num_speakers > 1 && session.inputs().iter().any(|i| i.name() == "sid");
 
         Ok(Self {
             session: Mutex::new(session),
@@ -167,9 +178,8 @@ impl PiperVoice {
         match &self.espeak_voice {
             Some(voice) => phonemes::phonemize(text, voice),
             // "text" voices take the characters themselves (NFD, as piper-phonemize does).
-            None => Ok(vec![text.nfd().collect()]).map(|v: Vec<String>| {
-                v.into_iter().filter(|s| !s.trim().is_empty()).collect()
-            }),
+            None => Ok(vec![text.nfd().collect()])
+                .map(|v: Vec<String>| v.into_iter().filter(|s| !s.trim().is_empty()).collect()),
         }
     }
 
@@ -211,11 +221,16 @@ impl PiperVoice {
     fn infer(&self, ids: Vec<i64>, scales: [f32; 3]) -> Result<Vec<f32>> {
         let err = |e: ort::Error| LocalError::inference("piper", e);
         let len = ids.len();
-        let input = Tensor::from_array(Array2::from_shape_vec((1, len), ids).expect("shape matches length"))
-            .map_err(err)?;
+        let input = Tensor::from_array(
+            Array2::from_shape_vec((1, len), ids).expect("shape matches length"),
+        )
+        .map_err(err)?;
         let lengths = Tensor::from_array(Array1::from_vec(vec![len as i64])).map_err(err)?;
         let scales = Tensor::from_array(Array1::from_vec(scales.to_vec())).map_err(err)?;
-        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let outputs = if self.multi_speaker {
             let sid = Tensor::from_array(Array1::from_vec(vec![0i64])).map_err(err)?;
             session.run(ort::inputs! {

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::espeak::run_espeak;
 use crate::error::Result;
+use crate::espeak::run_espeak;
 use crate::text::ends_sentence;
 
 /// Beginning-of-sentence, end-of-sentence and padding symbols of Piper's phoneme id map.
@@ -48,7 +48,10 @@ pub(crate) fn split_clauses(text: &str) -> Vec<Clause<'_>> {
         let mut end = i + c.len_utf8();
         let mut run = 1;
         while let Some(&(j, d)) = iter.peek() {
-            if matches!(d, '.' | '?' | '!' | '…' | '"' | '\'' | ')' | ']' | '”' | '’') {
+            if matches!(
+                d,
+                '.' | '?' | '!' | '…' | '"' | '\'' | ')' | ']' | '”' | '’'
+            ) {
                 run += usize::from(matches!(d, '.' | '?' | '!' | '…'));
                 end = j + d.len_utf8();
                 iter.next();
@@ -127,7 +130,11 @@ pub(crate) fn assemble(clauses: &[Clause<'_>], espeak_output: &str) -> Vec<Strin
         if let Some(t @ ('.' | '?' | '!')) = clauses.last().and_then(|c| c.terminator) {
             sentence.push(t);
         }
-        return if joined.is_empty() { Vec::new() } else { vec![sentence] };
+        return if joined.is_empty() {
+            Vec::new()
+        } else {
+            vec![sentence]
+        };
     }
 
     let mut sentences = Vec::new();
@@ -205,7 +212,10 @@ mod tests {
                 clause("bye", None),
             ]
         );
-        assert_eq!(split_clauses("It costs 3.50."), vec![clause("It costs 3.50", Some('.'))]);
+        assert_eq!(
+            split_clauses("It costs 3.50."),
+            vec![clause("It costs 3.50", Some('.'))]
+        );
         assert!(split_clauses(" ... ").is_empty());
     }
 
@@ -219,15 +229,23 @@ mod tests {
         assert_eq!(assemble(&clauses, "wˈʌn tˈuː\n"), vec!["wˈʌn tˈuː."]);
         // Language flags are dropped; composed characters are decomposed (NFD).
         let clauses = split_clauses("Bonjour");
-        assert_eq!(assemble(&clauses, "(fr)bɔ̃ʒuːɹ(en)ç\n"), vec!["bɔ̃ʒuːɹc\u{327}"]);
+        assert_eq!(
+            assemble(&clauses, "(fr)bɔ̃ʒuːɹ(en)ç\n"),
+            vec!["bɔ̃ʒuːɹc\u{327}"]
+        );
     }
 
     #[test]
     fn ids_are_padded_with_bos_and_eos() {
-        let map: HashMap<char, Vec<i64>> =
-            [('_', vec![0]), ('^', vec![1]), ('$', vec![2]), ('a', vec![14]), ('b', vec![15])]
-                .into_iter()
-                .collect();
+        let map: HashMap<char, Vec<i64>> = [
+            ('_', vec![0]),
+            ('^', vec![1]),
+            ('$', vec![2]),
+            ('a', vec![14]),
+            ('b', vec![15]),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(phoneme_ids("ab?", &map), vec![1, 0, 14, 0, 15, 0, 2]);
     }
 }

@@ -82,13 +82,21 @@ impl LogMel {
         // STFT power; the reference drops the last frame (`stft[..., :-1]`), so 3000 frames.
         for t in 0..N_FRAMES {
             let start = t * HOP_LENGTH;
-            for ((f, &x), &w) in self.frame.iter_mut().zip(&padded[start..start + N_FFT]).zip(&self.window) {
+            for ((f, &x), &w) in self
+                .frame
+                .iter_mut()
+                .zip(&padded[start..start + N_FFT])
+                .zip(&self.window)
+            {
                 *f = x * w;
             }
             self.fft
                 .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
                 .expect("buffer sizes come from the planner");
-            for (p, c) in self.power[t * N_BINS..(t + 1) * N_BINS].iter_mut().zip(&self.spectrum) {
+            for (p, c) in self.power[t * N_BINS..(t + 1) * N_BINS]
+                .iter_mut()
+                .zip(&self.spectrum)
+            {
                 *p = c.norm_sqr();
             }
         }
@@ -114,7 +122,9 @@ impl LogMel {
 
 impl std::fmt::Debug for LogMel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogMel").field("n_mels", &self.n_mels).finish_non_exhaustive()
+        f.debug_struct("LogMel")
+            .field("n_mels", &self.n_mels)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +206,9 @@ mod tests {
         assert!((max - min - 2.0).abs() < 1e-4, "{min}..{max}");
         // 440 Hz lies in a low mel bin: that bin beats the top one in a voiced frame.
         let frame = 50;
-        let bin_440 = (0..80).max_by(|&a, &b| out[a * N_FRAMES + frame].total_cmp(&out[b * N_FRAMES + frame])).unwrap();
+        let bin_440 = (0..80)
+            .max_by(|&a, &b| out[a * N_FRAMES + frame].total_cmp(&out[b * N_FRAMES + frame]))
+            .unwrap();
         assert!((5..12).contains(&bin_440), "peak bin {bin_440}");
         // Longer input is truncated, not rejected; buffers are reused.
         mel.compute(&vec![0.1; N_SAMPLES + 1234], &mut out);
@@ -215,7 +227,10 @@ mod tests {
             (79, 192, 0.003_164_712),
         ] {
             let got = f[m * N_BINS + k];
-            assert!((got - want).abs() < 1e-6, "filter {m} bin {k}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-6,
+                "filter {m} bin {k}: {got} vs {want}"
+            );
         }
         assert_eq!(f[0], 0.0);
         // Each row has at least one non-zero weight.

@@ -30,10 +30,15 @@ pub fn models_or_skip() -> Option<ModelPaths> {
 
 /// Whether `espeak-ng` runs; prints a SKIP line when it does not.
 pub fn espeak_or_skip() -> bool {
-    match std::process::Command::new("espeak-ng").arg("--version").output() {
+    match std::process::Command::new("espeak-ng")
+        .arg("--version")
+        .output()
+    {
         Ok(out) if out.status.success() => true,
         _ => {
-            eprintln!("SKIP: espeak-ng not installed, run scripts/fetch-models.sh (installs it as root)");
+            eprintln!(
+                "SKIP: espeak-ng not installed, run scripts/fetch-models.sh (installs it as root)"
+            );
             false
         }
     }
@@ -93,7 +98,10 @@ pub fn word_match(expected: &str, got: &str) -> f32 {
 pub fn assert_transcript(expected: &str, got: &str, what: &str) {
     let score = word_match(expected, got);
     eprintln!("{what}: {score:.2} word match: {got:?}");
-    assert!(score >= 0.8, "{what}: only {score:.2} of the words match: {got:?}");
+    assert!(
+        score >= 0.8,
+        "{what}: only {score:.2} of the words match: {got:?}"
+    );
 }
 
 /// Deterministic low-level white noise (about -60 dBFS), so "silence" is not all zeros.
