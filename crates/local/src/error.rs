@@ -72,6 +72,8 @@ pub enum LocalError {
     },
 }
 
+// The helpers are used by the engines only.
+#[cfg_attr(not(all(feature = "whisper", feature = "piper")), allow(dead_code))]
 impl LocalError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
@@ -87,7 +89,6 @@ impl LocalError {
         }
     }
 
-    #[allow(dead_code)] // unused when both engine features are disabled
     pub(crate) fn inference(engine: &'static str, err: impl std::fmt::Display) -> Self {
         Self::Inference {
             engine,

@@ -2,9 +2,12 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use waav_local::{ModelPaths, PiperOptions, PiperVoice, WhisperEngine};
+use waav_local::ModelPaths;
+#[cfg(feature = "whisper")]
+use waav_local::WhisperEngine;
+#[cfg(feature = "piper")]
+use waav_local::{PiperOptions, PiperVoice};
 
 pub const FOX: &str = "The quick brown fox jumps over the lazy dog.";
 
@@ -44,15 +47,17 @@ pub fn espeak_or_skip() -> bool {
     }
 }
 
+#[cfg(feature = "whisper")]
 /// One Whisper engine per test binary (loading takes a second).
 pub fn whisper(paths: &ModelPaths) -> &'static WhisperEngine {
-    static ENGINE: OnceLock<WhisperEngine> = OnceLock::new();
+    static ENGINE: std::sync::OnceLock<WhisperEngine> = std::sync::OnceLock::new();
     ENGINE.get_or_init(|| WhisperEngine::load(paths.whisper_dir(), 2).expect("load whisper"))
 }
 
+#[cfg(feature = "piper")]
 /// One Piper voice per test binary.
 pub fn piper(paths: &ModelPaths) -> &'static PiperVoice {
-    static VOICE: OnceLock<PiperVoice> = OnceLock::new();
+    static VOICE: std::sync::OnceLock<PiperVoice> = std::sync::OnceLock::new();
     VOICE.get_or_init(|| {
         let options = PiperOptions {
             ort_library: Some(paths.onnxruntime_lib()),
