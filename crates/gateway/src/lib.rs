@@ -8,15 +8,21 @@
 //! - [`config`]: YAML + environment + CLI, `${VAR}` substitution.
 //! - [`registry`]: linked plugins, names, lifecycle, health.
 //! - [`isolation`]: panic containment and deadlines around plugin code.
-//! - [`transport`]: HTTP routes.
+//! - [`session`]: one `/ws` voice session: protocol, STT/TTS links, turn logic, outgoing FIFO.
+//! - [`transport`]: HTTP and WebSocket routes; [`middleware`]: auth and connection caps.
+//! - [`cache`]: the TTS cache. [`metrics`]: Prometheus metrics.
 //! - [`server`]: start, serve, graceful stop. [`cli`]: the command line.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod isolation;
+pub mod metrics;
+pub mod middleware;
 pub mod registry;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod telemetry;
 pub mod transport;

@@ -3,6 +3,7 @@
 use crate::config::GatewayConfig;
 use crate::registry::{Registry, RegistryError};
 use crate::state::{AppState, SharedState};
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ impl Gateway {
         let ctx = PluginContext::new(env!("CARGO_PKG_VERSION"));
         registry.init_all(&ctx).await;
         Ok(Self {
-            state: Arc::new(AppState { config, registry }),
+            state: Arc::new(AppState::new(config, registry)),
         })
     }
 
@@ -47,6 +48,10 @@ impl Gateway {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Small frames must not wait for Nagle + delayed ACK (tens of ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -2,19 +2,31 @@
 
 mod headers;
 mod plugins;
+pub mod rest;
+mod ws;
 
 use crate::state::SharedState;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use waav_plugin_api::PluginHandle;
 
 /// Builds the full HTTP router: core routes, route plugins, middleware plugins, security headers.
 pub fn router(state: SharedState) -> Router {
+    let protected = Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/speak", post(rest::speak))
+        .route("/voices", get(rest::voices))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::auth::require_auth_rest,
+        ));
     let mut app = Router::new()
         .route("/", get(health))
         .route("/plugins", get(plugins::list))
         .route("/health/plugins", get(plugins::health))
+        .route("/metrics", get(rest::metrics))
+        .merge(protected)
         .with_state(state.clone());
     for entry in state.registry.entries() {
         if let (PluginHandle::Route(p), crate::registry::PluginState::Ready) =

@@ -1,0 +1,567 @@
+//! One `/ws` voice session: a single task per connection that handles client messages strictly
+//! in order, drives the STT and TTS provider links, applies the turn logic, and writes every
+//! reply through one outgoing FIFO.
+
+pub mod errors;
+pub mod outbound;
+pub mod protocol;
+pub mod stt;
+pub mod tts;
+pub mod turn;
+
+use crate::metrics::Metrics;
+use crate::middleware::auth;
+use crate::middleware::limits::ConnectionSlot;
+use crate::state::SharedState;
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use errors::WsError;
+use futures::StreamExt;
+use outbound::{write_loop, Outbound};
+use protocol::{ClientMessage, ConfigMessage, ServerMessage};
+use std::time::Duration;
+use stt::{SttLink, SttSignal};
+use tokio::time::Instant;
+use tts::{TtsLink, TtsProvider, TtsSignal};
+use turn::TurnTimer;
+use waav_plugin_api::{CustomMessageContext, SttEvent, Transcript};
+
+/// Time a provider gets to finish after its session is closed, before it is aborted.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// WebSocket close code for failed authentication.
+const CLOSE_AUTH_FAILED: u16 = 4001;
+
+/// Whether the connection must authenticate with an `auth` message first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthState {
+    /// Authenticated at upgrade (or auth not required); the client id, if any.
+    Authenticated(Option<String>),
+    /// Waiting for `{"type":"auth"}`.
+    Pending,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+struct Session {
+    state: SharedState,
+    out: Outbound,
+    auth: AuthState,
+    stream_id: String,
+    audio_enabled: bool,
+    stt: Option<SttLink>,
+    tts: Option<TtsLink>,
+    turn: TurnTimer,
+    /// An STT-side error already reported for the current config (avoids one per frame).
+    stt_problem_reported: bool,
+}
+
+/// Runs a session on an upgraded socket until either side ends it.
+pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: ConnectionSlot) {
+    let metrics = Metrics::get();
+    metrics.active_sessions.increment(1.0);
+    let (sink, mut stream) = socket.split();
+    let (out, rx) = Outbound::new();
+    let writer = tokio::spawn(write_loop(sink, rx));
+    let settings = state.config.session.clone();
+    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    let mut s = Session {
+        state,
+        out,
+        auth,
+        stream_id: String::new(),
+        audio_enabled: false,
+        stt: None,
+        tts: None,
+        turn: TurnTimer::new(
+            Duration::from_millis(settings.end_of_turn_ms),
+            Duration::from_millis(settings.end_of_turn_max_ms),
+        ),
+        stt_problem_reported: false,
+    };
+    if s.auth == AuthState::Pending {
+        s.out.send(ServerMessage::AuthRequired).await;
+    }
+    // Re-armed lazily: a message only stamps `last_activity`, the timer checks it when it fires.
+    let mut last_activity = Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    loop {
+        let turn_due = s.turn.deadline();
+        let tts_due = s.tts.as_ref().and_then(TtsLink::deadline);
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_activity = Instant::now();
+                if let Flow::Close = s.on_message(msg).await {
+                    break;
+                }
+            }
+            sig = next_stt(&mut s.stt) => s.on_stt(sig).await,
+            sig = next_tts(&mut s.tts) => s.on_tts(sig).await,
+            () = sleep_until(turn_due) => {
+                s.turn.fire();
+                s.send_result(Transcript::final_result("", 1.0, true), None).await;
+            }
+            () = sleep_until(tts_due) => {
+                if let Some(tts) = s.tts.as_mut() {
+                    let e = tts.on_timeout(&s.out).await;
+                    s.out.send(e.into()).await;
+                }
+            }
+            () = &mut idle_timer => {
+                let due = last_activity + idle;
+                if Instant::now() >= due {
+                    s.out.send(WsError::Idle.into()).await;
+                    s.out.close(1000, "idle timeout").await;
+                    break;
+                }
+                idle_timer.as_mut().reset(due);
+            }
+        }
+    }
+    s.stop_providers().await;
+    drop(s);
+    let _ = writer.await;
+    drop(slot);
+    metrics.active_sessions.decrement(1.0);
+}
+
+async fn next_stt(link: &mut Option<SttLink>) -> SttSignal {
+    match link {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_tts(link: &mut Option<TtsLink>) -> TtsSignal {
+    match link {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    async fn error(&self, e: WsError) {
+        self.out.send(e.into()).await;
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Flow {
+        match msg {
+            Message::Binary(audio) => self.on_audio(audio).await,
+            Message::Text(text) => {
+                if text.len() > protocol::MAX_TEXT_FRAME {
+                    self.error(WsError::MessageTooLarge(text.len())).await;
+                    return Flow::Continue;
+                }
+                let parsed = serde_json::from_str::<ClientMessage>(text.as_str());
+                if self.auth == AuthState::Pending {
+                    return self.on_pending_auth(parsed.ok()).await;
+                }
+                match parsed {
+                    Ok(m) => {
+                        Metrics::get().message_in(m.kind());
+                        self.on_client(m).await;
+                    }
+                    Err(e) => self.error(WsError::InvalidFormat(e.to_string())).await,
+                }
+                Flow::Continue
+            }
+            Message::Close(_) => Flow::Close,
+            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+        }
+    }
+
+    async fn on_pending_auth(&mut self, msg: Option<ClientMessage>) -> Flow {
+        let Some(ClientMessage::Auth { token }) = msg else {
+            self.error(WsError::AuthRequired).await;
+            self.out
+                .close(CLOSE_AUTH_FAILED, "authentication required")
+                .await;
+            return Flow::Close;
+        };
+        Metrics::get().message_in("auth");
+        let verified = (token.len() <= protocol::MAX_AUTH_TOKEN)
+            .then(|| auth::verify(&self.state.config.auth, &token))
+            .flatten();
+        match verified {
+            Some(id) => {
+                self.out
+                    .send(ServerMessage::Authenticated { id: id.clone() })
+                    .await;
+                self.auth = AuthState::Authenticated(Some(id));
+                Flow::Continue
+            }
+            None => {
+                self.error(WsError::InvalidToken).await;
+                self.out.close(CLOSE_AUTH_FAILED, "invalid token").await;
+                Flow::Close
+            }
+        }
+    }
+
+    async fn on_audio(&mut self, audio: Bytes) -> Flow {
+        let m = Metrics::get();
+        m.audio_frames_in.increment(1);
+        m.audio_bytes_in.increment(audio.len() as u64);
+        if self.auth == AuthState::Pending {
+            self.error(WsError::AuthRequired).await;
+            self.out
+                .close(CLOSE_AUTH_FAILED, "authentication required")
+                .await;
+            return Flow::Close;
+        }
+        if audio.len() > protocol::MAX_AUDIO_FRAME {
+            self.error(WsError::AudioFrameTooLarge(audio.len())).await;
+            return Flow::Continue;
+        }
+        if !self.audio_enabled {
+            self.error(WsError::AudioDisabled).await;
+            return Flow::Continue;
+        }
+        let result = match &self.stt {
+            Some(stt) => stt.send_audio(audio).await,
+            None => Err(WsError::SttNotConfigured),
+        };
+        match result {
+            Ok(()) => self.stt_problem_reported = false,
+            Err(e) if !self.stt_problem_reported => {
+                self.stt_problem_reported = true;
+                self.error(e).await;
+            }
+            Err(_) => {}
+        }
+        Flow::Continue
+    }
+
+    async fn on_client(&mut self, msg: ClientMessage) {
+        let result = match msg {
+            ClientMessage::Config(cfg) => self.on_config(*cfg).await,
+            ClientMessage::Speak {
+                text,
+                flush,
+                allow_interruption,
+            } => {
+                self.on_speak(
+                    text,
+                    flush.unwrap_or(true),
+                    allow_interruption.unwrap_or(true),
+                )
+                .await
+            }
+            ClientMessage::Clear => {
+                if let Some(tts) = self.tts.as_mut() {
+                    tts.clear().await;
+                }
+                Ok(())
+            }
+            ClientMessage::SendMessage { message, .. } => WsError::check_size(
+                "send_message.message",
+                message.len(),
+                protocol::MAX_SEND_MESSAGE,
+            )
+            .and(Err(WsError::LiveKitNotConfigured)),
+            ClientMessage::SipTransfer { transfer_to } => {
+                let message = if valid_phone(&transfer_to) {
+                    "SIP transfer failed: LiveKit is not configured for this session".to_owned()
+                } else {
+                    format!("Invalid phone number: {transfer_to:?} must be + followed by digits")
+                };
+                self.out
+                    .send(ServerMessage::SipTransferError { message })
+                    .await;
+                Ok(())
+            }
+            // Already authenticated (or auth not required): nothing to do.
+            ClientMessage::Auth { .. } => Ok(()),
+            ClientMessage::Custom {
+                message_type,
+                payload,
+            } => self.on_custom(message_type, payload).await,
+        };
+        if let Err(e) = result {
+            self.error(e).await;
+        }
+    }
+
+    async fn stop_providers(&mut self) {
+        let stt = self.stt.take();
+        let tts = self.tts.take();
+        tokio::join!(
+            async {
+                if let Some(l) = stt {
+                    l.close(CLOSE_GRACE).await;
+                }
+            },
+            async {
+                if let Some(l) = tts {
+                    l.close(CLOSE_GRACE).await;
+                }
+            }
+        );
+        self.audio_enabled = false;
+        self.turn.on_speech_final();
+        self.stt_problem_reported = false;
+    }
+
+    async fn on_config(&mut self, cfg: ConfigMessage) -> Result<(), WsError> {
+        if let Some(id) = &cfg.stream_id {
+            WsError::check_size("config.stream_id", id.len(), protocol::MAX_STREAM_ID)?;
+        }
+        // The previous providers stop before new ones start (no double billing, no crosstalk).
+        self.stop_providers().await;
+        let audio = cfg.audio.unwrap_or(true);
+        if audio && cfg.stt_config.is_none() && cfg.tts_config.is_none() {
+            return Err(WsError::NothingToConfigure);
+        }
+        if cfg.livekit.is_some() {
+            self.error(WsError::LiveKitNotConfigured).await;
+        }
+        if audio {
+            let settings = &self.state.config.session;
+            let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
+            let registry = &self.state.registry;
+            let stt_fut = async {
+                match &cfg.stt_config {
+                    Some(c) => SttLink::open(registry, c, server_timeout).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let tts_fut = async {
+                match &cfg.tts_config {
+                    Some(c) => {
+                        let timeout = c
+                            .connection_timeout
+                            .map_or(server_timeout, |s| Duration::from_secs(s.max(1)))
+                            .min(server_timeout);
+                        let request_timeout =
+                            Duration::from_secs(c.request_timeout.unwrap_or(60).max(1));
+                        TtsProvider::open(registry, c, timeout)
+                            .await
+                            .map(|p| Some(TtsLink::new(p, request_timeout, true)))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let (stt, tts) = tokio::join!(stt_fut, tts_fut);
+            match (stt, tts) {
+                (Ok(stt), Ok(tts)) => {
+                    self.stt = stt;
+                    self.tts = tts;
+                }
+                (stt, tts) => {
+                    // Report the first failure; close whatever did connect.
+                    let err = match (stt, tts) {
+                        (Err(e), other) => {
+                            if let Ok(Some(t)) = other {
+                                t.close(CLOSE_GRACE).await;
+                            }
+                            e
+                        }
+                        (Ok(s), Err(e)) => {
+                            if let Some(s) = s {
+                                s.close(CLOSE_GRACE).await;
+                            }
+                            e
+                        }
+                        (Ok(_), Ok(_)) => unreachable!("handled above"),
+                    };
+                    return Err(err);
+                }
+            }
+            self.audio_enabled = true;
+        }
+        self.stream_id = cfg
+            .stream_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.out
+            .send(ServerMessage::Ready {
+                stream_id: self.stream_id.clone(),
+                livekit_url: String::new(),
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn on_speak(
+        &mut self,
+        text: String,
+        flush: bool,
+        interruptible: bool,
+    ) -> Result<(), WsError> {
+        WsError::check_size("speak.text", text.len(), protocol::MAX_SPEAK_TEXT)?;
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let tts = self.tts.as_mut().ok_or(WsError::TtsNotConfigured)?;
+        tts.speak(text, flush, interruptible, &self.state.cache, &self.out)
+            .await
+    }
+
+    async fn on_custom(
+        &mut self,
+        message_type: String,
+        payload: serde_json::Value,
+    ) -> Result<(), WsError> {
+        let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(0);
+        WsError::check_size("custom.payload", size, protocol::MAX_CUSTOM_PAYLOAD)?;
+        let handler = self
+            .state
+            .custom_handlers
+            .get(&message_type)
+            .cloned()
+            .ok_or_else(|| WsError::UnknownCustomType(message_type.clone()))?;
+        let timeout = Duration::from_millis(self.state.config.session.custom_handler_timeout_ms);
+        let ctx = CustomMessageContext::new(self.stream_id.clone());
+        let what = format!("custom handler {message_type}");
+        match crate::isolation::guard(
+            &what,
+            timeout,
+            handler.handle_custom(ctx, &message_type, payload),
+        )
+        .await
+        {
+            Ok(Some(payload)) => {
+                self.out
+                    .send(ServerMessage::PluginResponse {
+                        message_type,
+                        payload,
+                    })
+                    .await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(error) => Err(WsError::CustomHandler {
+                message_type,
+                error,
+            }),
+        }
+    }
+
+    async fn on_stt(&mut self, sig: SttSignal) {
+        let provider = self.stt.as_ref().map(|s| s.provider);
+        match sig {
+            SttSignal::Event(SttEvent::Transcript(t)) => self.on_transcript(t, provider).await,
+            SttSignal::Event(SttEvent::UtteranceEnd) => {
+                if self.turn.pending() {
+                    self.turn.fire();
+                    self.send_result(Transcript::final_result("", 1.0, true), None)
+                        .await;
+                }
+            }
+            SttSignal::Event(SttEvent::SpeechStarted) => {}
+            SttSignal::Event(SttEvent::Error(error)) => {
+                if let Some(provider) = provider {
+                    self.error(WsError::Provider {
+                        role: "STT",
+                        provider,
+                        error,
+                    })
+                    .await;
+                }
+            }
+            SttSignal::Ended(result) => {
+                let provider = provider.unwrap_or("unknown");
+                self.stt = None;
+                self.stt_problem_reported = true;
+                let error = result.err().unwrap_or_else(|| {
+                    waav_plugin_api::PluginError::Transient("the provider ended the session".into())
+                });
+                tracing::warn!(provider, error = %error, "STT provider session ended");
+                self.error(WsError::Provider {
+                    role: "STT",
+                    provider,
+                    error,
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn on_transcript(&mut self, t: Transcript, provider: Option<&'static str>) {
+        if self
+            .tts
+            .as_ref()
+            .is_some_and(TtsLink::suppresses_interruptions)
+        {
+            return;
+        }
+        let empty = t.text.trim().is_empty();
+        if !t.is_final {
+            if !empty {
+                self.send_result(t, provider).await;
+            }
+            return;
+        }
+        if empty {
+            // Empty finals are dropped; an empty speech-final still ends an open turn.
+            if t.is_speech_final && self.turn.pending() {
+                self.turn.fire();
+                self.send_result(Transcript::final_result("", 1.0, true), None)
+                    .await;
+            }
+            return;
+        }
+        if t.is_speech_final {
+            self.turn.on_speech_final();
+        } else {
+            self.turn.on_final(Instant::now());
+        }
+        self.send_result(t, provider).await;
+    }
+
+    async fn send_result(&self, t: Transcript, provider: Option<&'static str>) {
+        self.out
+            .send(ServerMessage::SttResult {
+                transcript: t.text,
+                is_final: t.is_final,
+                is_speech_final: t.is_speech_final,
+                confidence: t.confidence,
+                provider,
+                language: t.language,
+                words: t.words,
+            })
+            .await;
+    }
+
+    async fn on_tts(&mut self, sig: TtsSignal) {
+        let Some(tts) = self.tts.as_mut() else { return };
+        match sig {
+            TtsSignal::Event(ev) => {
+                if let Some(e) = tts.on_event(ev, &self.state.cache, &self.out).await {
+                    self.error(e).await;
+                }
+            }
+            TtsSignal::Ended(result) => {
+                let provider = tts.provider_id();
+                self.tts = None;
+                let error = result.err().unwrap_or_else(|| {
+                    waav_plugin_api::PluginError::Transient("the provider ended the session".into())
+                });
+                tracing::warn!(provider, error = %error, "TTS provider session ended");
+                self.error(WsError::Provider {
+                    role: "TTS",
+                    provider,
+                    error,
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// `+` followed by 1–20 digits.
+fn valid_phone(s: &str) -> bool {
+    s.strip_prefix('+')
+        .is_some_and(|d| (1..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}

@@ -1,0 +1,350 @@
+//! The `/ws` wire messages (see docs/protocol.md), as typed structs.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest text frame accepted, in bytes.
+pub const MAX_TEXT_FRAME: usize = 1024 * 1024;
+/// Largest binary (audio) frame accepted, in bytes.
+pub const MAX_AUDIO_FRAME: usize = 5 * 1024 * 1024;
+/// Largest WebSocket message or frame the transport reads at all.
+pub const MAX_WS_MESSAGE: usize = 10 * 1024 * 1024;
+/// Field limits: `speak.text`.
+pub const MAX_SPEAK_TEXT: usize = 100 * 1024;
+/// Field limits: `send_message.message`.
+pub const MAX_SEND_MESSAGE: usize = 50 * 1024;
+/// Field limits: `custom.payload` (serialized).
+pub const MAX_CUSTOM_PAYLOAD: usize = 50 * 1024;
+/// Field limits: `config.stream_id`.
+pub const MAX_STREAM_ID: usize = 256;
+/// Field limits: `auth.token`.
+pub const MAX_AUTH_TOKEN: usize = 4 * 1024;
+
+/// A message from the client, tagged by `type`. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Configure (or reconfigure) the session.
+    Config(Box<ConfigMessage>),
+    /// Synthesize text.
+    Speak {
+        /// The text.
+        text: String,
+        /// Synthesize now (default true).
+        #[serde(default)]
+        flush: Option<bool>,
+        /// Whether `clear` and STT results may interrupt this utterance (default true).
+        #[serde(default)]
+        allow_interruption: Option<bool>,
+    },
+    /// Drop queued and in-flight TTS.
+    Clear,
+    /// LiveKit data message.
+    SendMessage {
+        /// The text.
+        message: String,
+        /// Sender role.
+        #[serde(default)]
+        role: Option<String>,
+        /// Topic.
+        #[serde(default)]
+        topic: Option<String>,
+        /// Debug payload.
+        #[serde(default)]
+        debug: Option<serde_json::Value>,
+    },
+    /// SIP call transfer.
+    SipTransfer {
+        /// `+` and digits.
+        transfer_to: String,
+    },
+    /// Authenticate a pending connection.
+    Auth {
+        /// Bearer token or API secret.
+        token: String,
+    },
+    /// A message for a route plugin.
+    Custom {
+        /// Selects the handler.
+        message_type: String,
+        /// Opaque payload.
+        #[serde(default)]
+        payload: serde_json::Value,
+    },
+}
+
+impl ClientMessage {
+    /// The `type` tag, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Speak { .. } => "speak",
+            Self::Clear => "clear",
+            Self::SendMessage { .. } => "send_message",
+            Self::SipTransfer { .. } => "sip_transfer",
+            Self::Auth { .. } => "auth",
+            Self::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// The `config` message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ConfigMessage {
+    /// Echoed in `ready`; a UUIDv4 when absent.
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// Enable the voice pipeline (default true).
+    #[serde(default)]
+    pub audio: Option<bool>,
+    /// STT settings.
+    #[serde(default)]
+    pub stt_config: Option<SttConfig>,
+    /// TTS settings.
+    #[serde(default)]
+    pub tts_config: Option<TtsConfig>,
+    /// LiveKit room settings.
+    #[serde(default)]
+    pub livekit: Option<serde_json::Value>,
+}
+
+/// `stt_config`: all seven fields required, as in WaaV.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SttConfig {
+    /// Provider id or alias.
+    pub provider: String,
+    /// BCP-47 language.
+    pub language: String,
+    /// Sample rate of the binary audio.
+    pub sample_rate: u32,
+    /// Channels of the binary audio.
+    pub channels: u16,
+    /// Punctuate transcripts.
+    pub punctuation: bool,
+    /// Audio encoding (`linear16` = PCM16LE).
+    pub encoding: String,
+    /// Model; empty for the provider default.
+    pub model: String,
+    /// Per-session key override; empty means the server's key.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+/// A pronunciation override.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PronunciationMsg {
+    /// The word.
+    pub word: String,
+    /// How to say it.
+    pub pronunciation: String,
+}
+
+/// `emotion_intensity`: a number 0–1 or `low`/`medium`/`high`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Intensity {
+    /// 0–1.
+    Number(f32),
+    /// `low`, `medium`, `high`.
+    Level(String),
+}
+
+/// `tts_config`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TtsConfig {
+    /// Provider id or alias.
+    pub provider: String,
+    /// Model; may be empty.
+    pub model: String,
+    /// Voice id.
+    #[serde(default)]
+    pub voice_id: Option<String>,
+    /// Speaking rate (1.0).
+    #[serde(default)]
+    pub speaking_rate: Option<f32>,
+    /// Output encoding (`linear16` default).
+    #[serde(default)]
+    pub audio_format: Option<String>,
+    /// Output sample rate (24000 default).
+    #[serde(default)]
+    pub sample_rate: Option<u32>,
+    /// Seconds to wait for the provider to connect (30).
+    #[serde(default)]
+    pub connection_timeout: Option<u64>,
+    /// Seconds a request may go without progress (60).
+    #[serde(default)]
+    pub request_timeout: Option<u64>,
+    /// Pronunciation overrides.
+    #[serde(default)]
+    pub pronunciations: Vec<PronunciationMsg>,
+    /// Per-session key override.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Emotion name.
+    #[serde(default)]
+    pub emotion: Option<String>,
+    /// Emotion intensity.
+    #[serde(default)]
+    pub emotion_intensity: Option<Intensity>,
+    /// Delivery style.
+    #[serde(default)]
+    pub delivery_style: Option<String>,
+    /// Free-text emotion description.
+    #[serde(default)]
+    pub emotion_description: Option<String>,
+}
+
+/// A message to the client, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Providers are connected.
+    Ready {
+        /// The session's stream id.
+        stream_id: String,
+        /// LiveKit URL (empty without LiveKit; always present).
+        livekit_url: String,
+    },
+    /// A transcript.
+    SttResult {
+        /// Text.
+        transcript: String,
+        /// Final for this segment.
+        is_final: bool,
+        /// End of the speaker's turn.
+        is_speech_final: bool,
+        /// 0–1.
+        confidence: f32,
+        /// Provider id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        provider: Option<&'static str>,
+        /// Detected language.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        /// Word timings.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        words: Vec<waav_plugin_api::Word>,
+    },
+    /// The TTS queue drained.
+    TtsPlaybackComplete {
+        /// Milliseconds since the Unix epoch.
+        timestamp: u64,
+    },
+    /// An error; the connection stays open unless stated.
+    Error {
+        /// Human-readable message.
+        message: String,
+        /// Machine-readable code.
+        code: &'static str,
+    },
+    /// SIP transfer failed.
+    SipTransferError {
+        /// Why.
+        message: String,
+    },
+    /// Send `auth` first.
+    AuthRequired,
+    /// Authentication succeeded.
+    Authenticated {
+        /// The client id.
+        id: String,
+    },
+    /// A route plugin's reply to `custom`.
+    PluginResponse {
+        /// Echo of the request's type.
+        message_type: String,
+        /// The reply.
+        payload: serde_json::Value,
+    },
+}
+
+impl ServerMessage {
+    /// The `type` tag, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ready { .. } => "ready",
+            Self::SttResult { .. } => "stt_result",
+            Self::TtsPlaybackComplete { .. } => "tts_playback_complete",
+            Self::Error { .. } => "error",
+            Self::SipTransferError { .. } => "sip_transfer_error",
+            Self::AuthRequired => "auth_required",
+            Self::Authenticated { .. } => "authenticated",
+            Self::PluginResponse { .. } => "plugin_response",
+        }
+    }
+
+    /// An `error` message.
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_messages_and_ignores_unknown_fields() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"speak","text":"hi","extra":1}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Speak {
+                text: "hi".into(),
+                flush: None,
+                allow_interruption: None
+            }
+        );
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"clear"}"#).unwrap();
+        assert_eq!(m, ClientMessage::Clear);
+    }
+
+    #[test]
+    fn numbers_are_strict_and_stt_fields_required() {
+        let base = r#"{"type":"config","stt_config":{"provider":"x","language":"en-US","sample_rate":16000.5,"channels":1,"punctuation":true,"encoding":"linear16","model":""}}"#;
+        assert!(serde_json::from_str::<ClientMessage>(base).is_err());
+        let missing = r#"{"type":"config","stt_config":{"provider":"x","language":"en-US","sample_rate":16000,"channels":1,"encoding":"linear16","model":""}}"#;
+        let e = serde_json::from_str::<ClientMessage>(missing).unwrap_err();
+        assert!(e.to_string().contains("punctuation"), "{e}");
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
+    }
+
+    #[test]
+    fn server_messages_have_the_wire_shape() {
+        let v = serde_json::to_value(ServerMessage::Ready {
+            stream_id: "s".into(),
+            livekit_url: String::new(),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"ready","stream_id":"s","livekit_url":""})
+        );
+        let v = serde_json::to_value(ServerMessage::SttResult {
+            transcript: String::new(),
+            is_final: true,
+            is_speech_final: true,
+            confidence: 1.0,
+            provider: None,
+            language: None,
+            words: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"stt_result","transcript":"","is_final":true,"is_speech_final":true,"confidence":1.0})
+        );
+        let v = serde_json::to_value(ServerMessage::AuthRequired).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"auth_required"}));
+    }
+}

@@ -1,0 +1,444 @@
+//! A session's link to its TTS provider: the speak queue, cache, `clear` and interruption rules.
+//!
+//! Requests are answered strictly in order. A cache hit waits its turn behind earlier requests
+//! and is then streamed in the provider's own framing. `tts_playback_complete` is sent once the
+//! queue drains, after the last binary frame.
+
+use super::errors::WsError;
+use super::outbound::Outbound;
+use super::protocol::{now_ms, ServerMessage, TtsConfig};
+use crate::cache::{CacheKey, CachedAudio, TtsCache};
+use crate::isolation::{guard, spawn_supervised};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use waav_plugin_api::{
+    AudioEncoding, AudioFormat, Emotion, PluginError, Pronunciation, SpeakRequest, TtsEvent,
+    TtsInput, TtsIo, TtsSessionConfig,
+};
+
+const CHANNEL_CAPACITY: usize = 64;
+/// Cache fills stop collecting past this size (the cache would refuse it anyway).
+const MAX_COLLECT: usize = 8 * 1024 * 1024;
+
+/// Builds the provider-facing config from the client's `tts_config`.
+pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
+    let invalid = |message: String| WsError::InvalidConfig {
+        section: "tts_config",
+        message,
+    };
+    let encoding: AudioEncoding = cfg
+        .audio_format
+        .as_deref()
+        .unwrap_or("linear16")
+        .parse()
+        .map_err(|e| invalid(format!("{e}")))?;
+    let mut s = TtsSessionConfig::new(encoding, cfg.sample_rate.unwrap_or(24_000))
+        .with_voice(cfg.voice_id.clone().unwrap_or_default())
+        .with_model(cfg.model.clone());
+    if s.sample_rate == 0 {
+        return Err(invalid("sample_rate must be positive".into()));
+    }
+    s.speaking_rate = cfg.speaking_rate.unwrap_or(1.0);
+    if !(0.25..=4.0).contains(&s.speaking_rate) {
+        return Err(invalid(format!(
+            "speaking_rate {} out of range 0.25–4.0",
+            s.speaking_rate
+        )));
+    }
+    s.pronunciations = cfg
+        .pronunciations
+        .iter()
+        .map(|p| Pronunciation {
+            word: p.word.clone(),
+            pronunciation: p.pronunciation.clone(),
+        })
+        .collect();
+    let intensity = match &cfg.emotion_intensity {
+        None => None,
+        Some(super::protocol::Intensity::Number(n)) if (0.0..=1.0).contains(n) => Some(*n),
+        Some(super::protocol::Intensity::Level(l)) => Some(match l.as_str() {
+            "low" => 0.3,
+            "medium" => 0.6,
+            "high" => 0.9,
+            other => {
+                return Err(invalid(format!(
+                    "emotion_intensity {other:?} must be 0–1, low, medium or high"
+                )))
+            }
+        }),
+        Some(super::protocol::Intensity::Number(n)) => {
+            return Err(invalid(format!(
+                "emotion_intensity {n} must be between 0 and 1"
+            )))
+        }
+    };
+    s.emotion = Emotion {
+        emotion: cfg.emotion.clone(),
+        intensity,
+        delivery_style: cfg.delivery_style.clone(),
+        description: cfg.emotion_description.clone(),
+    };
+    Ok(s)
+}
+
+/// An open TTS provider session (used by `/ws` sessions and by `POST /speak`).
+#[derive(Debug)]
+pub struct TtsProvider {
+    /// Provider id.
+    pub provider: &'static str,
+    /// The settings it was opened with.
+    pub config: TtsSessionConfig,
+    input: Sender<TtsInput>,
+    events: Receiver<TtsEvent>,
+    task: Option<JoinHandle<Result<(), PluginError>>>,
+}
+
+/// What the provider side produced.
+#[derive(Debug)]
+pub enum TtsSignal {
+    /// An event.
+    Event(TtsEvent),
+    /// The provider session ended.
+    Ended(Result<(), PluginError>),
+}
+
+impl TtsProvider {
+    /// Resolves, validates and connects the provider for `cfg`.
+    pub async fn open(
+        registry: &Registry,
+        cfg: &TtsConfig,
+        connect_timeout: Duration,
+    ) -> Result<Self, WsError> {
+        let mut session = session_config(cfg)?;
+        let p = registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
+        let caps = p.entry.capabilities();
+        caps.check_model(&session.model)
+            .and_then(|()| caps.check_voice(&session.voice_id))
+            .and_then(|()| caps.check_encoding(session.encoding))
+            .and_then(|()| caps.check_sample_rate(session.sample_rate))
+            .map_err(|message| WsError::InvalidConfig {
+                section: "tts_config",
+                message,
+            })?;
+        let provider = p.entry.info.id;
+        session = session
+            .with_api_key(p.api_key)
+            .with_plugin_config(p.entry.plugin_config());
+        let (io, peer) = TtsIo::pair(CHANNEL_CAPACITY);
+        let started = Instant::now();
+        let what = format!("TTS provider {provider} connect");
+        let task = guard(
+            &what,
+            connect_timeout,
+            p.plugin.connect(session.clone(), io),
+        )
+        .await
+        .map_err(|error| match error {
+            PluginError::Timeout(_) => WsError::ProviderTimeout,
+            error => WsError::Provider {
+                role: "TTS",
+                provider,
+                error,
+            },
+        })?;
+        Metrics::get().provider_latency(provider, "connect", started.elapsed());
+        Ok(Self {
+            provider,
+            config: session,
+            input: peer.input,
+            events: peer.events,
+            task: Some(spawn_supervised(task)),
+        })
+    }
+
+    /// Sends a request or a cancel to the provider. `false` when it is gone.
+    pub async fn send(&self, input: TtsInput) -> bool {
+        self.input.send(input).await.is_ok()
+    }
+
+    /// The next event, or the provider's end once its events are drained.
+    pub async fn next(&mut self) -> TtsSignal {
+        match self.events.recv().await {
+            Some(ev) => TtsSignal::Event(ev),
+            None => TtsSignal::Ended(match self.task.take() {
+                Some(t) => t.await.unwrap_or_else(|e| {
+                    Err(PluginError::Panicked(format!("provider task aborted: {e}")))
+                }),
+                None => std::future::pending().await,
+            }),
+        }
+    }
+
+    /// Stops the provider, aborting it after `grace`.
+    pub async fn close(mut self, grace: Duration) {
+        drop(self.input);
+        drop(self.events);
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(grace, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    interruptible: bool,
+    cached: Option<Arc<CachedAudio>>,
+    key: CacheKey,
+    collected: Vec<u8>,
+    frame_bytes: usize,
+    started: Instant,
+    first_byte: bool,
+}
+
+/// The TTS half of a `/ws` session.
+#[derive(Debug)]
+pub struct TtsLink {
+    provider: TtsProvider,
+    format: AudioFormat,
+    request_timeout: Duration,
+    next_id: u64,
+    queue: VecDeque<Pending>,
+    /// Non-interruptible audio is being played until then.
+    playing_until: Instant,
+    last_progress: Instant,
+    cache_fill: bool,
+}
+
+impl TtsLink {
+    /// Wraps an open provider.
+    pub fn new(provider: TtsProvider, request_timeout: Duration, cache_fill: bool) -> Self {
+        let format = AudioFormat {
+            encoding: provider.config.encoding,
+            sample_rate: provider.config.sample_rate,
+            channels: 1,
+        };
+        Self {
+            provider,
+            format,
+            request_timeout,
+            next_id: 1,
+            queue: VecDeque::new(),
+            playing_until: Instant::now(),
+            last_progress: Instant::now(),
+            cache_fill,
+        }
+    }
+
+    /// Provider id.
+    pub fn provider_id(&self) -> &'static str {
+        self.provider.provider
+    }
+
+    /// Queues `text`. Cache hits wait for earlier requests, then stream from memory.
+    pub async fn speak(
+        &mut self,
+        text: String,
+        flush: bool,
+        interruptible: bool,
+        cache: &TtsCache,
+        out: &Outbound,
+    ) -> Result<(), WsError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let key = CacheKey::new(self.provider.provider, &self.provider.config, &text);
+        let cached = cache.get(key).await;
+        let m = Metrics::get();
+        if cached.is_some() {
+            m.cache_hits.increment(1);
+        } else {
+            m.cache_misses.increment(1);
+        }
+        let to_provider = cached.is_none();
+        if self.queue.is_empty() {
+            self.last_progress = Instant::now();
+        }
+        self.queue.push_back(Pending {
+            id,
+            interruptible,
+            cached,
+            key,
+            collected: Vec::new(),
+            frame_bytes: 0,
+            started: Instant::now(),
+            first_byte: false,
+        });
+        if to_provider {
+            let req = SpeakRequest { id, text, flush };
+            if !self.provider.send(TtsInput::Speak(req)).await {
+                // The provider is gone; its end arrives through `next` and is reported there.
+                return Ok(());
+            }
+        }
+        if self.drain_cached(out).await && self.queue.is_empty() {
+            out.send(ServerMessage::TtsPlaybackComplete {
+                timestamp: now_ms(),
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Handles one provider event. Returns an error to report, if any.
+    pub async fn on_event(
+        &mut self,
+        ev: TtsEvent,
+        cache: &TtsCache,
+        out: &Outbound,
+    ) -> Option<WsError> {
+        let head = self.queue.front().map(|p| p.id);
+        match ev {
+            TtsEvent::Audio { id, data } if Some(id) == head => {
+                self.last_progress = Instant::now();
+                let cache_fill = self.cache_fill;
+                let p = self.queue.front_mut().expect("head exists");
+                if !p.first_byte {
+                    p.first_byte = true;
+                    Metrics::get().provider_latency(
+                        self.provider.provider,
+                        "tts_first_byte",
+                        p.started.elapsed(),
+                    );
+                }
+                if cache_fill && p.collected.len() + data.len() <= MAX_COLLECT {
+                    p.frame_bytes = p.frame_bytes.max(data.len());
+                    p.collected.extend_from_slice(&data);
+                }
+                let interruptible = p.interruptible;
+                self.play(data, interruptible, out).await;
+                None
+            }
+            // Audio for a cleared (or unknown) request is dropped.
+            TtsEvent::Audio { .. } => None,
+            TtsEvent::Done { id } if Some(id) == head => {
+                let p = self.queue.pop_front().expect("head exists");
+                if self.cache_fill && !p.collected.is_empty() && p.collected.len() <= MAX_COLLECT {
+                    cache.insert(
+                        p.key,
+                        CachedAudio {
+                            data: Bytes::from(p.collected),
+                            frame_bytes: p.frame_bytes,
+                        },
+                    );
+                }
+                self.after_head(out).await;
+                None
+            }
+            TtsEvent::Done { .. } => None,
+            TtsEvent::Error { id, error } => {
+                let was_pending = self.queue.iter().any(|p| p.id == id);
+                self.queue.retain(|p| p.id != id);
+                if !was_pending {
+                    return None;
+                }
+                self.after_head(out).await;
+                Some(WsError::Provider {
+                    role: "TTS",
+                    provider: self.provider.provider,
+                    error,
+                })
+            }
+        }
+    }
+
+    async fn after_head(&mut self, out: &Outbound) {
+        self.last_progress = Instant::now();
+        self.drain_cached(out).await;
+        if self.queue.is_empty() {
+            out.send(ServerMessage::TtsPlaybackComplete {
+                timestamp: now_ms(),
+            })
+            .await;
+        }
+    }
+
+    /// Streams cache hits that have reached the head of the queue; `true` if any played.
+    async fn drain_cached(&mut self, out: &Outbound) -> bool {
+        let mut played = false;
+        while let Some(p) = self.queue.front() {
+            let Some(audio) = p.cached.clone() else { break };
+            let interruptible = p.interruptible;
+            for frame in audio.frames() {
+                self.play(frame, interruptible, out).await;
+            }
+            self.queue.pop_front();
+            played = true;
+        }
+        played
+    }
+
+    async fn play(&mut self, data: Bytes, interruptible: bool, out: &Outbound) {
+        if !interruptible {
+            // Estimate playback end from the audio sent: the client plays it in real time.
+            let ms = self
+                .format
+                .duration_ms(data.len())
+                .unwrap_or(data.len() as f64 / 16.0); // compressed: assume ~128 kbit/s
+            let now = Instant::now();
+            self.playing_until =
+                self.playing_until.max(now) + Duration::from_micros((ms * 1000.0) as u64);
+        }
+        out.binary(data).await;
+    }
+
+    /// `clear`: drops queued and in-flight audio, unless non-interruptible audio is queued or
+    /// still playing (then `clear` is a no-op).
+    pub async fn clear(&mut self) {
+        if self.suppresses_interruptions() {
+            return;
+        }
+        if let Some(last) = self.queue.back().map(|p| p.id) {
+            self.queue.clear();
+            self.provider.send(TtsInput::Cancel { up_to: last }).await;
+        }
+    }
+
+    /// Whether non-interruptible speech is queued or playing (STT results are held back then).
+    pub fn suppresses_interruptions(&self) -> bool {
+        Instant::now() < self.playing_until || self.queue.iter().any(|p| !p.interruptible)
+    }
+
+    /// When the head request times out for lack of progress, if one is in flight.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.queue
+            .front()
+            .filter(|p| p.cached.is_none())
+            .map(|_| self.last_progress + self.request_timeout)
+    }
+
+    /// The head request made no progress within the request timeout: drop it and report.
+    pub async fn on_timeout(&mut self, out: &Outbound) -> WsError {
+        if let Some(p) = self.queue.pop_front() {
+            self.provider.send(TtsInput::Cancel { up_to: p.id }).await;
+        }
+        self.after_head(out).await;
+        WsError::Provider {
+            role: "TTS",
+            provider: self.provider.provider,
+            error: PluginError::Timeout(format!(
+                "no audio within {} s",
+                self.request_timeout.as_secs_f32()
+            )),
+        }
+    }
+
+    /// The next provider signal.
+    pub async fn next(&mut self) -> TtsSignal {
+        self.provider.next().await
+    }
+
+    /// Stops the provider.
+    pub async fn close(self, grace: Duration) {
+        self.provider.close(grace).await;
+    }
+}

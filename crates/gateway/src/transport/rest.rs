@@ -1,0 +1,213 @@
+//! REST: `POST /speak`, `GET /voices`, `GET /metrics`.
+
+use crate::cache::{CacheKey, CachedAudio};
+use crate::isolation::guard;
+use crate::metrics::Metrics;
+use crate::registry::LookupError;
+use crate::session::errors::WsError;
+use crate::session::protocol::TtsConfig;
+use crate::session::tts::{session_config, TtsProvider, TtsSignal};
+use crate::state::SharedState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::time::Duration;
+use waav_plugin_api::{PluginError, PluginHandle, SpeakRequest, TtsEvent, TtsInput};
+
+/// Largest `text` accepted by `POST /speak`.
+pub const MAX_REST_TEXT: usize = 10 * 1024;
+
+#[derive(serde::Deserialize)]
+struct SpeakBody {
+    text: String,
+    tts_config: TtsConfig,
+}
+
+fn fail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn status_of(e: &WsError) -> StatusCode {
+    match e {
+        WsError::InvalidConfig { .. } | WsError::Lookup(LookupError::Unsupported(_)) => {
+            StatusCode::BAD_REQUEST
+        }
+        WsError::ProviderTimeout
+        | WsError::Provider {
+            error: PluginError::Timeout(_),
+            ..
+        } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `POST /speak {text, tts_config}` → the whole audio.
+pub async fn speak(State(state): State<SharedState>, body: Bytes) -> Response {
+    let req: SpeakBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid request body: {e}"),
+            )
+        }
+    };
+    if req.text.trim().is_empty() {
+        return fail(StatusCode::BAD_REQUEST, "Text cannot be empty");
+    }
+    if req.text.len() > MAX_REST_TEXT {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Text too long: {} bytes (max {MAX_REST_TEXT} bytes)",
+                req.text.len()
+            ),
+        );
+    }
+    match synthesize(&state, &req.text, &req.tts_config).await {
+        Ok((audio, cfg)) => {
+            let enc = cfg.encoding;
+            let headers = [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(enc.content_type()),
+                ),
+                (
+                    HeaderName::from_static("x-audio-format"),
+                    HeaderValue::from_static(enc.as_str()),
+                ),
+                (
+                    HeaderName::from_static("x-sample-rate"),
+                    HeaderValue::from(cfg.sample_rate),
+                ),
+            ];
+            (StatusCode::OK, headers, audio).into_response()
+        }
+        Err(e) => fail(status_of(&e), e.to_string()),
+    }
+}
+
+async fn synthesize(
+    state: &SharedState,
+    text: &str,
+    cfg: &TtsConfig,
+) -> Result<(Bytes, waav_plugin_api::TtsSessionConfig), WsError> {
+    let settings = &state.config.session;
+    let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
+    let connect_timeout = cfg
+        .connection_timeout
+        .map_or(server_timeout, |s| Duration::from_secs(s.max(1)))
+        .min(server_timeout);
+    let request_timeout = Duration::from_secs(cfg.request_timeout.unwrap_or(60).max(1));
+
+    // Cache first: resolving the name gives the canonical id the key is made of.
+    let provider_id = state
+        .registry
+        .tts(&cfg.provider, cfg.api_key.as_deref())?
+        .entry
+        .info
+        .id;
+    let session = session_config(cfg)?;
+    let key = CacheKey::new(provider_id, &session, text);
+    let m = Metrics::get();
+    if let Some(hit) = state.cache.get(key).await {
+        m.cache_hits.increment(1);
+        return Ok((hit.data.clone(), session));
+    }
+    m.cache_misses.increment(1);
+
+    let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout).await?;
+    let id = provider.provider;
+    let request = SpeakRequest {
+        id: 1,
+        text: text.to_owned(),
+        flush: true,
+    };
+    let collect = async {
+        if !provider.send(TtsInput::Speak(request)).await {
+            return Err(PluginError::Transient("provider session closed".into()));
+        }
+        let mut audio = Vec::new();
+        let mut frame = 0;
+        loop {
+            match provider.next().await {
+                TtsSignal::Event(TtsEvent::Audio { data, .. }) => {
+                    frame = frame.max(data.len());
+                    audio.extend_from_slice(&data);
+                }
+                TtsSignal::Event(TtsEvent::Done { .. }) => return Ok((audio, frame)),
+                TtsSignal::Event(TtsEvent::Error { error, .. }) => return Err(error),
+                TtsSignal::Ended(r) => {
+                    return Err(r.err().unwrap_or_else(|| {
+                        PluginError::Transient("provider ended before finishing".into())
+                    }))
+                }
+            }
+        }
+    };
+    let what = format!("TTS provider {id} synthesis");
+    let result = guard(&what, request_timeout, collect).await;
+    let config = provider.config.clone();
+    provider.close(Duration::from_secs(1)).await;
+    let (audio, frame) = result.map_err(|error| WsError::Provider {
+        role: "TTS",
+        provider: id,
+        error,
+    })?;
+    let audio = Bytes::from(audio);
+    state.cache.insert(
+        key,
+        CachedAudio {
+            data: audio.clone(),
+            frame_bytes: frame,
+        },
+    );
+    Ok((audio, config))
+}
+
+/// `GET /voices`: voices of every TTS provider that is configured and answers.
+pub async fn voices(State(state): State<SharedState>) -> Json<serde_json::Value> {
+    let lookups = state.registry.entries().iter().filter_map(|e| {
+        let PluginHandle::Tts(p) = &e.handle else {
+            return None;
+        };
+        let ready = e.state() == crate::registry::PluginState::Ready;
+        let keyed = e.info.api_key_env.is_none() || e.server_api_key.is_some();
+        (ready && keyed).then(|| {
+            let p = p.clone();
+            let key = e.server_api_key.clone();
+            let id = e.info.id;
+            async move {
+                let what = format!("voices of {id}");
+                (
+                    id,
+                    guard(&what, Duration::from_secs(10), p.voices(key)).await,
+                )
+            }
+        })
+    });
+    let mut out = serde_json::Map::new();
+    for (id, result) in futures::future::join_all(lookups).await {
+        match result {
+            Ok(voices) => {
+                out.insert(id.to_owned(), serde_json::json!(voices));
+            }
+            Err(e) => tracing::warn!(provider = id, error = %e, "voice listing failed"),
+        }
+    }
+    Json(serde_json::Value::Object(out))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        Metrics::get().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,66 @@
+//! `GET /ws`: upgrade, connection caps, authentication mode, then a voice session.
+
+use crate::middleware::auth::{self, AuthFailure};
+use crate::middleware::limits::LimitError;
+use crate::session::protocol::MAX_WS_MESSAGE;
+use crate::session::{self, AuthState};
+use crate::state::SharedState;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// Socket buffers: small, since a session holds one client socket and frames are small (the
+/// defaults of 128 KiB each would cost far more than the session itself).
+const WS_BUFFER: usize = 8 * 1024;
+
+/// Upgrades to a voice session.
+pub async fn upgrade(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let slot = match state.limiter.try_acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(LimitError::AtCapacity) => {
+            return too_many(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server at capacity. Please try again later.",
+            )
+        }
+        Err(LimitError::PerIp) => {
+            return too_many(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many connections from your IP address.",
+            )
+        }
+    };
+    let auth_state = if state.config.auth.required {
+        match auth::token_from(&headers, uri.query()) {
+            Ok(Some(token)) => match auth::verify(&state.config.auth, &token) {
+                Some(id) => AuthState::Authenticated(Some(id)),
+                None => return AuthFailure::Unauthorized.into_response(),
+            },
+            Ok(None) => AuthState::Pending,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        AuthState::Authenticated(None)
+    };
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
+        .on_upgrade(move |socket| session::run(socket, state, auth_state, slot))
+}
+
+fn too_many(status: StatusCode, message: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
