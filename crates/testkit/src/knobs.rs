@@ -32,6 +32,7 @@ pub enum Fault {
 /// - `chunk_ms=N`: TTS audio chunk length (default 20).
 /// - `ms_per_char=N`: TTS tone length per character (default 10).
 /// - `speech_final=1`: STT finals from a silence gap also mark the end of the turn.
+/// - `realtime=1`: TTS paces audio in real time instead of as fast as possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knobs {
     /// Delay per result / before first TTS audio.
@@ -46,6 +47,8 @@ pub struct Knobs {
     pub ms_per_char: u32,
     /// STT finals from a silence gap also mark the end of the turn.
     pub speech_final: bool,
+    /// TTS paces its audio in real time (one chunk per chunk duration), like a streaming vendor.
+    pub realtime: bool,
 }
 
 impl Default for Knobs {
@@ -57,6 +60,7 @@ impl Default for Knobs {
             chunk_ms: 20,
             ms_per_char: 10,
             speech_final: false,
+            realtime: false,
         }
     }
 }
@@ -74,6 +78,7 @@ impl Knobs {
                 "chunk_ms" => k.chunk_ms = num()?.max(1),
                 "ms_per_char" => k.ms_per_char = num()?,
                 "speech_final" => k.speech_final = num()? != 0,
+                "realtime" => k.realtime = num()? != 0,
                 "fault" => {
                     k.fault = match value {
                         "none" => Fault::None,
@@ -104,7 +109,7 @@ impl Knobs {
 
 fn bad(part: &str) -> PluginError {
     PluginError::Config(format!(
-        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1)"
+        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1)"
     ))
 }
 

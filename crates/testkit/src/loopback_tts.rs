@@ -176,7 +176,11 @@ impl Session {
         let step = 2.0 * std::f32::consts::PI * self.freq / rate as f32;
         let mut pos = 0;
         let mut first = true;
+        let chunk_time = std::time::Duration::from_millis(u64::from(self.knobs.chunk_ms));
         while pos < total {
+            if self.knobs.realtime && pos > 0 {
+                tokio::time::sleep(chunk_time).await;
+            }
             while let Ok(input) = self.io.input.try_recv() {
                 self.accept(input);
             }

@@ -107,8 +107,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
             }
             () = sleep_until(tts_due) => {
                 if let Some(tts) = s.tts.as_mut() {
-                    let e = tts.on_timeout(&s.out).await;
-                    s.out.send(e.into()).await;
+                    tts.on_timeout(&s.out).await;
                 }
             }
             () = &mut idle_timer => {
@@ -537,11 +536,7 @@ impl Session {
     async fn on_tts(&mut self, sig: TtsSignal) {
         let Some(tts) = self.tts.as_mut() else { return };
         match sig {
-            TtsSignal::Event(ev) => {
-                if let Some(e) = tts.on_event(ev, &self.state.cache, &self.out).await {
-                    self.error(e).await;
-                }
-            }
+            TtsSignal::Event(ev) => tts.on_event(ev, &self.state.cache, &self.out).await,
             TtsSignal::Ended(result) => {
                 let provider = tts.provider_id();
                 self.tts = None;

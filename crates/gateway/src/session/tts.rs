@@ -289,13 +289,8 @@ impl TtsLink {
         Ok(())
     }
 
-    /// Handles one provider event. Returns an error to report, if any.
-    pub async fn on_event(
-        &mut self,
-        ev: TtsEvent,
-        cache: &TtsCache,
-        out: &Outbound,
-    ) -> Option<WsError> {
+    /// Handles one provider event (a failed request is reported before the queue moves on).
+    pub async fn on_event(&mut self, ev: TtsEvent, cache: &TtsCache, out: &Outbound) {
         let head = self.queue.front().map(|p| p.id);
         match ev {
             TtsEvent::Audio { id, data } if Some(id) == head => {
@@ -316,10 +311,9 @@ impl TtsLink {
                 }
                 let interruptible = p.interruptible;
                 self.play(data, interruptible, out).await;
-                None
             }
             // Audio for a cleared (or unknown) request is dropped.
-            TtsEvent::Audio { .. } => None,
+            TtsEvent::Audio { .. } => {}
             TtsEvent::Done { id } if Some(id) == head => {
                 let p = self.queue.pop_front().expect("head exists");
                 if self.cache_fill && !p.collected.is_empty() && p.collected.len() <= MAX_COLLECT {
@@ -332,21 +326,20 @@ impl TtsLink {
                     );
                 }
                 self.after_head(out).await;
-                None
             }
-            TtsEvent::Done { .. } => None,
+            TtsEvent::Done { .. } => {}
             TtsEvent::Error { id, error } => {
                 let was_pending = self.queue.iter().any(|p| p.id == id);
                 self.queue.retain(|p| p.id != id);
-                if !was_pending {
-                    return None;
+                if was_pending {
+                    let e = WsError::Provider {
+                        role: "TTS",
+                        provider: self.provider.provider,
+                        error,
+                    };
+                    out.send(e.into()).await;
+                    self.after_head(out).await;
                 }
-                self.after_head(out).await;
-                Some(WsError::Provider {
-                    role: "TTS",
-                    provider: self.provider.provider,
-                    error,
-                })
             }
         }
     }
@@ -416,20 +409,21 @@ impl TtsLink {
             .map(|_| self.last_progress + self.request_timeout)
     }
 
-    /// The head request made no progress within the request timeout: drop it and report.
-    pub async fn on_timeout(&mut self, out: &Outbound) -> WsError {
-        if let Some(p) = self.queue.pop_front() {
-            self.provider.send(TtsInput::Cancel { up_to: p.id }).await;
-        }
-        self.after_head(out).await;
-        WsError::Provider {
+    /// The head request made no progress within the request timeout: report it, drop it.
+    pub async fn on_timeout(&mut self, out: &Outbound) {
+        let e = WsError::Provider {
             role: "TTS",
             provider: self.provider.provider,
             error: PluginError::Timeout(format!(
                 "no audio within {} s",
                 self.request_timeout.as_secs_f32()
             )),
+        };
+        out.send(e.into()).await;
+        if let Some(p) = self.queue.pop_front() {
+            self.provider.send(TtsInput::Cancel { up_to: p.id }).await;
         }
+        self.after_head(out).await;
     }
 
     /// The next provider signal.

@@ -1,6 +1,8 @@
 //! Shared helpers: a real gateway on 127.0.0.1 with the testkit plugins linked.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::net::SocketAddr;
 use waav_gateway::config::{CliOverrides, GatewayConfig};
 use waav_gateway::Gateway;
