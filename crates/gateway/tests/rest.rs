@@ -139,3 +139,20 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    for yaml in [
+        "limits: { requests_per_second: 1, burst: 2 }\n",
+        "plugins: { middleware: { rate_limiting: { type: token_bucket, config: { requests_per_second: 1, burst: 2 } } } }\n",
+    ] {
+        let server = TestServer::start(yaml).await;
+        for _ in 0..2 {
+            assert_eq!(reqwest::get(server.url("/")).await.unwrap().status(), 200, "{yaml}");
+        }
+        let res = reqwest::get(server.url("/")).await.unwrap();
+        assert_eq!(res.status(), 429, "{yaml}");
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.text().await.unwrap(), "Too Many Requests! Wait for 1s");
+    }
+}

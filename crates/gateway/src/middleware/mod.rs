@@ -1,4 +1,5 @@
-//! Core middleware: client authentication and connection limits.
+//! Core middleware: client authentication, connection caps and rate limiting.
 
 pub mod auth;
 pub mod limits;
+pub mod rate_limit;

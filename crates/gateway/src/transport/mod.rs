@@ -48,6 +48,12 @@ pub fn router(state: SharedState) -> Router {
     for m in middleware {
         app = m.apply(app);
     }
+    if let Some(rps) = state.config.limits.requests_per_second {
+        match crate::middleware::rate_limit::RateLimit::new(rps, state.config.limits.burst) {
+            Ok(limit) => app = limit.apply(app),
+            Err(e) => tracing::error!(error = %e, "rate limiting disabled: invalid limits"),
+        }
+    }
     app.fallback(not_found)
         .layer(axum::middleware::map_response(headers::security_headers))
 }
