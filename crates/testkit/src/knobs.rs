@@ -33,6 +33,7 @@ pub enum Fault {
 /// - `ms_per_char=N`: TTS tone length per character (default 10).
 /// - `speech_final=1`: STT finals from a silence gap also mark the end of the turn.
 /// - `realtime=1`: TTS paces audio in real time instead of as fast as possible.
+/// - `stamp=N`: STT benchmark mode (see [`crate::stamp`]): a report every N frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knobs {
     /// Delay per result / before first TTS audio.
@@ -49,6 +50,9 @@ pub struct Knobs {
     pub speech_final: bool,
     /// TTS paces its audio in real time (one chunk per chunk duration), like a streaming vendor.
     pub realtime: bool,
+    /// STT benchmark mode: every audio frame starts with a [`crate::stamp`] header, and every
+    /// `stamp` frames the provider reports the frames' transit times (0: off).
+    pub stamp: u32,
 }
 
 impl Default for Knobs {
@@ -61,6 +65,7 @@ impl Default for Knobs {
             ms_per_char: 10,
             speech_final: false,
             realtime: false,
+            stamp: 0,
         }
     }
 }
@@ -79,6 +84,7 @@ impl Knobs {
                 "ms_per_char" => k.ms_per_char = num()?,
                 "speech_final" => k.speech_final = num()? != 0,
                 "realtime" => k.realtime = num()? != 0,
+                "stamp" => k.stamp = num()?,
                 "fault" => {
                     k.fault = match value {
                         "none" => Fault::None,
@@ -109,7 +115,7 @@ impl Knobs {
 
 fn bad(part: &str) -> PluginError {
     PluginError::Config(format!(
-        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1)"
+        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1, stamp=N)"
     ))
 }
 

@@ -14,6 +14,7 @@ mod knobs;
 mod loopback_stt;
 mod loopback_tts;
 mod route;
+pub mod stamp;
 
 pub use faulty::FaultyPlugin;
 pub use knobs::{Fault, Knobs};

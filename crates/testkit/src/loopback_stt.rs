@@ -76,6 +76,9 @@ async fn run(knobs: Knobs, bytes_per_ms: f64, mut io: SttIo) -> Result<(), Plugi
         silence_ms: 0.0,
         in_utterance: false,
     };
+    if knobs.stamp > 0 {
+        return run_stamped(knobs.stamp, io).await;
+    }
     while let Some(input) = io.input.recv().await {
         let out = match input {
             SttInput::Audio(bytes) => st.on_audio(&bytes, bytes_per_ms),
@@ -83,6 +86,35 @@ async fn run(knobs: Knobs, bytes_per_ms: f64, mut io: SttIo) -> Result<(), Plugi
         };
         if let Some(t) = out {
             if !st.emit(t, &io).await? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Benchmark mode: report frame transit times every `every` frames (see [`crate::stamp`]).
+async fn run_stamped(every: u32, mut io: SttIo) -> Result<(), PluginError> {
+    use crate::stamp::{now_ns, read_header, StampReport};
+    let mut received = 0u64;
+    let mut transit = Vec::with_capacity(every as usize);
+    while let Some(input) = io.input.recv().await {
+        let SttInput::Audio(frame) = input else {
+            continue;
+        };
+        let arrived = now_ns();
+        received += 1;
+        if let Some((_, sent)) = read_header(&frame) {
+            transit.push(arrived.saturating_sub(sent));
+        }
+        if received % u64::from(every) == 0 {
+            let report = StampReport {
+                received,
+                emitted_ns: now_ns(),
+                transit_ns: std::mem::take(&mut transit),
+            };
+            let t = Transcript::interim(report.encode(), 1.0);
+            if io.events.send(SttEvent::Transcript(t)).await.is_err() {
                 break;
             }
         }
