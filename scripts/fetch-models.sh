@@ -25,8 +25,10 @@ ensure_debian_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "installing Debian packages: ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        # Not fatal: the models can still be fetched; the engines report what is missing.
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+            log "WARNING: could not install ${missing[*]} with apt-get; install them by hand."
+        fi
     else
         log "WARNING: missing ${missing[*]}; install them (e.g. 'sudo apt-get install -y ${missing[*]}')."
         log "         cmake is needed to build ct2rs, espeak-ng for Piper phonemes and the espeak TTS."

@@ -23,8 +23,8 @@ pub struct EspeakVoice {
 
 /// Speaks `text` with espeak-ng and returns mono 16-bit samples and their sample rate.
 ///
-/// `voice` is an espeak voice or language (`en-us`), `words_per_minute` the speed (espeak's
-/// default is 175). The text goes to espeak's stdin, never its argv.
+/// `voice` is an espeak voice or language (`en-us`); `words_per_minute` is the speed (espeak's
+/// default is 175), clamped to 80..=450. The text goes to espeak's stdin, never its argv.
 pub fn espeak_synthesize(
     text: &str,
     voice: &str,

@@ -192,3 +192,56 @@ fn segmented_utterance_is_transcribed() {
         .expect("transcribe");
     assert_transcript(FOX, &text, "segmented utterance");
 }
+
+/// Prints real-time factors (processing time / audio time). Run on an idle machine with
+/// `cargo test --release --test roundtrip -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints real-time factors"]
+fn measure_real_time_factors() {
+    let Some(paths) = models_or_skip() else { return };
+    if !espeak_or_skip() {
+        return;
+    }
+    let paragraph = "The gateway streams audio between callers and speech engines. \
+        When the network is down, the local engines take over: Whisper listens and Piper speaks. \
+        Each sentence is synthesized as soon as it is complete, so the first words play quickly. \
+        The quick brown fox jumps over the lazy dog, and the lazy dog does not seem to mind.";
+    for threads in [1, 2] {
+        let options = waav_local::PiperOptions {
+            ort_library: Some(paths.onnxruntime_lib()),
+            threads,
+        };
+        let voice = waav_local::PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options)
+            .expect("load piper");
+        voice.synthesize("Warm up.", None).expect("warm up");
+        let started = Instant::now();
+        let audio = voice.synthesize(paragraph, None).expect("synthesize");
+        let secs = audio.len() as f32 / voice.sample_rate() as f32;
+        eprintln!(
+            "piper {threads} thread(s): RTF {:.3} ({secs:.1} s of audio)",
+            started.elapsed().as_secs_f32() / secs
+        );
+    }
+
+    let voice = piper(&paths);
+    let long = to_mono_16k(&voice.synthesize(paragraph, None).expect("tts"), voice.sample_rate(), 1);
+    let short = to_mono_16k(&voice.synthesize(FOX, None).expect("tts"), voice.sample_rate(), 1);
+    for threads in [1, 2] {
+        for beam in [1, 5] {
+            let mut engine = waav_local::WhisperEngine::load(paths.whisper_dir(), threads).expect("load");
+            engine.set_beam_size(beam);
+            engine.transcribe(&short).expect("warm up");
+            for (name, pcm) in [("short", &short), ("long", &long)] {
+                let started = Instant::now();
+                let text = engine.transcribe(pcm).expect("transcribe");
+                let secs = pcm.len() as f32 / 16_000.0;
+                eprintln!(
+                    "whisper {threads} thread(s) beam {beam} {name} ({secs:.1} s): RTF {:.3}, {:.0} ms; {:.2} word match",
+                    started.elapsed().as_secs_f32() / secs,
+                    started.elapsed().as_secs_f32() * 1000.0,
+                    word_match(if name == "short" { FOX } else { paragraph }, &text)
+                );
+            }
+        }
+    }
+}

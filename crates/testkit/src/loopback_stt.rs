@@ -107,7 +107,7 @@ async fn run_stamped(every: u32, mut io: SttIo) -> Result<(), PluginError> {
         if let Some((_, sent)) = read_header(&frame) {
             transit.push(arrived.saturating_sub(sent));
         }
-        if received % u64::from(every) == 0 {
+        if received.is_multiple_of(u64::from(every)) {
             let report = StampReport {
                 received,
                 emitted_ns: now_ns(),

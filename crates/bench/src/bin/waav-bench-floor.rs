@@ -74,7 +74,7 @@ async fn relay(ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
                 if let Some((_, sent)) = read_header(&frame) {
                     transit.push(arrived.saturating_sub(sent));
                 }
-                if received % every == 0 {
+                if received.is_multiple_of(every) {
                     let report = StampReport {
                         received,
                         emitted_ns: now_ns(),
