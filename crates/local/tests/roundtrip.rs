@@ -198,7 +198,9 @@ fn segmented_utterance_is_transcribed() {
 #[test]
 #[ignore = "benchmark: prints real-time factors"]
 fn measure_real_time_factors() {
-    let Some(paths) = models_or_skip() else { return };
+    let Some(paths) = models_or_skip() else {
+        return;
+    };
     if !espeak_or_skip() {
         return;
     }
@@ -211,8 +213,9 @@ fn measure_real_time_factors() {
             ort_library: Some(paths.onnxruntime_lib()),
             threads,
         };
-        let voice = waav_local::PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options)
-            .expect("load piper");
+        let voice =
+            waav_local::PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options)
+                .expect("load piper");
         voice.synthesize("Warm up.", None).expect("warm up");
         let started = Instant::now();
         let audio = voice.synthesize(paragraph, None).expect("synthesize");
@@ -224,11 +227,20 @@ fn measure_real_time_factors() {
     }
 
     let voice = piper(&paths);
-    let long = to_mono_16k(&voice.synthesize(paragraph, None).expect("tts"), voice.sample_rate(), 1);
-    let short = to_mono_16k(&voice.synthesize(FOX, None).expect("tts"), voice.sample_rate(), 1);
+    let long = to_mono_16k(
+        &voice.synthesize(paragraph, None).expect("tts"),
+        voice.sample_rate(),
+        1,
+    );
+    let short = to_mono_16k(
+        &voice.synthesize(FOX, None).expect("tts"),
+        voice.sample_rate(),
+        1,
+    );
     for threads in [1, 2] {
         for beam in [1, 5] {
-            let mut engine = waav_local::WhisperEngine::load(paths.whisper_dir(), threads).expect("load");
+            let mut engine =
+                waav_local::WhisperEngine::load(paths.whisper_dir(), threads).expect("load");
             engine.set_beam_size(beam);
             engine.transcribe(&short).expect("warm up");
             for (name, pcm) in [("short", &short), ("long", &long)] {
