@@ -1,10 +1,10 @@
 //! Piper text-to-speech (VITS models exported to ONNX) on ONNX Runtime.
 //!
 //! Model inputs/outputs and synthesis steps follow Piper's reference implementation
-//! (rhasspy/piper `src/cpp/piper.cpp`): `input` [1, N] i64 phoneme ids, `input_lengths` [1]
-//! i64, `scales` [3] f32 = (noise_scale, length_scale, noise_w), optional `sid` [1] i64 for
-//! multi-speaker voices; output [1, 1, T] f32 audio, peak-normalized to 16-bit per sentence;
-//! 0.2 s of silence between sentences.
+//! (rhasspy/piper `src/cpp/piper.cpp`): `input` `[1, N]` i64 phoneme ids, `input_lengths`
+//! `[1]` i64, `scales` `[3]` f32 = (noise_scale, length_scale, noise_w), optional `sid` `[1]`
+//! i64 for multi-speaker voices; output `[1, 1, T]` f32 audio, peak-normalized to 16-bit per
+//! sentence; 0.2 s of silence between sentences.
 
 mod phonemes;
 
