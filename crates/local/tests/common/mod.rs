@@ -19,13 +19,22 @@ pub fn model_paths() -> ModelPaths {
     }
 }
 
+/// Prints a SKIP line that shows even though libtest captures `eprintln!` of passing tests
+/// (the capture only covers the print macros, not direct writes to stderr).
+pub fn skip(reason: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
+}
+
 /// The models, or `None` after printing why the calling test is skipped.
 pub fn models_or_skip() -> Option<ModelPaths> {
     let paths = model_paths();
     match paths.check() {
         Ok(()) => Some(paths),
         Err(e) => {
-            eprintln!("SKIP: models not found, run scripts/fetch-models.sh ({e})");
+            skip(format_args!(
+                "models not found, run scripts/fetch-models.sh ({e})"
+            ));
             None
         }
     }
