@@ -8,6 +8,7 @@
 //! - [`resample`]: sample-rate conversion and G.711 mu-law.
 //! - [`text::split_sentences`]: sentence splitting for incremental TTS.
 //! - [`models::ModelPaths`]: where the models live.
+//! - [`plugins`]: all of the above as gateway plugins (STT `local`, TTS `local` and `espeak`).
 //!
 //! The API is blocking: call it from a blocking thread pool in async code.
 
@@ -17,6 +18,7 @@ mod error;
 
 pub mod espeak;
 pub mod models;
+pub mod plugins;
 pub mod resample;
 pub mod segmenter;
 pub mod text;

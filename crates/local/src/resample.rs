@@ -1,7 +1,8 @@
-//! Sample-rate conversion (rubato's FFT resampler) and G.711 mu-law codecs.
+//! Sample-rate conversion (rubato's FFT resampler) and slice forms of the G.711 mu-law codec.
 
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
+use waav_plugin_api::codec;
 
 /// Sample rate the speech models (Whisper, the VAD) expect.
 pub const SPEECH_RATE: u32 = 16_000;
@@ -65,34 +66,12 @@ pub fn resample_f32(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
 
 /// Decodes G.711 mu-law bytes to linear 16-bit PCM.
 pub fn mulaw_decode(bytes: &[u8]) -> Vec<i16> {
-    // ITU-T G.711: bytes are stored inverted; 3 exponent bits, 4 mantissa bits, bias 0x84.
-    bytes
-        .iter()
-        .map(|&b| {
-            let u = !b;
-            let exponent = (u >> 4) & 0x07;
-            let mantissa = i32::from(u & 0x0F);
-            let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-            (if u & 0x80 != 0 { -magnitude } else { magnitude }) as i16
-        })
-        .collect()
+    bytes.iter().map(|&b| codec::mulaw_decode(b)).collect()
 }
 
 /// Encodes linear 16-bit PCM to G.711 mu-law bytes.
 pub fn mulaw_encode(samples: &[i16]) -> Vec<u8> {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32635;
-    samples
-        .iter()
-        .map(|&s| {
-            let sign: u8 = if s < 0 { 0x80 } else { 0 };
-            let magnitude = i32::from(s).abs().min(CLIP) + BIAS;
-            // Position of the highest set bit above bit 7 gives the segment (exponent).
-            let exponent = (31 - magnitude.leading_zeros() as i32 - 7).clamp(0, 7);
-            let mantissa = (magnitude >> (exponent + 3)) & 0x0F;
-            !(sign | ((exponent as u8) << 4) | mantissa as u8)
-        })
-        .collect()
+    samples.iter().map(|&s| codec::mulaw_encode(s)).collect()
 }
 
 #[cfg(test)]

@@ -16,12 +16,26 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a gateway configured by `yaml` (environment placeholders resolved from `env`).
+    /// Starts a gateway configured by `yaml`. The embedded local engines stay off unless the
+    /// YAML configures them (loading models would slow every test).
     pub async fn start(yaml: &str) -> Self {
         waav_testkit::link();
         let env = |_: &str| None;
-        let config = GatewayConfig::from_sources(Some(yaml), &env, &CliOverrides::default())
+        let mut config = GatewayConfig::from_sources(Some(yaml), &env, &CliOverrides::default())
             .expect("config");
+        let off = || waav_gateway::config::PluginSection {
+            enabled: false,
+            ..Default::default()
+        };
+        if cfg!(feature = "local") {
+            config.plugins.stt.entry("local".into()).or_insert_with(off);
+            config.plugins.tts.entry("local".into()).or_insert_with(off);
+            config
+                .plugins
+                .tts
+                .entry("espeak".into())
+                .or_insert_with(off);
+        }
         Self::with_config(config).await
     }
 

@@ -167,6 +167,11 @@ impl PiperVoice {
         })
     }
 
+    /// The voice's own length scale (its speed: > 1 is slower), from its `.onnx.json`.
+    pub fn length_scale(&self) -> f32 {
+        self.scales[1]
+    }
+
     /// Sample rate of the synthesized audio (22050 Hz for "medium" voices).
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate

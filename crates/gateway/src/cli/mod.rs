@@ -7,6 +7,8 @@ use crate::config::{CliOverrides, GatewayConfig, LogFormat};
 use crate::registry::Registry;
 use crate::server::{shutdown_signal, Gateway};
 use clap::{Parser, Subcommand};
+
+mod tryout;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +45,37 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Transcribe a 16-bit PCM WAV file with an STT provider (default: the local Whisper).
+    Transcribe {
+        /// The WAV file (any sample rate, mono or stereo).
+        file: PathBuf,
+        /// STT provider id or alias.
+        #[arg(long, default_value = "local")]
+        provider: String,
+        /// Model ("" for the provider's default).
+        #[arg(long, default_value = "")]
+        model: String,
+        /// Also print interim results (to stderr).
+        #[arg(long)]
+        interim: bool,
+    },
+    /// Synthesize text into a WAV file with a TTS provider (default: the local Piper voice).
+    Speak {
+        /// The text.
+        text: String,
+        /// Output WAV file.
+        #[arg(short, long, default_value = "out.wav")]
+        output: PathBuf,
+        /// TTS provider id or alias.
+        #[arg(long, default_value = "local")]
+        provider: String,
+        /// Voice id ("" for the provider's default).
+        #[arg(long, default_value = "")]
+        voice: String,
+        /// Output sample rate.
+        #[arg(long, default_value_t = 22_050)]
+        sample_rate: u32,
+    },
 }
 
 impl Cli {
@@ -68,6 +101,32 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::CheckConfig { file }) => {
             check_config(file, &cli.overrides()).map(|yaml| print!("{yaml}"))
         }
+        Some(Command::Transcribe {
+            file,
+            provider,
+            model,
+            interim,
+        }) => offline(&cli, |config| async move {
+            let text = tryout::transcribe(&config, file, provider, model, |t| {
+                if *interim {
+                    eprintln!("… {t}");
+                }
+            })
+            .await?;
+            print!("{text}");
+            Ok(())
+        }),
+        Some(Command::Speak {
+            text,
+            output,
+            provider,
+            voice,
+            sample_rate,
+        }) => offline(&cli, |config| async move {
+            let secs = tryout::speak(&config, text, output, provider, voice, *sample_rate).await?;
+            eprintln!("wrote {} ({secs:.2} s of audio)", output.display());
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +142,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Runs a one-shot command with the configuration and quiet logs.
+fn offline<'a, F, Fut>(cli: &'a Cli, f: F) -> Result<(), String>
+where
+    F: FnOnce(GatewayConfig) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + 'a,
+{
+    let config =
+        GatewayConfig::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| e.to_string())?;
+    crate::telemetry::init_logging(config.server.log_format);
+    runtime()?.block_on(f(config))
 }
 
 fn serve(cli: &Cli) -> Result<(), String> {

@@ -1,0 +1,194 @@
+//! The embedded offline providers end to end over `/ws`: local TTS speaks, local STT transcribes.
+//! Needs the models from `scripts/fetch-models.sh`; without them each test says SKIP loudly.
+#![cfg(feature = "local")]
+
+mod common;
+
+use common::ws::{Frame, WsClient};
+use common::TestServer;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const SENTENCE: &str = "The quick brown fox jumps over the lazy dog.";
+
+fn models_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("WAAV_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let ok = waav_local::ModelPaths::new(&dir).check().is_ok();
+    if !ok {
+        // Straight to stderr: libtest captures println!/eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: models not found in {}; run scripts/fetch-models.sh",
+            dir.display()
+        );
+    }
+    ok.then_some(dir)
+}
+
+async fn local_server(models: &std::path::Path) -> TestServer {
+    let m = models.display();
+    TestServer::start(&format!(
+        "session: {{ end_of_turn_ms: 1500 }}\nplugins:\n  stt: {{ local: {{ models_dir: \"{m}\" }} }}\n  tts: {{ local: {{ models_dir: \"{m}\" }}, espeak: {{}} }}\n"
+    ))
+    .await
+}
+
+/// Speaks `text` through `/ws` with TTS `provider` at `rate`; returns PCM16 bytes.
+async fn speak(server: &TestServer, provider: &str, text: &str, rate: u32) -> Vec<u8> {
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","tts_config":{"provider":provider,"model":"","audio_format":"linear16","sample_rate":rate}}))
+        .await;
+    c.send_json(json!({"type":"speak","text":text})).await;
+    let mut audio = Vec::new();
+    loop {
+        match c.recv().await {
+            Frame::Binary(b) => audio.extend_from_slice(&b),
+            Frame::Json(v) if v["type"] == "tts_playback_complete" => return audio,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Streams `audio` (PCM16 at `rate`) plus a second of silence into a local STT session; returns
+/// (interims seen before the first final, final transcripts).
+async fn transcribe(
+    server: &TestServer,
+    audio: &[u8],
+    rate: u32,
+    realtime: bool,
+) -> (usize, String) {
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","stt_config":{"provider":"local","language":"en-US","sample_rate":rate,
+        "channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-tiny.en"}}))
+        .await;
+    let frame = (rate / 50 * 2) as usize;
+    let mut padded = audio.to_vec();
+    padded.extend(std::iter::repeat_n(0u8, rate as usize * 2));
+    let mut frames = padded.chunks(frame).map(<[u8]>::to_vec);
+    if !realtime {
+        for f in frames.by_ref() {
+            c.send_binary(f).await;
+        }
+    }
+    let (mut interims, mut finals) = (0, String::new());
+    let mut seen_final = false;
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Some(f) = frames.next() {
+                    c.send_binary(f).await;
+                }
+            }
+            frame = c.recv() => {
+                let Frame::Json(v) = frame else { panic!("unexpected {frame:?}") };
+                assert_eq!(v["type"], "stt_result", "{v}");
+                if v["is_speech_final"] == true && v["transcript"] == "" {
+                    return (interims, finals);
+                }
+                if v["is_final"] == true {
+                    seen_final = true;
+                    finals.push_str(v["transcript"].as_str().unwrap());
+                    finals.push(' ');
+                } else if !seen_final {
+                    interims += 1;
+                }
+            }
+        }
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Share of `expected`'s words found in `got`.
+fn word_match(expected: &str, got: &str) -> f64 {
+    let got = words(got);
+    let exp = words(expected);
+    exp.iter().filter(|w| got.contains(w)).count() as f64 / exp.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tts_then_local_stt_round_trip() {
+    let Some(models) = models_dir() else { return };
+    let server = local_server(&models).await;
+    let audio = speak(&server, "local", SENTENCE, 16_000).await;
+    assert!(audio.len() > 16_000 * 2, "at least a second of speech");
+    let (_, text) = transcribe(&server, &audio, 16_000, false).await;
+    let m = word_match(SENTENCE, &text);
+    assert!(m >= 0.8, "word match {m:.2}: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_input_rate_transcribes() {
+    let Some(models) = models_dir() else { return };
+    let server = local_server(&models).await;
+    for rate in [8_000, 16_000, 24_000, 48_000] {
+        let audio = speak(&server, "piper", SENTENCE, rate).await;
+        let (_, text) = transcribe(&server, &audio, rate, false).await;
+        let m = word_match(SENTENCE, &text);
+        assert!(m >= 0.8, "{rate} Hz: word match {m:.2}: {text:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_utterance_streams_interims_before_the_final() {
+    let Some(models) = models_dir() else { return };
+    let server = local_server(&models).await;
+    let text = "Streaming speech recognition sends partial results while the speaker is still \
+                talking, and then a final result once the sentence is complete.";
+    let audio = speak(&server, "local", text, 16_000).await;
+    let secs = audio.len() as f64 / 32_000.0;
+    assert!(secs >= 5.0, "a long utterance: {secs:.1} s");
+    let (interims, finals) = transcribe(&server, &audio, 16_000, true).await;
+    assert!(
+        interims >= 1,
+        "no interim before the final of a {secs:.1} s utterance"
+    );
+    assert!(word_match(text, &finals) >= 0.8, "{finals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn espeak_speaks_and_lists_voices_and_models_are_validated() {
+    let Some(models) = models_dir() else { return };
+    let server = local_server(&models).await;
+    let audio = speak(&server, "espeak", "Hello world", 16_000).await;
+    assert!(audio.len() > 8_000);
+    let voices: Value = reqwest::get(server.url("/voices"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(voices["local"][0]["id"], "en_US-joe-medium");
+    assert!(voices["espeak"].as_array().unwrap().len() > 10);
+
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.send_json(json!({"type":"config","stt_config":{"provider":"local","language":"en-US","sample_rate":16000,
+        "channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-large"}}))
+        .await;
+    let msg = c.expect_error("invalid_config").await;
+    assert!(
+        msg.contains("whisper-tiny.en"),
+        "supported ids are listed: {msg}"
+    );
+    c.send_json(
+        json!({"type":"config","tts_config":{"provider":"local","model":"","voice_id":"nobody"}}),
+    )
+    .await;
+    let msg = c.expect_error("invalid_config").await;
+    assert!(msg.contains("en_US-joe-medium"), "{msg}");
+}

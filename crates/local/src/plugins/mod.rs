@@ -1,0 +1,26 @@
+//! The local engines as gateway plugins: STT `local` (Whisper), TTS `local` (Piper) and TTS
+//! `espeak`. They register like any other plugin; none needs an API key.
+
+mod espeak;
+mod input;
+#[cfg(feature = "piper")]
+mod piper;
+mod pool;
+mod settings;
+#[cfg(feature = "whisper")]
+mod stt;
+mod tts_session;
+
+pub use espeak::EspeakTts;
+pub use input::InputConverter;
+#[cfg(feature = "piper")]
+pub use piper::{LocalTts, PIPER_MODEL, PIPER_VOICE};
+pub use pool::Pool;
+#[cfg(feature = "whisper")]
+pub use stt::{LocalStt, MODEL_ID as WHISPER_MODEL_ID};
+
+#[cfg(feature = "whisper")]
+waav_plugin_api::register_plugin!(Stt, LocalStt::default());
+#[cfg(feature = "piper")]
+waav_plugin_api::register_plugin!(Tts, LocalTts::default());
+waav_plugin_api::register_plugin!(Tts, EspeakTts::default());
