@@ -36,8 +36,10 @@ ensure_debian_packages() {
 }
 
 # --- wheels --------------------------------------------------------------------------------
-TMP_DIR=""
-cleanup() { [ -n "$TMP_DIR" ] && rm -rf "$TMP_DIR"; }
+# Made here, not in download_wheel: that runs in a $(…) subshell, whose variables and traps the
+# script never sees.
+TMP_DIR="$(mktemp -d)"
+cleanup() { rm -rf "$TMP_DIR"; }
 trap cleanup EXIT
 
 # download_wheel PKG==VER [extra pip args...] -> prints the wheel path
@@ -45,7 +47,6 @@ download_wheel() {
     local spec="$1"
     shift
     [ -n "$PIP" ] || { log "ERROR: pip is required to download $spec"; exit 1; }
-    [ -n "$TMP_DIR" ] || TMP_DIR="$(mktemp -d)"
     local dest="$TMP_DIR/${spec%%==*}"
     mkdir -p "$dest"
     log "downloading $spec"
