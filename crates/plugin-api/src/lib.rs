@@ -68,6 +68,7 @@ pub mod codec;
 mod config;
 mod error;
 mod extension;
+mod io;
 mod plugin;
 mod processor;
 mod realtime;
@@ -80,6 +81,7 @@ pub use capabilities::{Capabilities, ModelInfo, VoiceInfo};
 pub use config::{PluginConfig, Secret};
 pub use error::{ErrorCategory, PluginError};
 pub use extension::{CustomMessageContext, MiddlewarePlugin, RoutePlugin};
+pub use io::{SessionIo, SessionPeer};
 pub use plugin::{HealthStatus, Plugin, PluginContext, PluginInfo, PluginKind};
 pub use processor::{AudioProcessor, ProcessorContext, ProcessorEvent, ProcessorPlugin, Stage};
 pub use realtime::{

@@ -3,7 +3,6 @@
 use crate::{Plugin, PluginConfig, PluginError, ProviderTask, Secret};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 /// Per-session realtime settings (the client's `config` / `update_session` on `/realtime`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -128,41 +127,10 @@ pub enum RealtimeEvent {
     Error(PluginError),
 }
 
-/// The channel ends a realtime session works with.
-#[derive(Debug)]
-pub struct RealtimeIo {
-    /// From the host.
-    pub input: mpsc::Receiver<RealtimeInput>,
-    /// To the host.
-    pub events: mpsc::Sender<RealtimeEvent>,
-}
-
+/// The channels a realtime session works with.
+pub type RealtimeIo = crate::SessionIo<RealtimeInput, RealtimeEvent>;
 /// The host's ends of a realtime session's channels.
-#[derive(Debug)]
-pub struct RealtimePeer {
-    /// To the session.
-    pub input: mpsc::Sender<RealtimeInput>,
-    /// From the session.
-    pub events: mpsc::Receiver<RealtimeEvent>,
-}
-
-impl RealtimeIo {
-    /// Creates connected channel pairs with room for `capacity` items each way.
-    pub fn pair(capacity: usize) -> (RealtimeIo, RealtimePeer) {
-        let (in_tx, in_rx) = mpsc::channel(capacity);
-        let (ev_tx, ev_rx) = mpsc::channel(capacity);
-        (
-            RealtimeIo {
-                input: in_rx,
-                events: ev_tx,
-            },
-            RealtimePeer {
-                input: in_tx,
-                events: ev_rx,
-            },
-        )
-    }
-}
+pub type RealtimePeer = crate::SessionPeer<RealtimeInput, RealtimeEvent>;
 
 /// A speech-to-speech provider.
 #[async_trait::async_trait]

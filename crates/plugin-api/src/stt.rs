@@ -5,7 +5,6 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
-use tokio::sync::mpsc;
 
 /// The running half of a provider session, spawned and supervised by the host.
 ///
@@ -150,41 +149,10 @@ pub enum SttEvent {
     Error(PluginError),
 }
 
-/// The two channel ends an STT session works with.
-#[derive(Debug)]
-pub struct SttIo {
-    /// Audio and control from the host; closes when the host ends the session.
-    pub input: mpsc::Receiver<SttInput>,
-    /// Results to the host.
-    pub events: mpsc::Sender<SttEvent>,
-}
-
+/// The channels an STT session works with.
+pub type SttIo = crate::SessionIo<SttInput, SttEvent>;
 /// The host's ends of an STT session's channels.
-#[derive(Debug)]
-pub struct SttPeer {
-    /// Sends audio and control to the session.
-    pub input: mpsc::Sender<SttInput>,
-    /// Receives the session's events.
-    pub events: mpsc::Receiver<SttEvent>,
-}
-
-impl SttIo {
-    /// Creates connected channel pairs with room for `capacity` items each way.
-    pub fn pair(capacity: usize) -> (SttIo, SttPeer) {
-        let (in_tx, in_rx) = mpsc::channel(capacity);
-        let (ev_tx, ev_rx) = mpsc::channel(capacity);
-        (
-            SttIo {
-                input: in_rx,
-                events: ev_tx,
-            },
-            SttPeer {
-                input: in_tx,
-                events: ev_rx,
-            },
-        )
-    }
-}
+pub type SttPeer = crate::SessionPeer<SttInput, SttEvent>;
 
 /// A speech-to-text provider.
 #[async_trait::async_trait]

@@ -3,7 +3,6 @@
 use crate::{AudioEncoding, Plugin, PluginConfig, PluginError, ProviderTask, Secret, VoiceInfo};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 /// A pronunciation override: say `word` as `pronunciation`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -180,41 +179,10 @@ pub enum TtsEvent {
     },
 }
 
-/// The two channel ends a TTS session works with.
-#[derive(Debug)]
-pub struct TtsIo {
-    /// Requests from the host; closes when the host ends the session.
-    pub input: mpsc::Receiver<TtsInput>,
-    /// Audio and completions to the host.
-    pub events: mpsc::Sender<TtsEvent>,
-}
-
+/// The channels a TTS session works with.
+pub type TtsIo = crate::SessionIo<TtsInput, TtsEvent>;
 /// The host's ends of a TTS session's channels.
-#[derive(Debug)]
-pub struct TtsPeer {
-    /// Sends requests to the session.
-    pub input: mpsc::Sender<TtsInput>,
-    /// Receives the session's events.
-    pub events: mpsc::Receiver<TtsEvent>,
-}
-
-impl TtsIo {
-    /// Creates connected channel pairs with room for `capacity` items each way.
-    pub fn pair(capacity: usize) -> (TtsIo, TtsPeer) {
-        let (in_tx, in_rx) = mpsc::channel(capacity);
-        let (ev_tx, ev_rx) = mpsc::channel(capacity);
-        (
-            TtsIo {
-                input: in_rx,
-                events: ev_tx,
-            },
-            TtsPeer {
-                input: in_tx,
-                events: ev_rx,
-            },
-        )
-    }
-}
+pub type TtsPeer = crate::SessionPeer<TtsInput, TtsEvent>;
 
 /// A text-to-speech provider.
 #[async_trait::async_trait]

@@ -82,20 +82,33 @@ impl Registry {
         }
     }
 
+    fn provider<P: ?Sized>(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        client_key: Option<&str>,
+        as_role: fn(&PluginHandle) -> Option<&Arc<P>>,
+    ) -> Result<Provider<'_, P>, LookupError> {
+        let entry = self.resolve(kind, name, client_key)?;
+        let plugin = as_role(&entry.handle)
+            .expect("indexed under its own kind")
+            .clone();
+        Ok(Provider {
+            plugin,
+            entry,
+            api_key: Self::key_for(entry, client_key),
+        })
+    }
+
     /// Resolves an STT provider by id or alias, with the key to use.
     pub fn stt(
         &self,
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn SttPlugin>, LookupError> {
-        let entry = self.resolve(PluginKind::Stt, name, client_key)?;
-        let PluginHandle::Stt(plugin) = &entry.handle else {
-            unreachable!("indexed under Stt")
-        };
-        Ok(Provider {
-            plugin: plugin.clone(),
-            entry,
-            api_key: Self::key_for(entry, client_key),
+        self.provider(PluginKind::Stt, name, client_key, |h| match h {
+            PluginHandle::Stt(p) => Some(p),
+            _ => None,
         })
     }
 
@@ -105,14 +118,9 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn TtsPlugin>, LookupError> {
-        let entry = self.resolve(PluginKind::Tts, name, client_key)?;
-        let PluginHandle::Tts(plugin) = &entry.handle else {
-            unreachable!("indexed under Tts")
-        };
-        Ok(Provider {
-            plugin: plugin.clone(),
-            entry,
-            api_key: Self::key_for(entry, client_key),
+        self.provider(PluginKind::Tts, name, client_key, |h| match h {
+            PluginHandle::Tts(p) => Some(p),
+            _ => None,
         })
     }
 
@@ -122,14 +130,9 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn RealtimePlugin>, LookupError> {
-        let entry = self.resolve(PluginKind::Realtime, name, client_key)?;
-        let PluginHandle::Realtime(plugin) = &entry.handle else {
-            unreachable!("indexed under Realtime")
-        };
-        Ok(Provider {
-            plugin: plugin.clone(),
-            entry,
-            api_key: Self::key_for(entry, client_key),
+        self.provider(PluginKind::Realtime, name, client_key, |h| match h {
+            PluginHandle::Realtime(p) => Some(p),
+            _ => None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! reply through one outgoing FIFO.
 
 pub mod errors;
+pub mod link;
 pub mod outbound;
 pub mod protocol;
 pub mod stt;

@@ -1,17 +1,16 @@
 //! A session's link to its STT provider: opening it, feeding audio, reading events.
 
 use super::errors::WsError;
+use super::link::{connect_error, Link, Signal};
 use super::protocol::SttConfig;
-use crate::isolation::{guard, spawn_supervised};
+use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::mpsc::{Receiver, Sender};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use waav_plugin_api::{AudioEncoding, PluginError, SttEvent, SttInput, SttIo, SttSessionConfig};
+use waav_plugin_api::{AudioEncoding, SttEvent, SttInput, SttIo, SttSessionConfig};
 
 /// Audio chunks buffered towards the provider (about 1.3 s of 20 ms frames).
 const INPUT_CAPACITY: usize = 64;
@@ -23,21 +22,13 @@ const BACKPRESSURE_WAIT: Duration = Duration::from_millis(500);
 pub struct SttLink {
     /// Provider id (for `provider` in results, metrics, errors).
     pub provider: &'static str,
-    input: Sender<SttInput>,
-    events: Receiver<SttEvent>,
-    task: Option<JoinHandle<Result<(), PluginError>>>,
+    link: Link<SttInput, SttEvent>,
     opened_at: Instant,
     first_result: bool,
 }
 
 /// What the provider side produced.
-#[derive(Debug)]
-pub enum SttSignal {
-    /// An event.
-    Event(SttEvent),
-    /// The provider session ended (cleanly or not).
-    Ended(Result<(), PluginError>),
-}
+pub type SttSignal = Signal<SttEvent>;
 
 impl SttLink {
     /// Resolves, validates and connects the provider named in `cfg`.
@@ -72,20 +63,11 @@ impl SttLink {
         let what = format!("STT provider {provider} connect");
         let task = guard(&what, connect_timeout, p.plugin.connect(session, io))
             .await
-            .map_err(|error| match error {
-                PluginError::Timeout(_) => WsError::ProviderTimeout,
-                error => WsError::Provider {
-                    role: "STT",
-                    provider,
-                    error,
-                },
-            })?;
+            .map_err(|e| connect_error("STT", provider, e))?;
         Metrics::get().provider_latency(provider, "connect", started.elapsed());
         Ok(Self {
             provider,
-            input: peer.input,
-            events: peer.events,
-            task: Some(spawn_supervised(task)),
+            link: Link::spawn(provider, peer, task),
             opened_at: Instant::now(),
             first_result: false,
         })
@@ -94,11 +76,12 @@ impl SttLink {
     /// Forwards one chunk of client audio. Waits briefly when the provider is behind; past that
     /// the chunk is dropped and reported.
     pub async fn send_audio(&self, audio: Bytes) -> Result<(), WsError> {
-        match self.input.try_send(SttInput::Audio(audio)) {
+        let input = self.link.input();
+        match input.try_send(SttInput::Audio(audio)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(_)) => Ok(()), // the end is reported through `next`
             Err(TrySendError::Full(item)) => {
-                match tokio::time::timeout(BACKPRESSURE_WAIT, self.input.send(item)).await {
+                match tokio::time::timeout(BACKPRESSURE_WAIT, input.send(item)).await {
                     Ok(_) => Ok(()),
                     Err(_) => Err(WsError::SttBackpressure(self.provider)),
                 }
@@ -108,39 +91,20 @@ impl SttLink {
 
     /// The next event, or the provider's end once its events are drained.
     pub async fn next(&mut self) -> SttSignal {
-        match self.events.recv().await {
-            Some(ev) => {
-                if !self.first_result {
-                    self.first_result = true;
-                    Metrics::get().provider_latency(
-                        self.provider,
-                        "first_result",
-                        self.opened_at.elapsed(),
-                    );
-                }
-                SttSignal::Event(ev)
-            }
-            None => {
-                let result = match self.task.take() {
-                    Some(t) => t.await.unwrap_or_else(|e| {
-                        Err(PluginError::Panicked(format!("provider task aborted: {e}")))
-                    }),
-                    None => std::future::pending().await,
-                };
-                SttSignal::Ended(result)
-            }
+        let signal = self.link.next().await;
+        if matches!(signal, Signal::Event(_)) && !self.first_result {
+            self.first_result = true;
+            Metrics::get().provider_latency(
+                self.provider,
+                "first_result",
+                self.opened_at.elapsed(),
+            );
         }
+        signal
     }
 
-    /// Stops the provider: closes its input, gives it `grace` to finish, then aborts it.
-    pub async fn close(mut self, grace: Duration) {
-        drop(self.input);
-        drop(self.events);
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(grace, task).await.is_err() {
-                abort.abort();
-            }
-        }
+    /// Stops the provider, aborting it after `grace`.
+    pub async fn close(self, grace: Duration) {
+        self.link.close(grace).await;
     }
 }

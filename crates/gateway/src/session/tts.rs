@@ -5,18 +5,17 @@
 //! queue drains, after the last binary frame.
 
 use super::errors::WsError;
+use super::link::{connect_error, Link, Signal};
 use super::outbound::Outbound;
 use super::protocol::{now_ms, ServerMessage, TtsConfig};
 use crate::cache::{CacheKey, CachedAudio, TtsCache};
-use crate::isolation::{guard, spawn_supervised};
+use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::{Receiver, Sender};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use waav_plugin_api::{
     AudioEncoding, AudioFormat, Emotion, PluginError, Pronunciation, SpeakRequest, TtsEvent,
@@ -95,19 +94,11 @@ pub struct TtsProvider {
     pub provider: &'static str,
     /// The settings it was opened with.
     pub config: TtsSessionConfig,
-    input: Sender<TtsInput>,
-    events: Receiver<TtsEvent>,
-    task: Option<JoinHandle<Result<(), PluginError>>>,
+    link: Link<TtsInput, TtsEvent>,
 }
 
 /// What the provider side produced.
-#[derive(Debug)]
-pub enum TtsSignal {
-    /// An event.
-    Event(TtsEvent),
-    /// The provider session ended.
-    Ended(Result<(), PluginError>),
-}
+pub type TtsSignal = Signal<TtsEvent>;
 
 impl TtsProvider {
     /// Resolves, validates and connects the provider for `cfg`.
@@ -140,52 +131,28 @@ impl TtsProvider {
             p.plugin.connect(session.clone(), io),
         )
         .await
-        .map_err(|error| match error {
-            PluginError::Timeout(_) => WsError::ProviderTimeout,
-            error => WsError::Provider {
-                role: "TTS",
-                provider,
-                error,
-            },
-        })?;
+        .map_err(|e| connect_error("TTS", provider, e))?;
         Metrics::get().provider_latency(provider, "connect", started.elapsed());
         Ok(Self {
             provider,
             config: session,
-            input: peer.input,
-            events: peer.events,
-            task: Some(spawn_supervised(task)),
+            link: Link::spawn(provider, peer, task),
         })
     }
 
     /// Sends a request or a cancel to the provider. `false` when it is gone.
     pub async fn send(&self, input: TtsInput) -> bool {
-        self.input.send(input).await.is_ok()
+        self.link.input().send(input).await.is_ok()
     }
 
     /// The next event, or the provider's end once its events are drained.
     pub async fn next(&mut self) -> TtsSignal {
-        match self.events.recv().await {
-            Some(ev) => TtsSignal::Event(ev),
-            None => TtsSignal::Ended(match self.task.take() {
-                Some(t) => t.await.unwrap_or_else(|e| {
-                    Err(PluginError::Panicked(format!("provider task aborted: {e}")))
-                }),
-                None => std::future::pending().await,
-            }),
-        }
+        self.link.next().await
     }
 
     /// Stops the provider, aborting it after `grace`.
-    pub async fn close(mut self, grace: Duration) {
-        drop(self.input);
-        drop(self.events);
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(grace, task).await.is_err() {
-                abort.abort();
-            }
-        }
+    pub async fn close(self, grace: Duration) {
+        self.link.close(grace).await;
     }
 }
 

@@ -3,6 +3,10 @@
 
 pub mod ws;
 
+// Every test server runs the production plugin set plus the testkit's.
+#[cfg(feature = "local")]
+use waav_local as _;
+
 use std::net::SocketAddr;
 use waav_gateway::config::{CliOverrides, GatewayConfig};
 use waav_gateway::Gateway;
