@@ -21,10 +21,11 @@ pub struct TtsReport {
     pub provider_first_byte: Distribution,
 }
 
-/// Runs `requests` speak round trips on one session (each text twice: miss, then hit).
-pub async fn run(url: &str, requests: usize) -> Result<TtsReport, String> {
+/// Runs `requests` speak round trips on one session with TTS `provider` (each text twice: miss,
+/// then hit). The in-process floor is measured for the loopback provider only.
+pub async fn run(url: &str, requests: usize, provider: &str) -> Result<TtsReport, String> {
     let mut ws = connect(url).await?;
-    let cfg = serde_json::json!({"type":"config","tts_config":{"provider":"loopback","model":"","audio_format":"linear16","sample_rate":16000}});
+    let cfg = serde_json::json!({"type":"config","tts_config":{"provider":provider,"model":"","audio_format":"linear16","sample_rate":16000}});
     ws.send(Message::text(cfg.to_string()))
         .await
         .map_err(|e| e.to_string())?;
@@ -57,7 +58,8 @@ pub async fn run(url: &str, requests: usize) -> Result<TtsReport, String> {
         }
     }
     let mut direct = Vec::new();
-    for i in 0..requests {
+    let floor_runs = if provider == "loopback" { requests } else { 0 };
+    for i in 0..floor_runs {
         let (io, mut peer) = TtsIo::pair(64);
         let task = waav_testkit::LoopbackTts
             .connect(TtsSessionConfig::new(AudioEncoding::Linear16, 16_000), io)

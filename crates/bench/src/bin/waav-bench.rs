@@ -34,6 +34,9 @@ struct Args {
     /// Also measure TTS first byte over this many requests.
     #[arg(long, default_value_t = 0)]
     tts: usize,
+    /// TTS provider for the TTS phase.
+    #[arg(long, default_value = "loopback")]
+    tts_provider: String,
     /// Measure the floor (a bare WebSocket relay) instead of the gateway.
     #[arg(long)]
     floor: bool,
@@ -102,14 +105,18 @@ async fn main() -> ExitCode {
         "running {} sessions × {} s against the {target} at {url} …",
         args.sessions, args.duration
     );
-    let report = load::run(&cfg, pid).await;
+    let report = if args.sessions > 0 {
+        load::run(&cfg, pid).await
+    } else {
+        load::LoadReport::default()
+    };
     let idle = if args.idle > 0 && pid != 0 {
         Some(load::idle(&url, args.idle, pid).await)
     } else {
         None
     };
     let tts = if args.tts > 0 && !args.floor {
-        Some(waav_bench::tts::run(&url, args.tts).await)
+        Some(waav_bench::tts::run(&url, args.tts, &args.tts_provider).await)
     } else {
         None
     };

@@ -10,9 +10,12 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
-/// Socket buffers: small, since a session holds one client socket and frames are small (the
-/// defaults of 128 KiB each would cost far more than the session itself).
-const WS_BUFFER: usize = 8 * 1024;
+/// Read buffer per socket. tungstenite keeps it allocated for the connection's life and zeroes
+/// the free part before every read, so it is sized for a few 20 ms frames, not the 128 KiB
+/// default (which would cost more memory than the whole session, and a 128 KiB memset per read).
+const WS_READ_BUFFER: usize = 2 * 1024;
+/// Outgoing bytes buffered before tungstenite writes them out (frames are flushed anyway).
+const WS_WRITE_BUFFER: usize = 4 * 1024;
 
 /// Upgrades to a voice session.
 pub async fn upgrade(
@@ -51,8 +54,8 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| session::run(socket, state, auth_state, slot))
 }
 
