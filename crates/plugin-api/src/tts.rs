@@ -179,6 +179,79 @@ pub enum TtsEvent {
     },
 }
 
+/// The request side of a TTS session: keeps `speak` requests in order and applies `Cancel`, so a
+/// plugin only has to synthesise. Owns the session's input channel.
+///
+/// ```
+/// # use waav_plugin_api::*;
+/// # async fn serve(io: TtsIo) {
+/// let TtsIo { input, events } = io;
+/// let mut requests = SpeakQueue::new(input);
+/// while let Some(req) = requests.next().await {
+///     for chunk in [bytes::Bytes::from_static(&[0; 640])] {
+///         if requests.is_cancelled(req.id) {
+///             break; // `clear`ed: stop synthesising this request
+///         }
+///         let _ = events.send(TtsEvent::Audio { id: req.id, data: chunk }).await;
+///     }
+///     let _ = events.send(TtsEvent::Done { id: req.id }).await;
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SpeakQueue {
+    input: tokio::sync::mpsc::Receiver<TtsInput>,
+    queue: std::collections::VecDeque<SpeakRequest>,
+    cancelled: u64,
+}
+
+impl SpeakQueue {
+    /// Wraps a session's input channel.
+    pub fn new(input: tokio::sync::mpsc::Receiver<TtsInput>) -> Self {
+        Self {
+            input,
+            queue: std::collections::VecDeque::new(),
+            cancelled: 0,
+        }
+    }
+
+    fn accept(&mut self, input: TtsInput) {
+        match input {
+            TtsInput::Speak(r) if r.id > self.cancelled => self.queue.push_back(r),
+            TtsInput::Speak(_) => {}
+            TtsInput::Cancel { up_to } => {
+                self.cancelled = self.cancelled.max(up_to);
+                self.queue.retain(|r| r.id > up_to);
+            }
+        }
+    }
+
+    fn poll_input(&mut self) {
+        while let Ok(input) = self.input.try_recv() {
+            self.accept(input);
+        }
+    }
+
+    /// The next request to synthesise, waiting for one; `None` once the host closed the session.
+    pub async fn next(&mut self) -> Option<SpeakRequest> {
+        loop {
+            self.poll_input();
+            if let Some(r) = self.queue.pop_front() {
+                return Some(r);
+            }
+            let input = self.input.recv().await?;
+            self.accept(input);
+        }
+    }
+
+    /// Whether request `id` has been cancelled (reads pending input first). Check it between
+    /// chunks to stop work the host will discard anyway.
+    pub fn is_cancelled(&mut self, id: u64) -> bool {
+        self.poll_input();
+        id <= self.cancelled
+    }
+}
+
 /// The channels a TTS session works with.
 pub type TtsIo = crate::SessionIo<TtsInput, TtsEvent>;
 /// The host's ends of a TTS session's channels.
@@ -205,6 +278,38 @@ pub trait TtsPlugin: Plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn speak_queue_orders_and_cancels() {
+        let (io, peer) = TtsIo::pair(8);
+        let mut q = SpeakQueue::new(io.input);
+        let speak = |id| {
+            TtsInput::Speak(SpeakRequest {
+                id,
+                text: String::new(),
+                flush: true,
+            })
+        };
+        for input in [
+            speak(1),
+            speak(2),
+            speak(3),
+            TtsInput::Cancel { up_to: 2 },
+            speak(4),
+        ] {
+            peer.input.send(input).await.unwrap();
+        }
+        assert_eq!(q.next().await.unwrap().id, 3);
+        assert!(!q.is_cancelled(3));
+        peer.input
+            .send(TtsInput::Cancel { up_to: 3 })
+            .await
+            .unwrap();
+        assert!(q.is_cancelled(3));
+        assert_eq!(q.next().await.unwrap().id, 4);
+        drop(peer);
+        assert!(q.next().await.is_none());
+    }
 
     #[test]
     fn pronunciations_replace_whole_words() {

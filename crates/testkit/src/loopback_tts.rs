@@ -2,11 +2,10 @@
 
 use crate::knobs::{Fault, Knobs};
 use bytes::Bytes;
-use std::collections::VecDeque;
 use waav_plugin_api::codec::{mulaw_encode, wav_header};
 use waav_plugin_api::{
-    AudioEncoding, Capabilities, Plugin, PluginError, PluginInfo, ProviderTask, SpeakRequest,
-    TtsEvent, TtsInput, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    AudioEncoding, Capabilities, Plugin, PluginError, PluginInfo, ProviderTask, SpeakQueue,
+    SpeakRequest, TtsEvent, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 
 const VOICES: [(&str, &str, f32); 2] = [
@@ -85,9 +84,8 @@ impl TtsPlugin for LoopbackTts {
                 knobs,
                 freq,
                 config,
-                io,
-                queue: VecDeque::new(),
-                cancelled: 0,
+                requests: SpeakQueue::new(io.input),
+                events: io.events,
                 served: 0,
             }
             .run(),
@@ -99,28 +97,14 @@ struct Session {
     knobs: Knobs,
     freq: f32,
     config: TtsSessionConfig,
-    io: TtsIo,
-    queue: VecDeque<SpeakRequest>,
-    cancelled: u64,
+    requests: SpeakQueue,
+    events: tokio::sync::mpsc::Sender<TtsEvent>,
     served: u32,
 }
 
 impl Session {
     async fn run(mut self) -> Result<(), PluginError> {
-        loop {
-            let req = match self.queue.pop_front() {
-                Some(r) => r,
-                None => match self.io.input.recv().await {
-                    Some(input) => {
-                        self.accept(input);
-                        continue;
-                    }
-                    None => return Ok(()),
-                },
-            };
-            if req.id <= self.cancelled {
-                continue;
-            }
+        while let Some(req) = self.requests.next().await {
             self.served += 1;
             if self.served >= self.knobs.after {
                 match self.knobs.fault {
@@ -134,7 +118,6 @@ impl Session {
                     Fault::Error => {
                         let error = PluginError::Permanent("loopback TTS: injected error".into());
                         if self
-                            .io
                             .events
                             .send(TtsEvent::Error { id: req.id, error })
                             .await
@@ -151,16 +134,7 @@ impl Session {
                 return Ok(());
             }
         }
-    }
-
-    fn accept(&mut self, input: TtsInput) {
-        match input {
-            TtsInput::Speak(r) => self.queue.push_back(r),
-            TtsInput::Cancel { up_to } => {
-                self.cancelled = self.cancelled.max(up_to);
-                self.queue.retain(|r| r.id > up_to);
-            }
-        }
+        Ok(())
     }
 
     /// Streams one request; `false` when the host hung up.
@@ -181,10 +155,7 @@ impl Session {
             if self.knobs.realtime && pos > 0 {
                 tokio::time::sleep(chunk_time).await;
             }
-            while let Ok(input) = self.io.input.try_recv() {
-                self.accept(input);
-            }
-            if req.id <= self.cancelled {
+            if self.requests.is_cancelled(req.id) {
                 return true;
             }
             let n = chunk.min(total - pos);
@@ -207,12 +178,11 @@ impl Session {
                 id: req.id,
                 data: Bytes::from(buf),
             };
-            if self.io.events.send(ev).await.is_err() {
+            if self.events.send(ev).await.is_err() {
                 return false;
             }
         }
-        self.io
-            .events
+        self.events
             .send(TtsEvent::Done { id: req.id })
             .await
             .is_ok()
@@ -229,7 +199,7 @@ mod tests {
         let task = LoopbackTts.connect(cfg, io).await.unwrap();
         let h = tokio::spawn(task);
         peer.input
-            .send(TtsInput::Speak(SpeakRequest {
+            .send(waav_plugin_api::TtsInput::Speak(SpeakRequest {
                 id: 1,
                 text: text.into(),
                 flush: true,

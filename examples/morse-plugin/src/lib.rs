@@ -8,7 +8,7 @@ use bytes::Bytes;
 use waav_plugin_api::codec::mulaw_encode;
 use waav_plugin_api::{
     register_plugin, AudioEncoding, Capabilities, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, TtsEvent, TtsInput, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    PluginInfo, ProviderTask, SpeakQueue, TtsEvent, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 
 /// The Morse TTS plugin. Config: `tone_hz` (default 600), `unit_ms` (one dot, default 60).
@@ -58,11 +58,7 @@ impl Plugin for MorsePlugin {
 
 #[async_trait::async_trait]
 impl TtsPlugin for MorsePlugin {
-    async fn connect(
-        &self,
-        cfg: TtsSessionConfig,
-        mut io: TtsIo,
-    ) -> Result<ProviderTask, PluginError> {
+    async fn connect(&self, cfg: TtsSessionConfig, io: TtsIo) -> Result<ProviderTask, PluginError> {
         if !matches!(cfg.encoding, AudioEncoding::Linear16 | AudioEncoding::Mulaw) {
             return Err(PluginError::Config(format!(
                 "morse cannot produce {}",
@@ -71,20 +67,16 @@ impl TtsPlugin for MorsePlugin {
         }
         let (hz, unit_ms) = self.settings.get().copied().unwrap_or((600.0, 60));
         Ok(Box::pin(async move {
-            let mut cancelled = 0;
-            while let Some(input) = io.input.recv().await {
-                let req = match input {
-                    TtsInput::Speak(r) if r.id > cancelled => r,
-                    TtsInput::Speak(_) => continue,
-                    TtsInput::Cancel { up_to } => {
-                        cancelled = up_to;
-                        continue;
-                    }
-                };
+            let TtsIo { input, events } = io;
+            let mut requests = SpeakQueue::new(input);
+            while let Some(req) = requests.next().await {
                 let samples = key(&req.text, hz, unit_ms, cfg.sample_rate);
                 // One chunk per 100 ms keeps frames small enough to stream.
                 let chunk = (cfg.sample_rate / 10).max(1) as usize;
                 for part in samples.chunks(chunk) {
+                    if requests.is_cancelled(req.id) {
+                        break;
+                    }
                     let data: Vec<u8> = match cfg.encoding {
                         AudioEncoding::Mulaw => part.iter().map(|&s| mulaw_encode(s)).collect(),
                         _ => part.iter().flat_map(|s| s.to_le_bytes()).collect(),
@@ -93,11 +85,11 @@ impl TtsPlugin for MorsePlugin {
                         id: req.id,
                         data: Bytes::from(data),
                     };
-                    if io.events.send(ev).await.is_err() {
+                    if events.send(ev).await.is_err() {
                         return Ok(());
                     }
                 }
-                if io.events.send(TtsEvent::Done { id: req.id }).await.is_err() {
+                if events.send(TtsEvent::Done { id: req.id }).await.is_err() {
                     return Ok(());
                 }
             }

@@ -6,11 +6,10 @@ use super::pool::{default_split, Pool};
 use crate::resample::resample_i16;
 use crate::text::split_sentences;
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use waav_plugin_api::codec::{mulaw_encode, wav_header};
 use waav_plugin_api::{
-    AudioEncoding, PluginConfig, PluginError, SpeakRequest, TtsEvent, TtsInput, TtsIo,
+    AudioEncoding, PluginConfig, PluginError, SpeakQueue, SpeakRequest, TtsEvent, TtsIo,
     TtsSessionConfig,
 };
 
@@ -40,9 +39,8 @@ pub struct Session {
     synth: SynthFn,
     pool: Pool,
     cfg: TtsSessionConfig,
-    io: TtsIo,
-    queue: VecDeque<SpeakRequest>,
-    cancelled: u64,
+    requests: SpeakQueue,
+    events: tokio::sync::mpsc::Sender<TtsEvent>,
     frame_samples: usize,
 }
 
@@ -59,51 +57,26 @@ impl Session {
             synth,
             pool,
             cfg,
-            io,
-            queue: VecDeque::new(),
-            cancelled: 0,
+            requests: SpeakQueue::new(io.input),
+            events: io.events,
             frame_samples,
         }
     }
 
-    fn accept(&mut self, input: TtsInput) {
-        match input {
-            TtsInput::Speak(r) => self.queue.push_back(r),
-            TtsInput::Cancel { up_to } => {
-                self.cancelled = self.cancelled.max(up_to);
-                self.queue.retain(|r| r.id > up_to);
-            }
-        }
-    }
-
-    fn drain_input(&mut self) {
-        while let Ok(input) = self.io.input.try_recv() {
-            self.accept(input);
-        }
-    }
-
     pub async fn run(mut self) -> Result<(), PluginError> {
-        loop {
-            let Some(req) = self.queue.pop_front() else {
-                match self.io.input.recv().await {
-                    Some(input) => {
-                        self.accept(input);
-                        continue;
-                    }
-                    None => return Ok(()),
-                }
-            };
+        while let Some(req) = self.requests.next().await {
             match self.speak(&req).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
                 Err(error) => {
                     let ev = TtsEvent::Error { id: req.id, error };
-                    if self.io.events.send(ev).await.is_err() {
+                    if self.events.send(ev).await.is_err() {
                         return Ok(());
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Speaks one request; `Ok(false)` when the host hung up.
@@ -112,8 +85,7 @@ impl Session {
         let rate = self.cfg.speaking_rate;
         let mut first = true;
         for sentence in split_sentences(&text) {
-            self.drain_input();
-            if req.id <= self.cancelled {
+            if self.requests.is_cancelled(req.id) {
                 return Ok(true);
             }
             let synth = self.synth.clone();
@@ -127,13 +99,11 @@ impl Session {
                 })
                 .await??;
             for frame in samples.chunks(self.frame_samples) {
-                self.drain_input();
-                if req.id <= self.cancelled {
+                if self.requests.is_cancelled(req.id) {
                     return Ok(true);
                 }
                 let data = self.encode(frame, std::mem::take(&mut first));
                 if self
-                    .io
                     .events
                     .send(TtsEvent::Audio { id: req.id, data })
                     .await
@@ -144,7 +114,6 @@ impl Session {
             }
         }
         Ok(self
-            .io
             .events
             .send(TtsEvent::Done { id: req.id })
             .await
