@@ -5,7 +5,7 @@
 //! - [`piper::PiperVoice`]: Piper neural text-to-speech on ONNX Runtime (feature `piper`).
 //! - [`espeak`]: espeak-ng subprocess TTS (tiny, robotic fallback) and voice listing.
 //! - [`segmenter::Segmenter`]: voice-activity based utterance segmentation (earshot).
-//! - [`resample`]: sample-rate conversion and G.711 mu-law.
+//! - [`resample`]: sample-rate conversion.
 //! - [`text::split_sentences`]: sentence splitting for incremental TTS.
 //! - [`models::ModelPaths`]: where the models live.
 //! - [`plugins`]: all of the above as gateway plugins (STT `local`, TTS `local` and `espeak`).
@@ -33,7 +33,7 @@ pub mod whisper;
 pub use error::{LocalError, Result};
 pub use espeak::{espeak_synthesize, espeak_voices, EspeakVoice};
 pub use models::ModelPaths;
-pub use resample::{mulaw_decode, mulaw_encode, resample_i16, to_mono_16k};
+pub use resample::{resample_i16, to_mono_16k};
 pub use segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 pub use text::split_sentences;
 

@@ -1,8 +1,7 @@
-//! Sample-rate conversion (rubato's FFT resampler) and slice forms of the G.711 mu-law codec.
+//! Sample-rate conversion (rubato's FFT resampler). G.711 lives in `waav_plugin_api::codec`.
 
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
-use waav_plugin_api::codec;
 
 /// Sample rate the speech models (Whisper, the VAD) expect.
 pub const SPEECH_RATE: u32 = 16_000;
@@ -64,45 +63,9 @@ pub fn resample_f32(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// Decodes G.711 mu-law bytes to linear 16-bit PCM.
-pub fn mulaw_decode(bytes: &[u8]) -> Vec<i16> {
-    bytes.iter().map(|&b| codec::mulaw_decode(b)).collect()
-}
-
-/// Encodes linear 16-bit PCM to G.711 mu-law bytes.
-pub fn mulaw_encode(samples: &[i16]) -> Vec<u8> {
-    samples.iter().map(|&s| codec::mulaw_encode(s)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mulaw_round_trip_is_close_and_codes_are_stable() {
-        for s in (-32768..=32767).step_by(7).map(|s| s as i16) {
-            let back = mulaw_decode(&mulaw_encode(&[s]))[0];
-            // mu-law keeps ~13-14 bits: the error grows with the magnitude (at most 1/32 + bias).
-            let tol = (i32::from(s).abs() / 16).max(8);
-            assert!(
-                (i32::from(back) - i32::from(s)).abs() <= tol,
-                "{s} -> {back}"
-            );
-        }
-        // Every code decodes to a value that re-encodes to the same code (0x7F and 0xFF both mean 0).
-        for code in 0u8..=255 {
-            let re = mulaw_encode(&mulaw_decode(&[code]))[0];
-            assert!(
-                re == code || (code == 0x7F && re == 0xFF),
-                "{code:#x} -> {re:#x}"
-            );
-        }
-        assert_eq!(mulaw_encode(&[0]), vec![0xFF]);
-        assert_eq!(
-            mulaw_decode(&[0xFF, 0x7F, 0x00, 0x80]),
-            vec![0, 0, -32124, 32124]
-        );
-    }
 
     #[test]
     fn resample_keeps_length_ratio_and_tone() {

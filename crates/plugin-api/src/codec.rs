@@ -55,13 +55,23 @@ mod tests {
 
     #[test]
     fn mulaw_round_trip_is_close() {
-        for s in [-32_768i16, -12_345, -100, 0, 7, 100, 1_000, 12_345, 32_767] {
+        for s in (-32_768..=32_767).step_by(7).map(|s| s as i16) {
             let back = mulaw_decode(mulaw_encode(s));
             let err = (i32::from(back) - i32::from(s)).abs();
             // G.711 quantisation step grows with magnitude: at most ~1/16 of the value.
             assert!(err <= (i32::from(s).abs() / 16).max(8), "{s} -> {back}");
         }
         assert_eq!(mulaw_encode(0), 0xff);
+        // Every code decodes to a value that re-encodes to the same code (0x7F and 0xFF both mean 0).
+        for code in 0u8..=255 {
+            let re = mulaw_encode(mulaw_decode(code));
+            assert!(
+                re == code || (code == 0x7f && re == 0xff),
+                "{code:#x} -> {re:#x}"
+            );
+        }
+        let decoded: Vec<i16> = [0xff, 0x7f, 0x00, 0x80].map(mulaw_decode).to_vec();
+        assert_eq!(decoded, vec![0, 0, -32124, 32124]);
     }
 
     #[test]

@@ -339,12 +339,7 @@ impl Session {
             let tts_fut = async {
                 match &cfg.tts_config {
                     Some(c) => {
-                        let timeout = c
-                            .connection_timeout
-                            .map_or(server_timeout, |s| Duration::from_secs(s.max(1)))
-                            .min(server_timeout);
-                        let request_timeout =
-                            Duration::from_secs(c.request_timeout.unwrap_or(60).max(1));
+                        let (timeout, request_timeout) = tts::timeouts(c, settings);
                         TtsProvider::open(registry, c, timeout)
                             .await
                             .map(|p| Some(TtsLink::new(p, request_timeout, true)))

@@ -87,6 +87,23 @@ pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
     Ok(s)
 }
 
+/// The connect and per-request deadlines for `cfg`: the client's `connection_timeout` (never
+/// above the server's provider connect timeout) and `request_timeout` (default 60 s).
+pub fn timeouts(
+    cfg: &TtsConfig,
+    settings: &crate::config::SessionSettings,
+) -> (Duration, Duration) {
+    let server = Duration::from_secs(settings.provider_connect_timeout_secs);
+    let connect = cfg
+        .connection_timeout
+        .map_or(server, |s| Duration::from_secs(s.max(1)))
+        .min(server);
+    (
+        connect,
+        Duration::from_secs(cfg.request_timeout.unwrap_or(60).max(1)),
+    )
+}
+
 /// An open TTS provider session (used by `/ws` sessions and by `POST /speak`).
 #[derive(Debug)]
 pub struct TtsProvider {

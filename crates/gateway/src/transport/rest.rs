@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::registry::LookupError;
 use crate::session::errors::WsError;
 use crate::session::protocol::TtsConfig;
-use crate::session::tts::{session_config, TtsProvider, TtsSignal};
+use crate::session::tts::{session_config, timeouts, TtsProvider, TtsSignal};
 use crate::state::SharedState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -94,13 +94,7 @@ async fn synthesize(
     text: &str,
     cfg: &TtsConfig,
 ) -> Result<(Bytes, waav_plugin_api::TtsSessionConfig), WsError> {
-    let settings = &state.config.session;
-    let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
-    let connect_timeout = cfg
-        .connection_timeout
-        .map_or(server_timeout, |s| Duration::from_secs(s.max(1)))
-        .min(server_timeout);
-    let request_timeout = Duration::from_secs(cfg.request_timeout.unwrap_or(60).max(1));
+    let (connect_timeout, request_timeout) = timeouts(cfg, &state.config.session);
 
     // Cache first: resolving the name gives the canonical id the key is made of.
     let provider_id = state

@@ -135,7 +135,7 @@ struct Stream {
     /// Utterances that ended and wait for their final decode, oldest first.
     finals: std::collections::VecDeque<(u64, Vec<f32>)>,
     job: Option<Job>,
-    /// Finals sent since the turn began (an end of turn follows only a turn with words).
+    /// A final with words was sent in this turn (an end of turn follows only such a turn).
     turn_open: bool,
     turn_deadline: Option<tokio::time::Instant>,
     scratch: Vec<f32>,
