@@ -7,6 +7,7 @@ use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use waav_plugin_api::PluginContext;
 
@@ -38,8 +39,9 @@ impl Gateway {
         crate::transport::router(self.state.clone())
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains connections and shuts the
-    /// plugins down in reverse order of initialisation.
+    /// Serves on `listener` until `shutdown` resolves, then closes every `/ws` session (1001),
+    /// waits up to `server.shutdown_drain_secs` for them to end, and shuts the plugins down in
+    /// reverse order of initialisation.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -52,11 +54,37 @@ impl Gateway {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // axum stops tracking a connection once it is upgraded, so sessions get their own
+            // signal; they close themselves and release their slots.
+            state.begin_shutdown();
+        };
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        self.drain_sessions().await;
         self.state.registry.shutdown_all().await;
         result
+    }
+
+    /// Waits until every `/ws` session has ended, up to the configured drain time.
+    async fn drain_sessions(&self) {
+        let drain = Duration::from_secs(self.state.config.server.shutdown_drain_secs);
+        let limiter = &self.state.limiter;
+        let drained = tokio::time::timeout(drain, async {
+            while limiter.active() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                sessions = limiter.active(),
+                "sessions still open after the drain time; stopping anyway"
+            );
+        }
     }
 }
 

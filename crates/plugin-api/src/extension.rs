@@ -40,6 +40,13 @@ pub trait RoutePlugin: Plugin {
         axum::Router::new()
     }
 
+    /// Paths among [`RoutePlugin::routes`] that are served without authentication (a webhook
+    /// that checks its own signature, say). Every other plugin route sits behind the gateway's
+    /// auth like the core routes; `/plugins` lists these paths.
+    fn public_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The `message_type`s of `custom` messages this plugin handles.
     fn custom_message_types(&self) -> &'static [&'static str] {
         &[]

@@ -182,6 +182,10 @@ pub enum TtsEvent {
 /// The request side of a TTS session: keeps `speak` requests in order and applies `Cancel`, so a
 /// plugin only has to synthesise. Owns the session's input channel.
 ///
+/// It reads ahead (so a `Cancel` behind queued requests is seen early) but never holds more than
+/// [`SpeakQueue::MAX_QUEUED`] requests: past that it leaves input in the bounded channel, which
+/// pushes back on the host. The host itself bounds requests per session far below that.
+///
 /// ```
 /// # use waav_plugin_api::*;
 /// # async fn serve(io: TtsIo) {
@@ -206,6 +210,9 @@ pub struct SpeakQueue {
 }
 
 impl SpeakQueue {
+    /// Most requests held after reading ahead.
+    pub const MAX_QUEUED: usize = 16 * 1024;
+
     /// Wraps a session's input channel.
     pub fn new(input: tokio::sync::mpsc::Receiver<TtsInput>) -> Self {
         Self {
@@ -227,7 +234,10 @@ impl SpeakQueue {
     }
 
     fn poll_input(&mut self) {
-        while let Ok(input) = self.input.try_recv() {
+        while self.queue.len() < Self::MAX_QUEUED {
+            let Ok(input) = self.input.try_recv() else {
+                break;
+            };
             self.accept(input);
         }
     }

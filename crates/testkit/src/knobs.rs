@@ -15,8 +15,10 @@ pub enum Fault {
     Error,
     /// End the task with a fatal error.
     Fatal,
-    /// Stop responding (never produce another event).
+    /// Stop responding (never produce another event, never read again).
     Stall,
+    /// Never read any input from the start (the input channel fills and stays full).
+    Deaf,
     /// Panic in `connect` (the session factory).
     PanicOnConnect,
     /// Never finish `connect`.
@@ -27,7 +29,7 @@ pub enum Fault {
 ///
 /// Parsed from `model`: comma-separated `key=value` pairs.
 /// - `latency_ms=N`: delay before each result (STT) or before the first audio chunk (TTS).
-/// - `fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect`, `after=N`: inject the fault
+/// - `fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect`, `after=N`: inject the fault
 ///   after N results (STT) or on request N (TTS, counting from 1; default 1).
 /// - `chunk_ms=N`: TTS audio chunk length (default 20).
 /// - `ms_per_char=N`: TTS tone length per character (default 10).
@@ -92,6 +94,7 @@ impl Knobs {
                         "error" => Fault::Error,
                         "fatal" => Fault::Fatal,
                         "stall" => Fault::Stall,
+                        "deaf" => Fault::Deaf,
                         "panic_on_connect" => Fault::PanicOnConnect,
                         "hang_on_connect" => Fault::HangOnConnect,
                         _ => return Err(bad(part)),
@@ -115,7 +118,7 @@ impl Knobs {
 
 fn bad(part: &str) -> PluginError {
     PluginError::Config(format!(
-        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1, stamp=N)"
+        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1, stamp=N)"
     ))
 }
 

@@ -76,6 +76,10 @@ async fn run(knobs: Knobs, bytes_per_ms: f64, mut io: SttIo) -> Result<(), Plugi
         silence_ms: 0.0,
         in_utterance: false,
     };
+    if knobs.fault == Fault::Deaf {
+        // Holds `io` (the channels stay open) and never reads.
+        std::future::pending::<()>().await;
+    }
     if knobs.stamp > 0 {
         return run_stamped(knobs.stamp, io).await;
     }
@@ -198,7 +202,7 @@ impl State {
                         return Ok(false);
                     }
                 }
-                Fault::None | Fault::PanicOnConnect | Fault::HangOnConnect => {}
+                Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
             }
         }
         Ok(io.events.send(SttEvent::Transcript(t)).await.is_ok())

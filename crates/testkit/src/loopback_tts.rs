@@ -104,6 +104,9 @@ struct Session {
 
 impl Session {
     async fn run(mut self) -> Result<(), PluginError> {
+        if self.knobs.fault == Fault::Deaf {
+            std::future::pending::<()>().await;
+        }
         while let Some(req) = self.requests.next().await {
             self.served += 1;
             if self.served >= self.knobs.after {
@@ -127,7 +130,7 @@ impl Session {
                         }
                         continue;
                     }
-                    Fault::None | Fault::PanicOnConnect | Fault::HangOnConnect => {}
+                    Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
                 }
             }
             if !self.speak(&req).await {

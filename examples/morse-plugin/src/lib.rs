@@ -44,10 +44,13 @@ impl Plugin for MorsePlugin {
 
     async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         let hz = config.f64("tone_hz")?.unwrap_or(600.0) as f32;
-        let unit = config.u64("unit_ms")?.unwrap_or(60) as u32;
-        if !(50.0..=4000.0).contains(&hz) || unit == 0 {
+        let unit = config
+            .u64("unit_ms")?
+            .unwrap_or(60)
+            .min(u64::from(u32::MAX)) as u32;
+        if !(50.0..=4000.0).contains(&hz) || !(1..=1000).contains(&unit) {
             return Err(PluginError::Config(format!(
-                "{}: tone_hz must be 50–4000 and unit_ms positive",
+                "{}: tone_hz must be 50–4000 and unit_ms 1–1000",
                 config.path()
             )));
         }
@@ -69,11 +72,13 @@ impl TtsPlugin for MorsePlugin {
         Ok(Box::pin(async move {
             let TtsIo { input, events } = io;
             let mut requests = SpeakQueue::new(input);
+            // One chunk per 100 ms keeps frames small enough to stream, and keeps the work
+            // between two awaits small and bounded however long the text is.
+            let chunk = (cfg.sample_rate / 10).max(1) as usize;
+            let mut part = Vec::with_capacity(chunk);
             while let Some(req) = requests.next().await {
-                let samples = key(&req.text, hz, unit_ms, cfg.sample_rate);
-                // One chunk per 100 ms keeps frames small enough to stream.
-                let chunk = (cfg.sample_rate / 10).max(1) as usize;
-                for part in samples.chunks(chunk) {
+                let mut keyer = Keyer::new(&req.text, hz, unit_ms, cfg.sample_rate);
+                while keyer.fill(&mut part, chunk) {
                     if requests.is_cancelled(req.id) {
                         break;
                     }
@@ -117,32 +122,97 @@ fn code(c: char) -> Option<&'static str> {
 
 /// Keys `text` as PCM16 samples: dot 1 unit, dash 3, gaps 1 / 3 (letters) / 7 (words).
 pub fn key(text: &str, hz: f32, unit_ms: u32, rate: u32) -> Vec<i16> {
-    let unit = (rate as usize * unit_ms as usize) / 1000;
-    let mut out = Vec::new();
-    let tone = |units: usize, on: bool, out: &mut Vec<i16>| {
-        let start = out.len();
-        out.extend((0..units * unit).map(|i| {
-            if on {
-                let t = (start + i) as f32 / rate as f32;
-                ((2.0 * std::f32::consts::PI * hz * t).sin() * 10_000.0) as i16
-            } else {
-                0
-            }
-        }));
-    };
-    for word in text.split_whitespace() {
-        for c in word.chars().filter_map(code) {
-            for (i, sym) in c.chars().enumerate() {
-                if i > 0 {
-                    tone(1, false, &mut out);
-                }
-                tone(if sym == '.' { 1 } else { 3 }, true, &mut out);
-            }
-            tone(3, false, &mut out);
-        }
-        tone(4, false, &mut out);
+    let mut keyer = Keyer::new(text, hz, unit_ms, rate);
+    let (mut out, mut part) = (Vec::new(), Vec::new());
+    while keyer.fill(&mut part, 4096) {
+        out.extend_from_slice(&part);
     }
     out
+}
+
+/// Produces the samples of [`key`] lazily, a chunk at a time, so a long text costs neither
+/// memory nor a long stretch of CPU at once.
+struct Keyer<'a> {
+    chars: std::str::Chars<'a>,
+    in_word: bool,
+    /// (on, units) runs of the current character, consumed from the front.
+    runs: std::collections::VecDeque<(bool, usize)>,
+    /// Samples left in the current run.
+    left: usize,
+    on: bool,
+    unit: usize,
+    phase: f32,
+    step: f32,
+}
+
+impl<'a> Keyer<'a> {
+    fn new(text: &'a str, hz: f32, unit_ms: u32, rate: u32) -> Self {
+        Self {
+            chars: text.chars(),
+            in_word: false,
+            runs: std::collections::VecDeque::new(),
+            left: 0,
+            on: false,
+            unit: (rate as usize * unit_ms as usize) / 1000,
+            phase: 0.0,
+            step: 2.0 * std::f32::consts::PI * hz / rate.max(1) as f32,
+        }
+    }
+
+    /// Replaces `out` with up to `max` next samples; `false` when the text is done.
+    fn fill(&mut self, out: &mut Vec<i16>, max: usize) -> bool {
+        out.clear();
+        while out.len() < max {
+            if self.left == 0 {
+                let Some((on, units)) = self.next_run() else {
+                    break;
+                };
+                (self.on, self.left) = (on, units * self.unit);
+                continue;
+            }
+            let n = self.left.min(max - out.len());
+            for _ in 0..n {
+                let s = if self.on {
+                    self.phase.sin() * 10_000.0
+                } else {
+                    0.0
+                };
+                out.push(s as i16);
+                self.phase = (self.phase + self.step) % (2.0 * std::f32::consts::PI);
+            }
+            self.left -= n;
+        }
+        !out.is_empty()
+    }
+
+    fn next_run(&mut self) -> Option<(bool, usize)> {
+        while self.runs.is_empty() {
+            let Some(c) = self.chars.next() else {
+                // The text ends a word too.
+                if std::mem::take(&mut self.in_word) {
+                    self.runs.push_back((false, 4));
+                    continue;
+                }
+                return None;
+            };
+            if c.is_whitespace() {
+                if std::mem::take(&mut self.in_word) {
+                    self.runs.push_back((false, 4));
+                }
+                continue;
+            }
+            self.in_word = true;
+            let Some(symbols) = code(c) else { continue };
+            for (i, sym) in symbols.chars().enumerate() {
+                if i > 0 {
+                    self.runs.push_back((false, 1));
+                }
+                self.runs.push_back((true, if sym == '.' { 1 } else { 3 }));
+            }
+            self.runs.push_back((false, 3));
+        }
+        self.runs.pop_front()
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +225,18 @@ mod tests {
             super::key("?!", 600.0, 10, 1000).len() == 40,
             "unknown characters are skipped"
         );
+    }
+
+    #[test]
+    fn long_text_is_keyed_a_chunk_at_a_time() {
+        // Fully keyed this would be ~2 days of audio at 192 kHz (tens of GB).
+        let text = "0".repeat(100 * 1024);
+        let mut keyer = super::Keyer::new(&text, 600.0, 1000, 192_000);
+        let mut part = Vec::new();
+        for _ in 0..3 {
+            assert!(keyer.fill(&mut part, 19_200));
+            assert_eq!(part.len(), 19_200);
+        }
+        assert!(keyer.runs.len() <= 10, "one character's runs at a time");
     }
 }

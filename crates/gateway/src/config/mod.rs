@@ -69,6 +69,36 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Allowed CORS origins (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` for any). Empty: no CORS.
     pub cors_allowed_origins: Vec<String>,
+    /// Who may read `GET /metrics` (`METRICS_EXPOSURE`: `open`, `auth` or `off`).
+    pub metrics: MetricsExposure,
+    /// On graceful stop, how long `/ws` sessions get to close before plugins shut down
+    /// (`SHUTDOWN_DRAIN_SECONDS`).
+    pub shutdown_drain_secs: u64,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsExposure {
+    /// Anyone, like a Prometheus exporter (protect it at the network level).
+    #[default]
+    Open,
+    /// Only clients that authenticate as on every other REST route (when `auth.required`).
+    Auth,
+    /// Not served.
+    Off,
+}
+
+impl std::str::FromStr for MetricsExposure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "open" => Ok(Self::Open),
+            "auth" => Ok(Self::Auth),
+            "off" => Ok(Self::Off),
+            _ => Err("expected open, auth or off".into()),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -78,6 +108,8 @@ impl Default for ServerConfig {
             port: 3001,
             log_format: LogFormat::Text,
             cors_allowed_origins: Vec::new(),
+            metrics: MetricsExposure::Open,
+            shutdown_drain_secs: 10,
         }
     }
 }
@@ -112,6 +144,8 @@ pub struct CacheConfig {
     pub ttl_seconds: u64,
     /// Memory budget of the in-memory cache, in MiB.
     pub max_memory_mb: u64,
+    /// Size cap of the disk cache, in MiB (`CACHE_MAX_DISK_MB`); the oldest entries are evicted.
+    pub max_disk_mb: u64,
 }
 
 impl Default for CacheConfig {
@@ -120,6 +154,7 @@ impl Default for CacheConfig {
             path: None,
             ttl_seconds: 3600,
             max_memory_mb: 256,
+            max_disk_mb: 1024,
         }
     }
 }
@@ -152,6 +187,16 @@ pub struct SessionSettings {
     pub provider_connect_timeout_secs: u64,
     /// Deadline for a `custom` message handler.
     pub custom_handler_timeout_ms: u64,
+    /// How long a connection may wait in pending-auth mode for its `auth` message.
+    pub auth_timeout_secs: u64,
+    /// A client whose outgoing FIFO stays full this long is disconnected.
+    pub client_stall_ms: u64,
+    /// A provider that does not read its input for this long is disconnected.
+    pub provider_stall_ms: u64,
+    /// `speak` requests queued or in flight per session; past it `tts_queue_full`.
+    pub max_queued_speaks: usize,
+    /// Bytes of `speak` text queued or in flight per session; past it `tts_queue_full`.
+    pub max_queued_speak_bytes: usize,
 }
 
 impl Default for SessionSettings {
@@ -162,6 +207,11 @@ impl Default for SessionSettings {
             end_of_turn_max_ms: 4000,
             provider_connect_timeout_secs: 30,
             custom_handler_timeout_ms: 5000,
+            auth_timeout_secs: 10,
+            client_stall_ms: 5000,
+            provider_stall_ms: 5000,
+            max_queued_speaks: 64,
+            max_queued_speak_bytes: 1024 * 1024,
         }
     }
 }
@@ -312,7 +362,83 @@ impl GatewayConfig {
         if let Some(f) = cli.log_format {
             config.server.log_format = f;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks that every duration and size is within a sane range, so no setting can overflow a
+    /// deadline or size an allocation absurdly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const DAY_SECS: u64 = 86_400;
+        let s = &self.session;
+        let checks: [(&str, u64, u64, u64); 12] = [
+            (
+                "session.idle_timeout_secs",
+                s.idle_timeout_secs,
+                1,
+                DAY_SECS,
+            ),
+            ("session.end_of_turn_ms", s.end_of_turn_ms, 1, 600_000),
+            (
+                "session.end_of_turn_max_ms",
+                s.end_of_turn_max_ms,
+                1,
+                600_000,
+            ),
+            (
+                "session.provider_connect_timeout_secs",
+                s.provider_connect_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "session.custom_handler_timeout_ms",
+                s.custom_handler_timeout_ms,
+                1,
+                600_000,
+            ),
+            ("session.auth_timeout_secs", s.auth_timeout_secs, 1, 3600),
+            ("session.client_stall_ms", s.client_stall_ms, 10, 600_000),
+            (
+                "session.provider_stall_ms",
+                s.provider_stall_ms,
+                10,
+                600_000,
+            ),
+            (
+                "session.max_queued_speaks",
+                s.max_queued_speaks as u64,
+                1,
+                10_000,
+            ),
+            (
+                "session.max_queued_speak_bytes",
+                s.max_queued_speak_bytes as u64,
+                1024,
+                1 << 30,
+            ),
+            (
+                "server.shutdown_drain_secs",
+                self.server.shutdown_drain_secs,
+                0,
+                3600,
+            ),
+            (
+                "cache.ttl_seconds",
+                self.cache.ttl_seconds,
+                0,
+                365 * DAY_SECS,
+            ),
+        ];
+        for (path, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Syntax {
+                    path: path.into(),
+                    message: format!("{value} is out of range {min}–{max}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn from_yaml(text: &str, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
@@ -375,11 +501,20 @@ impl GatewayConfig {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        if let Some(v) = get("METRICS_EXPOSURE") {
+            self.server.metrics = parse("METRICS_EXPOSURE", &v)?;
+        }
+        if let Some(v) = get("SHUTDOWN_DRAIN_SECONDS") {
+            self.server.shutdown_drain_secs = parse("SHUTDOWN_DRAIN_SECONDS", &v)?;
+        }
         if let Some(v) = get("CACHE_PATH") {
             self.cache.path = Some(PathBuf::from(v));
         }
         if let Some(v) = get("CACHE_TTL_SECONDS") {
             self.cache.ttl_seconds = parse("CACHE_TTL_SECONDS", &v)?;
+        }
+        if let Some(v) = get("CACHE_MAX_DISK_MB") {
+            self.cache.max_disk_mb = parse("CACHE_MAX_DISK_MB", &v)?;
         }
         if let Some(v) = get("AUTH_REQUIRED") {
             self.auth.required = parse("AUTH_REQUIRED", &v.to_ascii_lowercase())?;

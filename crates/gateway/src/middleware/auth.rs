@@ -100,26 +100,35 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Rejects REST requests without a valid token when `auth.required` is set. WebSocket upgrades
-/// pass through: `/ws` checks the token itself and falls back to the pending-auth flow.
-pub async fn require_auth_rest(
+/// Rejects requests without a valid token when `auth.required` is set. Nothing in the request
+/// (header, path, method) skips it; `/ws` is not behind it because it authenticates itself.
+pub async fn require_auth(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    match check(&state, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// [`require_auth`] for route-plugin routes: paths a plugin declared public pass.
+pub async fn require_auth_unless_public(
     State(state): State<SharedState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let upgrade = req.headers().contains_key(header::UPGRADE);
-    if !state.config.auth.required || upgrade {
+    if state.public_plugin_paths.contains(req.uri().path()) {
         return next.run(req).await;
     }
-    let token = match token_from(req.headers(), req.uri().query()) {
-        Ok(Some(t)) => t,
-        Ok(None) => return AuthFailure::Missing.into_response(),
-        Err(e) => return e.into_response(),
-    };
-    if verify(&state.config.auth, &token).is_none() {
-        return AuthFailure::Unauthorized.into_response();
+    require_auth(State(state), req, next).await
+}
+
+fn check(state: &SharedState, req: &Request) -> Result<(), AuthFailure> {
+    if !state.config.auth.required {
+        return Ok(());
     }
-    next.run(req).await
+    let token = token_from(req.headers(), req.uri().query())?.ok_or(AuthFailure::Missing)?;
+    verify(&state.config.auth, &token)
+        .map(|_| ())
+        .ok_or(AuthFailure::Unauthorized)
 }
 
 #[cfg(test)]

@@ -65,6 +65,14 @@ pub enum WsError {
         /// The plugin's error.
         error: PluginError,
     },
+    /// A binary frame that is not a whole number of samples.
+    #[error("Audio frame of {len} bytes is not a whole number of {sample_bytes}-byte samples (all channels); frame dropped")]
+    MisalignedAudio {
+        /// The frame's size.
+        len: usize,
+        /// Bytes per sample across channels.
+        sample_bytes: usize,
+    },
     /// The provider cannot keep up with the audio.
     #[error("STT provider {0} is not keeping up; audio dropped")]
     SttBackpressure(&'static str),
@@ -85,6 +93,32 @@ pub enum WsError {
         /// What happened.
         error: PluginError,
     },
+    /// A provider did not read its input within the stall bound; it was disconnected.
+    #[error("{role} provider {provider} stopped reading its input; disconnected")]
+    ProviderStalled {
+        /// `STT` or `TTS`.
+        role: &'static str,
+        /// Plugin id.
+        provider: &'static str,
+    },
+    /// Too many `speak` requests queued or in flight.
+    #[error("TTS queue full: {queued} requests and {bytes} bytes of text pending (max {max_requests} requests, {max_bytes} bytes); wait for tts_playback_complete or send clear")]
+    TtsQueueFull {
+        /// Requests pending.
+        queued: usize,
+        /// Text bytes pending.
+        bytes: usize,
+        /// The request limit.
+        max_requests: usize,
+        /// The byte limit.
+        max_bytes: usize,
+    },
+    /// No `auth` message within the auth timeout.
+    #[error("Authentication timed out: no auth message within {0} s")]
+    AuthTimeout(u64),
+    /// The server is stopping.
+    #[error("Server is shutting down")]
+    ShuttingDown,
     /// `send_message` without LiveKit.
     #[error(
         "LiveKit client not configured. Send config message with livekit configuration first."
@@ -110,11 +144,16 @@ impl WsError {
             Self::ProviderTimeout => "provider_timeout",
             Self::Provider { error, .. } => error.code(),
             Self::SttBackpressure(_) => "stt_backpressure",
+            Self::MisalignedAudio { .. } => "invalid_audio_frame",
             Self::AuthRequired => "auth_required",
             Self::InvalidToken => "invalid_token",
             Self::UnknownCustomType(_) => "unknown_custom_type",
             Self::CustomHandler { .. } => "custom_handler_failed",
             Self::LiveKitNotConfigured => "livekit_not_configured",
+            Self::ProviderStalled { .. } => "provider_stalled",
+            Self::TtsQueueFull { .. } => "tts_queue_full",
+            Self::AuthTimeout(_) => "auth_timeout",
+            Self::ShuttingDown => "server_shutdown",
         }
     }
 

@@ -23,7 +23,7 @@ use protocol::{ClientMessage, ConfigMessage, ServerMessage};
 use std::time::Duration;
 use stt::{SttLink, SttSignal};
 use tokio::time::Instant;
-use tts::{TtsLink, TtsProvider, TtsSignal};
+use tts::{TtsLimits, TtsLink, TtsProvider, TtsSignal};
 use turn::TurnTimer;
 use waav_plugin_api::{CustomMessageContext, SttEvent, Transcript};
 
@@ -31,6 +31,8 @@ use waav_plugin_api::{CustomMessageContext, SttEvent, Transcript};
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// WebSocket close code for failed authentication.
 const CLOSE_AUTH_FAILED: u16 = 4001;
+/// WebSocket close code when the server stops (RFC 6455 "going away").
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Whether the connection must authenticate with an `auth` message first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +66,11 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
     let metrics = Metrics::get();
     metrics.active_sessions.increment(1.0);
     let (sink, mut stream) = socket.split();
-    let (out, rx) = Outbound::new();
-    let writer = tokio::spawn(write_loop(sink, rx));
     let settings = state.config.session.clone();
+    let (out, rx) = Outbound::with_stall(Duration::from_millis(settings.client_stall_ms));
+    let writer = tokio::spawn(write_loop(sink, rx));
     let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
+    let mut shutdown = state.shutdown_signal();
     let mut s = Session {
         state,
         out,
@@ -82,7 +85,11 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         ),
         stt_problem_reported: false,
     };
+    // A pending socket holds a slot, so it gets a short deadline, not the idle timeout.
+    let auth_timeout = Duration::from_secs(settings.auth_timeout_secs);
+    let mut auth_deadline = None;
     if s.auth == AuthState::Pending {
+        auth_deadline = Some(Instant::now() + auth_timeout);
         s.out.send(ServerMessage::AuthRequired).await;
     }
     // Re-armed lazily: a message only stamps `last_activity`, the timer checks it when it fires.
@@ -90,6 +97,13 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
     let idle_timer = tokio::time::sleep(idle);
     tokio::pin!(idle_timer);
     loop {
+        if s.out.is_closed() {
+            // The writer is gone or the client stopped reading: nothing more can reach it.
+            break;
+        }
+        if s.auth != AuthState::Pending {
+            auth_deadline = None;
+        }
         let turn_due = s.turn.deadline();
         let tts_due = s.tts.as_ref().and_then(TtsLink::deadline);
         tokio::select! {
@@ -110,6 +124,16 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
                 if let Some(tts) = s.tts.as_mut() {
                     tts.on_timeout(&s.out).await;
                 }
+            }
+            () = sleep_until(auth_deadline) => {
+                s.error(WsError::AuthTimeout(auth_timeout.as_secs())).await;
+                s.out.close(CLOSE_AUTH_FAILED, "authentication timeout").await;
+                break;
+            }
+            () = stopping(&mut shutdown) => {
+                s.error(WsError::ShuttingDown).await;
+                s.out.close(CLOSE_GOING_AWAY, "server shutting down").await;
+                break;
             }
             () = &mut idle_timer => {
                 let due = last_activity + idle;
@@ -141,6 +165,12 @@ async fn next_tts(link: &mut Option<TtsLink>) -> TtsSignal {
         Some(l) => l.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// Resolves once a graceful stop has begun.
+async fn stopping(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // Only an error (the state dropped) ends the wait early; then the server is gone anyway.
+    let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -176,7 +206,11 @@ impl Session {
                 }
                 Flow::Continue
             }
-            Message::Close(_) => Flow::Close,
+            Message::Close(frame) => {
+                // Answer at once (RFC 6455 §5.5.1); providers are torn down behind it.
+                self.out.client_closed(frame.map_or(1005, |f| f.code));
+                Flow::Close
+            }
             Message::Ping(_) | Message::Pong(_) => Flow::Continue,
         }
     }
@@ -224,16 +258,23 @@ impl Session {
             self.error(WsError::AudioFrameTooLarge(audio.len())).await;
             return Flow::Continue;
         }
-        if !self.audio_enabled {
-            self.error(WsError::AudioDisabled).await;
-            return Flow::Continue;
-        }
-        let result = match &self.stt {
-            Some(stt) => stt.send_audio(audio).await,
-            None => Err(WsError::SttNotConfigured),
+        let result = match (&mut self.stt, self.audio_enabled) {
+            (_, false) => Err(WsError::AudioDisabled),
+            (Some(stt), true) => stt.send_audio(audio).await,
+            (None, true) => Err(WsError::SttNotConfigured),
         };
         match result {
             Ok(()) => self.stt_problem_reported = false,
+            Err(e @ WsError::ProviderStalled { .. }) => {
+                if let Some(link) = self.stt.take() {
+                    // It may take the whole grace period; the session does not wait for it.
+                    tokio::spawn(link.close(CLOSE_GRACE));
+                }
+                self.stt_problem_reported = true;
+                tracing::warn!(error = %e, "disconnecting a stalled STT provider");
+                self.error(e).await;
+            }
+            // One report per condition, not one per frame.
             Err(e) if !self.stt_problem_reported => {
                 self.stt_problem_reported = true;
                 self.error(e).await;
@@ -313,67 +354,28 @@ impl Session {
         self.stt_problem_reported = false;
     }
 
+    /// Applies a `config`. The new providers are opened while the old ones keep working; only
+    /// a config that fully succeeds replaces them, so a rejected one changes nothing.
     async fn on_config(&mut self, cfg: ConfigMessage) -> Result<(), WsError> {
         if let Some(id) = &cfg.stream_id {
             WsError::check_size("config.stream_id", id.len(), protocol::MAX_STREAM_ID)?;
         }
-        // The previous providers stop before new ones start (no double billing, no crosstalk).
-        self.stop_providers().await;
         let audio = cfg.audio.unwrap_or(true);
         if audio && cfg.stt_config.is_none() && cfg.tts_config.is_none() {
             return Err(WsError::NothingToConfigure);
         }
+        let (stt, tts) = if audio {
+            self.open_providers(&cfg).await?
+        } else {
+            (None, None)
+        };
+        // The old providers stop before the new ones get audio (no crosstalk).
+        self.stop_providers().await;
+        self.stt = stt;
+        self.tts = tts;
+        self.audio_enabled = audio;
         if cfg.livekit.is_some() {
             self.error(WsError::LiveKitNotConfigured).await;
-        }
-        if audio {
-            let settings = &self.state.config.session;
-            let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
-            let registry = &self.state.registry;
-            let stt_fut = async {
-                match &cfg.stt_config {
-                    Some(c) => SttLink::open(registry, c, server_timeout).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let tts_fut = async {
-                match &cfg.tts_config {
-                    Some(c) => {
-                        let (timeout, request_timeout) = tts::timeouts(c, settings);
-                        TtsProvider::open(registry, c, timeout)
-                            .await
-                            .map(|p| Some(TtsLink::new(p, request_timeout, true)))
-                    }
-                    None => Ok(None),
-                }
-            };
-            let (stt, tts) = tokio::join!(stt_fut, tts_fut);
-            match (stt, tts) {
-                (Ok(stt), Ok(tts)) => {
-                    self.stt = stt;
-                    self.tts = tts;
-                }
-                (stt, tts) => {
-                    // Report the first failure; close whatever did connect.
-                    let err = match (stt, tts) {
-                        (Err(e), other) => {
-                            if let Ok(Some(t)) = other {
-                                t.close(CLOSE_GRACE).await;
-                            }
-                            e
-                        }
-                        (Ok(s), Err(e)) => {
-                            if let Some(s) = s {
-                                s.close(CLOSE_GRACE).await;
-                            }
-                            e
-                        }
-                        (Ok(_), Ok(_)) => unreachable!("handled above"),
-                    };
-                    return Err(err);
-                }
-            }
-            self.audio_enabled = true;
         }
         self.stream_id = cfg
             .stream_id
@@ -388,6 +390,53 @@ impl Session {
         Ok(())
     }
 
+    /// Validates and connects the providers `cfg` asks for, concurrently; on any failure closes
+    /// whatever did connect and reports the first failure.
+    async fn open_providers(
+        &self,
+        cfg: &ConfigMessage,
+    ) -> Result<(Option<SttLink>, Option<TtsLink>), WsError> {
+        let settings = &self.state.config.session;
+        let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
+        let stall = Duration::from_millis(settings.provider_stall_ms);
+        let registry = &self.state.registry;
+        let stt_fut = async {
+            match &cfg.stt_config {
+                Some(c) => SttLink::open(registry, c, server_timeout, stall)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let tts_fut = async {
+            match &cfg.tts_config {
+                Some(c) => {
+                    let (timeout, request_timeout) = tts::timeouts(c, settings);
+                    let limits = TtsLimits::from_settings(settings);
+                    TtsProvider::open(registry, c, timeout, limits.input_capacity())
+                        .await
+                        .map(|p| Some(TtsLink::new(p, request_timeout, limits, true)))
+                }
+                None => Ok(None),
+            }
+        };
+        match tokio::join!(stt_fut, tts_fut) {
+            (Ok(stt), Ok(tts)) => Ok((stt, tts)),
+            (Err(e), tts) => {
+                if let Ok(Some(t)) = tts {
+                    t.close(CLOSE_GRACE).await;
+                }
+                Err(e)
+            }
+            (Ok(stt), Err(e)) => {
+                if let Some(s) = stt {
+                    s.close(CLOSE_GRACE).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn on_speak(
         &mut self,
         text: String,
@@ -399,8 +448,16 @@ impl Session {
             return Ok(());
         }
         let tts = self.tts.as_mut().ok_or(WsError::TtsNotConfigured)?;
-        tts.speak(text, flush, interruptible, &self.state.cache, &self.out)
-            .await
+        let result = tts
+            .speak(text, flush, interruptible, &self.state.cache, &self.out)
+            .await;
+        if let Err(e @ WsError::ProviderStalled { .. }) = &result {
+            tracing::warn!(error = %e, "disconnecting a stalled TTS provider");
+            if let Some(link) = self.tts.take() {
+                tokio::spawn(link.close(CLOSE_GRACE));
+            }
+        }
+        result
     }
 
     async fn on_custom(

@@ -18,6 +18,23 @@ pub const MAX_CUSTOM_PAYLOAD: usize = 50 * 1024;
 pub const MAX_STREAM_ID: usize = 256;
 /// Field limits: `auth.token`.
 pub const MAX_AUTH_TOKEN: usize = 4 * 1024;
+/// Sample rates the core accepts for client audio in and out (plugins may narrow it).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
+/// Channel counts the core accepts for client audio.
+pub const CHANNELS: std::ops::RangeInclusive<u16> = 1..=8;
+/// `tts_config.request_timeout` and `connection_timeout`, in seconds (0 means the minimum, 1 s,
+/// as WaaV clients may send it).
+pub const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
+/// Short string fields: provider, model, voice, language, emotion names.
+pub const MAX_NAME: usize = 256;
+/// `api_key` overrides.
+pub const MAX_API_KEY: usize = 4 * 1024;
+/// `tts_config.emotion_description`.
+pub const MAX_DESCRIPTION: usize = 1024;
+/// `tts_config.pronunciations`: entries, and bytes of each word and pronunciation.
+pub const MAX_PRONUNCIATIONS: usize = 100;
+/// See [`MAX_PRONUNCIATIONS`].
+pub const MAX_PRONUNCIATION_FIELD: usize = 256;
 
 /// A message from the client, tagged by `type`. Unknown fields are ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -191,6 +208,106 @@ pub struct TtsConfig {
     /// Free-text emotion description.
     #[serde(default)]
     pub emotion_description: Option<String>,
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field} is {} bytes (max {max})", value.len()));
+    }
+    Ok(())
+}
+
+fn check_rate(rate: u32) -> Result<(), String> {
+    if !SAMPLE_RATES.contains(&rate) {
+        return Err(format!(
+            "sample_rate {rate} is out of range {}–{} Hz",
+            SAMPLE_RATES.start(),
+            SAMPLE_RATES.end()
+        ));
+    }
+    Ok(())
+}
+
+impl SttConfig {
+    /// Checks every number and size against the core's limits, before anything is resolved,
+    /// allocated or dialled.
+    pub fn validate(&self) -> Result<(), String> {
+        check_rate(self.sample_rate)?;
+        if !CHANNELS.contains(&self.channels) {
+            return Err(format!(
+                "channels {} is out of range {}–{}",
+                self.channels,
+                CHANNELS.start(),
+                CHANNELS.end()
+            ));
+        }
+        check_len("provider", &self.provider, MAX_NAME)?;
+        check_len("language", &self.language, MAX_NAME)?;
+        check_len("encoding", &self.encoding, MAX_NAME)?;
+        check_len("model", &self.model, MAX_NAME)?;
+        check_len(
+            "api_key",
+            self.api_key.as_deref().unwrap_or(""),
+            MAX_API_KEY,
+        )
+    }
+}
+
+impl TtsConfig {
+    /// Checks every number and size against the core's limits, before anything is resolved,
+    /// allocated or dialled.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(rate) = self.sample_rate {
+            check_rate(rate)?;
+        }
+        for (field, value) in [
+            ("connection_timeout", self.connection_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if let Some(v) = value.filter(|v| !TIMEOUT_SECS.contains(v)) {
+                return Err(format!(
+                    "{field} {v} is out of range {}–{} s",
+                    TIMEOUT_SECS.start(),
+                    TIMEOUT_SECS.end()
+                ));
+            }
+        }
+        check_len("provider", &self.provider, MAX_NAME)?;
+        check_len("model", &self.model, MAX_NAME)?;
+        for (field, value) in [
+            ("voice_id", &self.voice_id),
+            ("audio_format", &self.audio_format),
+            ("emotion", &self.emotion),
+            ("delivery_style", &self.delivery_style),
+        ] {
+            check_len(field, value.as_deref().unwrap_or(""), MAX_NAME)?;
+        }
+        check_len(
+            "emotion_description",
+            self.emotion_description.as_deref().unwrap_or(""),
+            MAX_DESCRIPTION,
+        )?;
+        check_len(
+            "api_key",
+            self.api_key.as_deref().unwrap_or(""),
+            MAX_API_KEY,
+        )?;
+        if self.pronunciations.len() > MAX_PRONUNCIATIONS {
+            return Err(format!(
+                "{} pronunciations (max {MAX_PRONUNCIATIONS})",
+                self.pronunciations.len()
+            ));
+        }
+        for p in &self.pronunciations {
+            check_len("pronunciations.word", &p.word, MAX_PRONUNCIATION_FIELD)?;
+            check_len(
+                "pronunciations.pronunciation",
+                &p.pronunciation,
+                MAX_PRONUNCIATION_FIELD,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A message to the client, tagged by `type`.

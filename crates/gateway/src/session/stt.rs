@@ -1,14 +1,13 @@
 //! A session's link to its STT provider: opening it, feeding audio, reading events.
 
 use super::errors::WsError;
-use super::link::{connect_error, Link, Signal};
+use super::link::{connect_error, Link, SendError, Signal};
 use super::protocol::SttConfig;
 use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::time::Duration;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use waav_plugin_api::{AudioEncoding, SttEvent, SttInput, SttIo, SttSessionConfig};
 
@@ -25,6 +24,11 @@ pub struct SttLink {
     link: Link<SttInput, SttEvent>,
     opened_at: Instant,
     first_result: bool,
+    /// Bytes of one sample across all channels (0: compressed, any size goes).
+    sample_bytes: usize,
+    /// Since when audio has been dropped because the provider is not reading.
+    behind_since: Option<Instant>,
+    stall: Duration,
 }
 
 /// What the provider side produced.
@@ -36,15 +40,14 @@ impl SttLink {
         registry: &Registry,
         cfg: &SttConfig,
         connect_timeout: Duration,
+        stall: Duration,
     ) -> Result<Self, WsError> {
         let invalid = |message: String| WsError::InvalidConfig {
             section: "stt_config",
             message,
         };
+        cfg.validate().map_err(invalid)?;
         let encoding: AudioEncoding = cfg.encoding.parse().map_err(|e| invalid(format!("{e}")))?;
-        if cfg.sample_rate == 0 || cfg.channels == 0 {
-            return Err(invalid("sample_rate and channels must be positive".into()));
-        }
         let p = registry.stt(&cfg.provider, cfg.api_key.as_deref())?;
         let caps = p.entry.capabilities();
         caps.check_model(&cfg.model)
@@ -70,20 +73,39 @@ impl SttLink {
             link: Link::spawn(provider, peer, task),
             opened_at: Instant::now(),
             first_result: false,
+            sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),
+            behind_since: None,
+            stall,
         })
     }
 
     /// Forwards one chunk of client audio. Waits briefly when the provider is behind; past that
-    /// the chunk is dropped and reported.
-    pub async fn send_audio(&self, audio: Bytes) -> Result<(), WsError> {
-        let input = self.link.input();
-        match input.try_send(SttInput::Audio(audio)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Closed(_)) => Ok(()), // the end is reported through `next`
-            Err(TrySendError::Full(item)) => {
-                match tokio::time::timeout(BACKPRESSURE_WAIT, input.send(item)).await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(WsError::SttBackpressure(self.provider)),
+    /// the chunk is dropped and reported. A provider that has not read for the stall bound is
+    /// reported as stalled (the session then disconnects it).
+    pub async fn send_audio(&mut self, audio: Bytes) -> Result<(), WsError> {
+        if self.sample_bytes > 1 && !audio.len().is_multiple_of(self.sample_bytes) {
+            // A split sample would shift every later one: refuse the frame, keep the stream sane.
+            return Err(WsError::MisalignedAudio {
+                len: audio.len(),
+                sample_bytes: self.sample_bytes,
+            });
+        }
+        let wait = BACKPRESSURE_WAIT.min(self.stall);
+        match self.link.send_within(SttInput::Audio(audio), wait).await {
+            Ok(()) | Err(SendError::Gone) => {
+                // A provider that ended reports it through `next`.
+                self.behind_since = None;
+                Ok(())
+            }
+            Err(SendError::Stalled) => {
+                let since = *self.behind_since.get_or_insert_with(Instant::now);
+                if since.elapsed() + wait >= self.stall {
+                    Err(WsError::ProviderStalled {
+                        role: "STT",
+                        provider: self.provider,
+                    })
+                } else {
+                    Err(WsError::SttBackpressure(self.provider))
                 }
             }
         }

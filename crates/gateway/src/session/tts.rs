@@ -5,7 +5,7 @@
 //! queue drains, after the last binary frame.
 
 use super::errors::WsError;
-use super::link::{connect_error, Link, Signal};
+use super::link::{connect_error, Link, SendError, Signal};
 use super::outbound::Outbound;
 use super::protocol::{now_ms, ServerMessage, TtsConfig};
 use crate::cache::{CacheKey, CachedAudio, TtsCache};
@@ -22,7 +22,6 @@ use waav_plugin_api::{
     TtsInput, TtsIo, TtsSessionConfig,
 };
 
-const CHANNEL_CAPACITY: usize = 64;
 /// Cache fills stop collecting past this size (the cache would refuse it anyway).
 const MAX_COLLECT: usize = 8 * 1024 * 1024;
 
@@ -32,6 +31,7 @@ pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
         section: "tts_config",
         message,
     };
+    cfg.validate().map_err(invalid)?;
     let encoding: AudioEncoding = cfg
         .audio_format
         .as_deref()
@@ -41,9 +41,6 @@ pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
     let mut s = TtsSessionConfig::new(encoding, cfg.sample_rate.unwrap_or(24_000))
         .with_voice(cfg.voice_id.clone().unwrap_or_default())
         .with_model(cfg.model.clone());
-    if s.sample_rate == 0 {
-        return Err(invalid("sample_rate must be positive".into()));
-    }
     s.speaking_rate = cfg.speaking_rate.unwrap_or(1.0);
     if !(0.25..=4.0).contains(&s.speaking_rate) {
         return Err(invalid(format!(
@@ -123,6 +120,7 @@ impl TtsProvider {
         registry: &Registry,
         cfg: &TtsConfig,
         connect_timeout: Duration,
+        input_capacity: usize,
     ) -> Result<Self, WsError> {
         let mut session = session_config(cfg)?;
         let p = registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
@@ -139,7 +137,7 @@ impl TtsProvider {
         session = session
             .with_api_key(p.api_key)
             .with_plugin_config(p.entry.plugin_config());
-        let (io, peer) = TtsIo::pair(CHANNEL_CAPACITY);
+        let (io, peer) = TtsIo::pair(input_capacity.max(1));
         let started = Instant::now();
         let what = format!("TTS provider {provider} connect");
         let task = guard(
@@ -157,9 +155,9 @@ impl TtsProvider {
         })
     }
 
-    /// Sends a request or a cancel to the provider. `false` when it is gone.
-    pub async fn send(&self, input: TtsInput) -> bool {
-        self.link.input().send(input).await.is_ok()
+    /// Sends a request or a cancel to the provider, waiting at most `stall` for room.
+    pub async fn send(&self, input: TtsInput, stall: Duration) -> Result<(), SendError> {
+        self.link.send_within(input, stall).await
     }
 
     /// The next event, or the provider's end once its events are drained.
@@ -176,6 +174,7 @@ impl TtsProvider {
 #[derive(Debug)]
 struct Pending {
     id: u64,
+    text_bytes: usize,
     interruptible: bool,
     cached: Option<Arc<CachedAudio>>,
     key: CacheKey,
@@ -185,12 +184,44 @@ struct Pending {
     first_byte: bool,
 }
 
+/// Bounds of one session's TTS queue and of its provider's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtsLimits {
+    /// Requests queued or in flight.
+    pub max_requests: usize,
+    /// Bytes of text queued or in flight.
+    pub max_bytes: usize,
+    /// How long the provider may leave its input unread.
+    pub stall: Duration,
+}
+
+impl TtsLimits {
+    /// Input channel capacity for a provider under these limits: room for every request the
+    /// host lets queue plus a cancel for each, so a provider that reads lazily but does read
+    /// never looks stalled. (tokio allocates channel blocks lazily; a large bound costs nothing.)
+    pub fn input_capacity(&self) -> usize {
+        self.max_requests.saturating_mul(2).saturating_add(2)
+    }
+
+    /// The limits from the session settings.
+    pub fn from_settings(s: &crate::config::SessionSettings) -> Self {
+        Self {
+            max_requests: s.max_queued_speaks,
+            max_bytes: s.max_queued_speak_bytes,
+            stall: Duration::from_millis(s.provider_stall_ms),
+        }
+    }
+}
+
 /// The TTS half of a `/ws` session.
 #[derive(Debug)]
 pub struct TtsLink {
     provider: TtsProvider,
     format: AudioFormat,
     request_timeout: Duration,
+    limits: TtsLimits,
+    /// Text bytes of the queued requests.
+    queued_bytes: usize,
     next_id: u64,
     queue: VecDeque<Pending>,
     /// Non-interruptible audio is being played until then.
@@ -201,7 +232,12 @@ pub struct TtsLink {
 
 impl TtsLink {
     /// Wraps an open provider.
-    pub fn new(provider: TtsProvider, request_timeout: Duration, cache_fill: bool) -> Self {
+    pub fn new(
+        provider: TtsProvider,
+        request_timeout: Duration,
+        limits: TtsLimits,
+        cache_fill: bool,
+    ) -> Self {
         let format = AudioFormat {
             encoding: provider.config.encoding,
             sample_rate: provider.config.sample_rate,
@@ -211,6 +247,8 @@ impl TtsLink {
             provider,
             format,
             request_timeout,
+            limits,
+            queued_bytes: 0,
             next_id: 1,
             queue: VecDeque::new(),
             playing_until: Instant::now(),
@@ -233,6 +271,16 @@ impl TtsLink {
         cache: &TtsCache,
         out: &Outbound,
     ) -> Result<(), WsError> {
+        if self.queue.len() >= self.limits.max_requests
+            || self.queued_bytes + text.len() > self.limits.max_bytes
+        {
+            return Err(WsError::TtsQueueFull {
+                queued: self.queue.len(),
+                bytes: self.queued_bytes,
+                max_requests: self.limits.max_requests,
+                max_bytes: self.limits.max_bytes,
+            });
+        }
         let id = self.next_id;
         self.next_id += 1;
         let key = CacheKey::new(self.provider.provider, &self.provider.config, &text);
@@ -247,8 +295,10 @@ impl TtsLink {
         if self.queue.is_empty() {
             self.last_progress = Instant::now();
         }
+        self.queued_bytes += text.len();
         self.queue.push_back(Pending {
             id,
+            text_bytes: text.len(),
             interruptible,
             cached,
             key,
@@ -259,9 +309,15 @@ impl TtsLink {
         });
         if to_provider {
             let req = SpeakRequest { id, text, flush };
-            if !self.provider.send(TtsInput::Speak(req)).await {
+            match self
+                .provider
+                .send(TtsInput::Speak(req), self.limits.stall)
+                .await
+            {
+                Ok(()) => {}
                 // The provider is gone; its end arrives through `next` and is reported there.
-                return Ok(());
+                Err(SendError::Gone) => return Ok(()),
+                Err(SendError::Stalled) => return Err(self.stalled()),
             }
         }
         if self.drain_cached(out).await && self.queue.is_empty() {
@@ -299,7 +355,7 @@ impl TtsLink {
             // Audio for a cleared (or unknown) request is dropped.
             TtsEvent::Audio { .. } => {}
             TtsEvent::Done { id } if Some(id) == head => {
-                let p = self.queue.pop_front().expect("head exists");
+                let p = self.pop_head().expect("head exists");
                 if self.cache_fill && !p.collected.is_empty() && p.collected.len() <= MAX_COLLECT {
                     cache.insert(
                         p.key,
@@ -315,6 +371,7 @@ impl TtsLink {
             TtsEvent::Error { id, error } => {
                 let was_pending = self.queue.iter().any(|p| p.id == id);
                 self.queue.retain(|p| p.id != id);
+                self.queued_bytes = self.queue.iter().map(|p| p.text_bytes).sum();
                 if was_pending {
                     let e = WsError::Provider {
                         role: "TTS",
@@ -348,7 +405,7 @@ impl TtsLink {
             for frame in audio.frames() {
                 self.play(frame, interruptible, out).await;
             }
-            self.queue.pop_front();
+            self.pop_head();
             played = true;
         }
         played
@@ -376,7 +433,30 @@ impl TtsLink {
         }
         if let Some(last) = self.queue.back().map(|p| p.id) {
             self.queue.clear();
-            self.provider.send(TtsInput::Cancel { up_to: last }).await;
+            self.queued_bytes = 0;
+            self.cancel(last).await;
+        }
+    }
+
+    /// Tells the provider to drop requests up to `up_to`. Best effort: the host discards their
+    /// audio anyway, and a provider that does not read is caught by the next `speak`.
+    async fn cancel(&self, up_to: u64) {
+        let _ = self
+            .provider
+            .send(TtsInput::Cancel { up_to }, self.limits.stall)
+            .await;
+    }
+
+    fn pop_head(&mut self) -> Option<Pending> {
+        let p = self.queue.pop_front()?;
+        self.queued_bytes -= p.text_bytes;
+        Some(p)
+    }
+
+    fn stalled(&self) -> WsError {
+        WsError::ProviderStalled {
+            role: "TTS",
+            provider: self.provider.provider,
         }
     }
 
@@ -404,8 +484,8 @@ impl TtsLink {
             )),
         };
         out.send(e.into()).await;
-        if let Some(p) = self.queue.pop_front() {
-            self.provider.send(TtsInput::Cancel { up_to: p.id }).await;
+        if let Some(p) = self.pop_head() {
+            self.cancel(p.id).await;
         }
         self.after_head(out).await;
     }

@@ -1,10 +1,18 @@
 //! Client-facing transports: HTTP routes (axum) and, per route, their handlers.
+//!
+//! Who may call what: `GET /` is open; `/ws` authenticates itself (at upgrade or through the
+//! pending-auth flow); every other core route, and every route-plugin route not declared public,
+//! sits behind [`crate::middleware::auth::require_auth`]. `/metrics` follows
+//! `server.metrics`. No header, path or method skips authentication.
 
+mod cors;
 mod headers;
 mod plugins;
 pub mod rest;
 mod ws;
 
+use crate::config::MetricsExposure;
+use crate::middleware::auth;
 use crate::state::SharedState;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -13,28 +21,39 @@ use waav_plugin_api::PluginHandle;
 
 /// Builds the full HTTP router: core routes, route plugins, middleware plugins, security headers.
 pub fn router(state: SharedState) -> Router {
-    let protected = Router::new()
-        .route("/ws", get(ws::upgrade))
+    let mut protected = Router::new()
         .route("/speak", post(rest::speak))
         .route("/voices", get(rest::voices))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::middleware::auth::require_auth_rest,
-        ));
-    let mut app = Router::new()
-        .route("/", get(health))
         .route("/plugins", get(plugins::list))
-        .route("/health/plugins", get(plugins::health))
-        .route("/metrics", get(rest::metrics))
-        .merge(protected)
-        .with_state(state.clone());
+        .route("/health/plugins", get(plugins::health));
+    let mut open = Router::new()
+        .route("/", get(health))
+        .route("/ws", get(ws::upgrade));
+    match state.config.server.metrics {
+        MetricsExposure::Open => open = open.route("/metrics", get(rest::metrics)),
+        MetricsExposure::Auth => protected = protected.route("/metrics", get(rest::metrics)),
+        MetricsExposure::Off => {}
+    }
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_auth,
+    ));
+    let mut plugin_routes = Router::new();
     for entry in state.registry.entries() {
         if let (PluginHandle::Route(p), crate::registry::PluginState::Ready) =
             (&entry.handle, entry.state())
         {
-            app = app.merge(p.routes());
+            plugin_routes = plugin_routes.merge(p.routes());
         }
     }
+    let plugin_routes = plugin_routes.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_auth_unless_public,
+    ));
+    let mut app = open
+        .merge(protected)
+        .with_state(state.clone())
+        .merge(plugin_routes);
     let mut middleware: Vec<_> = state
         .registry
         .entries()
@@ -54,8 +73,14 @@ pub fn router(state: SharedState) -> Router {
             Err(e) => tracing::error!(error = %e, "rate limiting disabled: invalid limits"),
         }
     }
-    app.fallback(not_found)
-        .layer(axum::middleware::map_response(headers::security_headers))
+    let app = app
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(headers::security_headers));
+    // Outermost, so a preflight is answered before auth or rate limits see it.
+    match cors::layer(&state.config.server.cors_allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// `GET /`: liveness, exactly `{"status":"OK"}`.

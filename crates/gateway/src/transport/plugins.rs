@@ -15,6 +15,10 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
         .iter()
         .map(|e| {
             let st = e.state();
+            let public_paths: &[&str] = match &e.handle {
+                waav_plugin_api::PluginHandle::Route(p) => p.public_paths(),
+                _ => &[],
+            };
             json!({
                 "id": e.info.id,
                 "name": e.info.name,
@@ -24,6 +28,7 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 "description": e.info.description,
                 "enabled": e.section.enabled,
                 "state": st,
+                "public_paths": public_paths,
                 "capabilities": if st == PluginState::Ready { json!(e.capabilities()) } else { Value::Null },
             })
         })

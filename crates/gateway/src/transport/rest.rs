@@ -18,6 +18,8 @@ use waav_plugin_api::{PluginError, PluginHandle, SpeakRequest, TtsEvent, TtsInpu
 
 /// Largest `text` accepted by `POST /speak`.
 pub const MAX_REST_TEXT: usize = 10 * 1024;
+/// Largest audio `POST /speak` collects before it gives up (the whole body is held in memory).
+pub const MAX_REST_AUDIO: usize = 64 * 1024 * 1024;
 
 #[derive(serde::Deserialize)]
 struct SpeakBody {
@@ -97,13 +99,11 @@ async fn synthesize(
     let (connect_timeout, request_timeout) = timeouts(cfg, &state.config.session);
 
     // Cache first: resolving the name gives the canonical id the key is made of.
-    let provider_id = state
-        .registry
-        .tts(&cfg.provider, cfg.api_key.as_deref())?
-        .entry
-        .info
-        .id;
     let session = session_config(cfg)?;
+    let resolved = state.registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
+    let provider_id = resolved.entry.info.id;
+    // The key is part of the cache key (credential scope), so set it as the session will.
+    let session = session.with_api_key(resolved.api_key);
     let key = CacheKey::new(provider_id, &session, text);
     let m = Metrics::get();
     if let Some(hit) = state.cache.get(key).await {
@@ -112,7 +112,7 @@ async fn synthesize(
     }
     m.cache_misses.increment(1);
 
-    let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout).await?;
+    let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout, 4).await?;
     let id = provider.provider;
     let request = SpeakRequest {
         id: 1,
@@ -120,14 +120,28 @@ async fn synthesize(
         flush: true,
     };
     let collect = async {
-        if !provider.send(TtsInput::Speak(request)).await {
-            return Err(PluginError::Transient("provider session closed".into()));
+        // A fresh session's input has room: this never waits on a healthy provider.
+        let stall = Duration::from_millis(state.config.session.provider_stall_ms);
+        if provider
+            .send(TtsInput::Speak(request), stall)
+            .await
+            .is_err()
+        {
+            return Err(PluginError::Transient(
+                "provider session closed or not reading".into(),
+            ));
         }
         let mut audio = Vec::new();
         let mut frame = 0;
         loop {
             match provider.next().await {
                 TtsSignal::Event(TtsEvent::Audio { data, .. }) => {
+                    if audio.len() + data.len() > MAX_REST_AUDIO {
+                        return Err(PluginError::Permanent(format!(
+                            "audio longer than {} MiB; use /ws for long text",
+                            MAX_REST_AUDIO >> 20
+                        )));
+                    }
                     frame = frame.max(data.len());
                     audio.extend_from_slice(&data);
                 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Guard against a hung test; never a latency assertion.
@@ -40,6 +40,11 @@ impl WsClient {
             Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
             Err(e) => panic!("connect failed: {e}"),
         }
+    }
+
+    /// The raw socket, for cases that drive the protocol by hand.
+    pub fn into_socket(self) -> Socket {
+        self.socket
     }
 
     pub async fn send_json(&mut self, v: Value) {
