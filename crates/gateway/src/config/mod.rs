@@ -144,7 +144,8 @@ pub struct CacheConfig {
     pub ttl_seconds: u64,
     /// Memory budget of the in-memory cache, in MiB.
     pub max_memory_mb: u64,
-    /// Size cap of the disk cache, in MiB (`CACHE_MAX_DISK_MB`); the oldest entries are evicted.
+    /// Size cap of the disk cache, in MiB (`CACHE_MAX_DISK_MB`): the oldest entries are evicted
+    /// to stay under it; 0 writes nothing new to disk.
     pub max_disk_mb: u64,
 }
 

@@ -2,11 +2,21 @@
 //!
 //! Hot-path handles (per-frame counters) are registered once per process and kept in a static, so
 //! counting an audio frame is one atomic add with no lookup, lock or allocation.
+//!
+//! The recorder is built with `build_recorder`, which (unlike the exporter's `install`) starts no
+//! upkeep task, and without upkeep histogram samples pile up between scrapes. So a plain thread
+//! (named `waav-metrics-upkeep`) runs [`PrometheusHandle::run_upkeep`] every [`UPKEEP_INTERVAL`]:
+//! a thread rather than a tokio task because the recorder is created lazily, possibly outside a
+//! runtime (CLI commands, tests), and must outlive any one runtime.
 
 use metrics::{counter, gauge, histogram, Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
+
+/// How often the recorder's upkeep runs.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 const CLIENT_TYPES: [&str; 7] = [
     "config",
@@ -31,6 +41,8 @@ const SERVER_TYPES: [&str; 8] = [
 /// The gateway's metric handles.
 pub struct Metrics {
     handle: PrometheusHandle,
+    /// Upkeep passes so far; the upkeep thread holds it weakly and stops once it is dropped.
+    upkeep_runs: Arc<AtomicU64>,
     /// Open `/ws` sessions.
     pub active_sessions: Gauge,
     /// Binary frames received.
@@ -71,8 +83,15 @@ impl Metrics {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            let upkeep_runs = Arc::new(AtomicU64::new(0));
+            spawn_upkeep(
+                handle.clone(),
+                UPKEEP_INTERVAL,
+                Arc::downgrade(&upkeep_runs),
+            );
             Metrics {
                 handle,
+                upkeep_runs,
                 active_sessions: gauge!("waav_active_sessions"),
                 audio_frames_in: counter!("waav_audio_frames_in_total"),
                 audio_bytes_in: counter!("waav_audio_bytes_in_total"),
@@ -116,5 +135,73 @@ impl Metrics {
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// How many times the recorder's periodic upkeep has run.
+    pub fn upkeep_runs(&self) -> u64 {
+        self.upkeep_runs.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `handle.run_upkeep()` every `every` while `runs` is alive, counting passes in it.
+fn spawn_upkeep(
+    handle: PrometheusHandle,
+    every: Duration,
+    runs: Weak<AtomicU64>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name("waav-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(runs) = runs.upgrade() else { break };
+            handle.run_upkeep();
+            runs.fetch_add(1, Ordering::Relaxed);
+        });
+    spawned
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "metrics upkeep thread not started; histograms will grow");
+        })
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_runs_periodically_and_stops_with_its_owner() {
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let runs = Arc::new(AtomicU64::new(0));
+        let thread = spawn_upkeep(handle, Duration::from_millis(5), Arc::downgrade(&runs)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::Relaxed) < 3 {
+            assert!(std::time::Instant::now() < deadline, "upkeep did not run");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The thread holds only a Weak: with the counter gone it ends instead of leaking.
+        drop(runs);
+        while !thread.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "upkeep thread still running"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_recorder_has_an_upkeep_thread() {
+        let _ = Metrics::get();
+        // Thread names are cut to 15 bytes in /proc.
+        let named = std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks.flatten().any(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "waav-metrics-up")
+                })
+            })
+            .unwrap_or(true);
+        assert!(named, "no upkeep thread");
     }
 }
