@@ -27,10 +27,12 @@ pub fn mulaw_decode(byte: u8) -> i16 {
 
 /// A 44-byte RIFF/WAVE header for PCM16 audio of `data_len` bytes.
 ///
-/// For streams of unknown length pass `u32::MAX`; players treat it as "until the end".
+/// For streams of unknown length pass `u32::MAX`; players treat it as "until the end". Formats
+/// no WAV file can describe (more than 32767 channels, byte rates past `u32::MAX`) saturate the
+/// derived fields rather than panic; callers validate formats before they get here.
 pub fn wav_header(sample_rate: u32, channels: u16, data_len: u32) -> [u8; 44] {
-    let block_align = channels * 2;
-    let byte_rate = sample_rate * u32::from(block_align);
+    let block_align = channels.saturating_mul(2);
+    let byte_rate = sample_rate.saturating_mul(u32::from(block_align));
     let riff_len = data_len.saturating_add(36);
     let mut h = [0u8; 44];
     h[0..4].copy_from_slice(b"RIFF");
@@ -52,6 +54,14 @@ pub fn wav_header(sample_rate: u32, channels: u16, data_len: u32) -> [u8; 44] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wav_header_never_panics_on_absurd_formats() {
+        let h = wav_header(0xC4C4_C400, 50_372, u32::MAX);
+        assert_eq!(&h[0..4], b"RIFF");
+        assert_eq!(u16::from_le_bytes([h[32], h[33]]), u16::MAX);
+        assert_eq!(u32::from_le_bytes([h[28], h[29], h[30], h[31]]), u32::MAX);
+    }
 
     #[test]
     fn mulaw_round_trip_is_close() {

@@ -110,24 +110,34 @@ impl TtsSessionConfig {
     }
 }
 
+/// Replaces whole-word occurrences of `word`. Word boundaries are judged against the original
+/// text (not what is left after the previous match), in one linear pass per word.
 fn replace_word(text: &str, word: &str, with: &str) -> String {
     if word.is_empty() {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find(word) {
-        let before_ok = rest[..pos]
+    let mut copied = 0;
+    for (pos, _) in text.match_indices(word) {
+        if pos < copied {
+            continue; // overlaps a replaced match
+        }
+        let before_ok = text[..pos]
             .chars()
             .next_back()
             .is_none_or(|c| !c.is_alphanumeric());
-        let after = &rest[pos + word.len()..];
-        let after_ok = after.chars().next().is_none_or(|c| !c.is_alphanumeric());
-        out.push_str(&rest[..pos]);
-        out.push_str(if before_ok && after_ok { with } else { word });
-        rest = after;
+        let end = pos + word.len();
+        let after_ok = text[end..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric());
+        if before_ok && after_ok {
+            out.push_str(&text[copied..pos]);
+            out.push_str(with);
+            copied = end;
+        }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -332,5 +342,18 @@ mod tests {
             cfg.apply_pronunciations("SQL and MySQL, SQL."),
             "sequel and MySQL, sequel."
         );
+        let one = |word: &str, with: &str, text: &str| {
+            let mut c = TtsSessionConfig::new(AudioEncoding::Linear16, 16_000);
+            c.pronunciations = vec![Pronunciation {
+                word: word.into(),
+                pronunciation: with.into(),
+            }];
+            c.apply_pronunciations(text)
+        };
+        // Boundaries come from the original text, not from what a previous match left.
+        assert_eq!(one("ha", "X", "haha"), "haha");
+        assert_eq!(one("a", "b", "aa"), "aa");
+        assert_eq!(one("a", "b", "a a"), "b b");
+        assert_eq!(one("é", "e", "é café é"), "e café e");
     }
 }
