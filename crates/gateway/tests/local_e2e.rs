@@ -1,5 +1,6 @@
 //! The embedded offline providers end to end over `/ws`: local TTS speaks, local STT transcribes.
-//! Needs the models from `scripts/fetch-models.sh`; without them each test says SKIP loudly.
+//! Needs the models from `scripts/fetch-models.sh`; without them each test says SKIP loudly, and
+//! fails when `CI=true`.
 #![cfg(feature = "local")]
 
 mod common;
@@ -19,12 +20,16 @@ fn models_dir() -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     let ok = waav_local::ModelPaths::new(&dir).check().is_ok();
     if !ok {
-        // Straight to stderr: libtest captures println!/eprintln! of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
+        let line = format!(
             "SKIP: models not found in {}; run scripts/fetch-models.sh",
             dir.display()
         );
+        // Under CI a missing model is a failure, never a silent pass.
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{line}");
+        }
+        // Straight to stderr: libtest captures println!/eprintln! of passing tests.
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
     ok.then_some(dir)
 }
@@ -191,4 +196,38 @@ async fn espeak_speaks_and_lists_voices_and_models_are_validated() {
     .await;
     let msg = c.expect_error("invalid_config").await;
     assert!(msg.contains("en_US-joe-medium"), "{msg}");
+}
+
+/// Runs only when asked (by the test below): the models directory does not exist.
+#[test]
+#[ignore = "a helper: run by missing_models_fail_under_ci"]
+fn helper_missing_models() {
+    assert!(models_dir().is_none());
+}
+
+/// A missing model skips loudly by hand but fails under CI, never a silent green.
+#[test]
+fn missing_models_fail_under_ci() {
+    let run = |ci: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "helper_missing_models",
+                "--nocapture",
+            ])
+            .env("WAAV_MODELS_DIR", "/nonexistent/waav-models")
+            .env("CI", ci)
+            .output()
+            .unwrap()
+    };
+    for (ci, should_pass) in [("true", false), ("", true)] {
+        let out = run(ci);
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), should_pass, "CI={ci:?}:\n{text}");
+        assert!(
+            text.contains("SKIP: models not found"),
+            "CI={ci:?}:\n{text}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use waav_plugin_api::PluginError;
+
 /// Everything that can go wrong in the offline engines.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -54,6 +56,19 @@ pub enum LocalError {
         stderr: String,
     },
 
+    /// An external program did not finish in time and was killed.
+    #[error("`{program}` did not finish within {after:?} and was killed")]
+    Timeout {
+        /// The program name.
+        program: &'static str,
+        /// The time limit.
+        after: std::time::Duration,
+    },
+
+    /// The work was cancelled (a running external program was killed).
+    #[error("cancelled")]
+    Cancelled,
+
     /// The caller passed an argument the engine cannot use.
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -93,6 +108,20 @@ impl LocalError {
         Self::Inference {
             engine,
             message: err.to_string(),
+        }
+    }
+}
+
+impl From<LocalError> for PluginError {
+    /// A timeout stays a timeout; anything else an engine reports is transient for the session
+    /// (the next request may well succeed), except a missing model, which is configuration.
+    fn from(e: LocalError) -> Self {
+        match e {
+            LocalError::Timeout { .. } => PluginError::Timeout(e.to_string()),
+            LocalError::ModelMissing { .. } | LocalError::InvalidConfig { .. } => {
+                PluginError::Config(e.to_string())
+            }
+            e => PluginError::Transient(e.to_string()),
         }
     }
 }

@@ -31,13 +31,16 @@ pub mod piper;
 pub mod whisper;
 
 pub use error::{LocalError, Result};
-pub use espeak::{espeak_synthesize, espeak_voices, EspeakVoice};
+pub use espeak::{
+    espeak_synthesize, espeak_synthesize_with, espeak_voices, CancelToken, EspeakVoice, RunLimits,
+    ESPEAK_TIMEOUT, MAX_ESPEAK_INPUT,
+};
 pub use models::ModelPaths;
 pub use resample::{resample_i16, to_mono_16k};
 pub use segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
-pub use text::split_sentences;
+pub use text::{chunk_text, split_long, split_sentences};
 
 #[cfg(feature = "piper")]
 pub use piper::{PiperOptions, PiperVoice};
 #[cfg(feature = "whisper")]
-pub use whisper::WhisperEngine;
+pub use whisper::{Transcription, WhisperEngine};

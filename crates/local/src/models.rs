@@ -111,6 +111,28 @@ pub(crate) fn require_file(path: &Path) -> Result<()> {
     }
 }
 
+/// The models for a unit test (`$WAAV_MODELS_DIR`, else `<repo>/models`), or `None` after a
+/// SKIP line; with `CI=true` a missing model fails the test instead.
+#[cfg(all(test, feature = "piper"))]
+pub(crate) fn test_models() -> Option<ModelPaths> {
+    use std::io::Write;
+    let paths = match std::env::var_os(MODELS_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => ModelPaths::new(dir),
+        _ => ModelPaths::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")),
+    };
+    match paths.check() {
+        Ok(()) => Some(paths),
+        Err(e) => {
+            let msg = format!("SKIP: models not found, run scripts/fetch-models.sh ({e})");
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{msg}");
+            }
+            let _ = writeln!(std::io::stderr(), "{msg}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,58 @@ fn long_audio_is_transcribed_in_windows() {
     assert_transcript(&format!("{FOX} {second}"), &text, "40 s audio");
 }
 
+/// The confidence is the decoder's (exp of the mean token log-prob), not a constant: two voices
+/// saying the same words score differently, both in (0, 1]; noise and silence score lower.
+#[test]
+fn confidence_comes_from_the_decoder() {
+    let Some(paths) = models_or_skip() else {
+        return;
+    };
+    if !espeak_or_skip() {
+        return;
+    }
+    let whisper = whisper(&paths);
+    let voice = piper(&paths);
+    let piper_speech = to_mono_16k(
+        &voice.synthesize(FOX, None).expect("tts"),
+        voice.sample_rate(),
+        1,
+    );
+    let (audio, rate) = espeak_synthesize(FOX, "en-us", 130).expect("espeak");
+    let espeak_speech = to_mono_16k(&audio, rate, 1);
+    let mut speech = Vec::new();
+    for (what, pcm) in [("piper", &piper_speech), ("espeak", &espeak_speech)] {
+        let t = whisper.transcribe_scored(pcm).expect("transcribe");
+        eprintln!("{what}: confidence {:.3}: {:?}", t.confidence, t.text);
+        assert_transcript(FOX, &t.text, what);
+        assert!(
+            t.confidence > 0.0 && t.confidence <= 1.0,
+            "{what}: {}",
+            t.confidence
+        );
+        speech.push(t.confidence);
+    }
+    assert_ne!(speech[0], speech[1], "the same confidence for two voices");
+    let clearest = speech[0].min(speech[1]);
+
+    let silence = whisper
+        .transcribe_scored(&vec![0.0; 32_000])
+        .expect("zeros");
+    assert_eq!((silence.text.as_str(), silence.confidence), ("", 0.0));
+    // Quiet and loud white noise: transcribed to nothing, or to a guess the decoder doubts.
+    for (what, gain) in [("quiet noise", 1.0), ("loud noise", 150.0)] {
+        let pcm: Vec<f32> = noise(48_000, 5).iter().map(|s| s * gain).collect();
+        let t = whisper.transcribe_scored(&pcm).expect("noise");
+        eprintln!("{what}: confidence {:.3}: {:?}", t.confidence, t.text);
+        assert!(
+            t.confidence < clearest,
+            "{what} ({:?}) scored {} against speech's {clearest}",
+            t.text,
+            t.confidence
+        );
+    }
+}
+
 #[test]
 fn silence_transcribes_to_nothing() {
     let Some(paths) = models_or_skip() else {

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{LocalError, Result};
-use crate::espeak::check_voice_arg;
+use crate::espeak::{check_voice_arg, RunLimits};
 use crate::models::require_file;
 use crate::onnx;
 
@@ -178,10 +178,16 @@ impl PiperVoice {
     }
 
     /// Converts `text` to IPA phonemes with `espeak-ng` (run as a subprocess), one string per
-    /// sentence, punctuation included as Piper expects.
+    /// sentence, punctuation included as Piper expects. Each espeak run is limited to
+    /// [`ESPEAK_TIMEOUT`](crate::espeak::ESPEAK_TIMEOUT); see [`phonemize_with`](Self::phonemize_with).
     pub fn phonemize(&self, text: &str) -> Result<Vec<String>> {
+        self.phonemize_with(text, &RunLimits::default())
+    }
+
+    /// Like [`phonemize`](Self::phonemize), with the timeout and cancel token of the espeak runs.
+    pub fn phonemize_with(&self, text: &str, limits: &RunLimits) -> Result<Vec<String>> {
         match &self.espeak_voice {
-            Some(voice) => phonemes::phonemize(text, voice),
+            Some(voice) => phonemes::phonemize(text, voice, limits),
             // "text" voices take the characters themselves (NFD, as piper-phonemize does).
             None => Ok(vec![text.nfd().collect()])
                 .map(|v: Vec<String>| v.into_iter().filter(|s| !s.trim().is_empty()).collect()),
@@ -198,6 +204,18 @@ impl PiperVoice {
     /// `length_scale_override` replaces the voice's length scale (> 1 is slower, < 1 faster).
     /// Text without anything speakable gives an empty vector.
     pub fn synthesize(&self, text: &str, length_scale_override: Option<f32>) -> Result<Vec<i16>> {
+        self.synthesize_with(text, length_scale_override, &RunLimits::default())
+    }
+
+    /// Like [`synthesize`](Self::synthesize), under `limits`: they bound the phonemizer runs, and
+    /// a cancel stops before the next sentence's inference (one inference is not interrupted)
+    /// with [`LocalError::Cancelled`].
+    pub fn synthesize_with(
+        &self,
+        text: &str,
+        length_scale_override: Option<f32>,
+        limits: &RunLimits,
+    ) -> Result<Vec<i16>> {
         let mut scales = self.scales;
         if let Some(length_scale) = length_scale_override {
             if !(length_scale.is_finite() && length_scale > 0.0) {
@@ -209,7 +227,10 @@ impl PiperVoice {
         }
         let silence = (self.sample_rate as f32 * SENTENCE_SILENCE_SECONDS) as usize;
         let mut audio = Vec::new();
-        for sentence in self.phonemize(text)? {
+        for sentence in self.phonemize_with(text, limits)? {
+            if limits.cancel.is_cancelled() {
+                return Err(LocalError::Cancelled);
+            }
             let ids = self.phoneme_ids(&sentence);
             if ids.len() <= 3 {
                 continue; // only ^ _ $: nothing to say

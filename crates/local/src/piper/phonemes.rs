@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::Result;
-use crate::espeak::run_espeak;
-use crate::text::ends_sentence;
+use crate::espeak::{run_espeak, RunLimits, MAX_ESPEAK_INPUT};
+use crate::text::{ends_sentence, split_long};
 
 /// Beginning-of-sentence, end-of-sentence and padding symbols of Piper's phoneme id map.
 pub(crate) const BOS: char = '^';
@@ -85,20 +85,63 @@ fn push<'a>(out: &mut Vec<Clause<'a>>, piece: &'a str, terminator: Option<char>)
 
 /// Phonemizes `text` with `espeak-ng -q --ipa -v voice`; returns one phoneme string per
 /// sentence (Piper synthesizes each sentence separately).
-pub(crate) fn phonemize(text: &str, voice: &str) -> Result<Vec<String>> {
-    let clauses = split_clauses(text);
-    if clauses.is_empty() {
-        return Ok(Vec::new());
+///
+/// Each espeak run gets at most [`MAX_ESPEAK_INPUT`] bytes: long text is phonemized in batches
+/// of whole clauses (a clause too long on its own is cut at words), each run under `limits`.
+pub(crate) fn phonemize(text: &str, voice: &str, limits: &RunLimits) -> Result<Vec<String>> {
+    let mut clauses = Vec::new();
+    for clause in split_clauses(text) {
+        // The "\n\n" separators count against the limit too.
+        let parts = split_long(clause.text, MAX_ESPEAK_INPUT - 2);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.into_iter().enumerate() {
+            clauses.push(Clause {
+                text: part,
+                // A cut inside a clause ends a sentence without punctuation.
+                terminator: if i == last { clause.terminator } else { None },
+            });
+        }
     }
-    // One espeak run for the whole text: clauses as paragraphs, stripped of their terminator.
-    let input: String = clauses
-        .iter()
-        .map(|c| c.text)
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let output = run_espeak(&["-q", "--ipa", "-v", voice], &input)?;
-    let output = String::from_utf8_lossy(&output);
-    Ok(assemble(&clauses, &output))
+    let mut sentences = Vec::new();
+    for batch in batches(&clauses, MAX_ESPEAK_INPUT) {
+        // One espeak run per batch: clauses as paragraphs, stripped of their terminator.
+        let input = batch
+            .iter()
+            .map(|c| c.text)
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let output = run_espeak(&["-q", "--ipa", "-v", voice], &input, limits)?;
+        sentences.extend(assemble(batch, &String::from_utf8_lossy(&output)));
+    }
+    Ok(sentences)
+}
+
+/// Splits clauses into runs whose paragraph-joined text fits `max_bytes`, preferring to end a
+/// run at the end of a sentence so punctuation is placed as in one run.
+fn batches<'c, 'a>(clauses: &'c [Clause<'a>], max_bytes: usize) -> Vec<&'c [Clause<'a>]> {
+    let mut out = Vec::new();
+    let (mut start, mut len, mut sentence_end) = (0, 0, None);
+    for (i, clause) in clauses.iter().enumerate() {
+        let add = clause.text.len() + if i > start { 2 } else { 0 };
+        if i > start && len + add > max_bytes {
+            let cut = sentence_end.filter(|&e| e > start).unwrap_or(i);
+            out.push(&clauses[start..cut]);
+            start = cut;
+            len = clauses[start..i]
+                .iter()
+                .map(|c| c.text.len() + 2)
+                .sum::<usize>()
+                .saturating_sub(2);
+        }
+        len += clause.text.len() + if i > start { 2 } else { 0 };
+        if !matches!(clause.terminator, Some(',' | ':' | ';')) {
+            sentence_end = Some(i + 1);
+        }
+    }
+    if start < clauses.len() {
+        out.push(&clauses[start..]);
+    }
+    out
 }
 
 /// Pairs espeak's output groups (separated by blank lines) with the clauses. espeak may break
@@ -233,6 +276,25 @@ mod tests {
             assemble(&clauses, "(fr)bɔ̃ʒuːɹ(en)ç\n"),
             vec!["bɔ̃ʒuːɹc\u{327}"]
         );
+    }
+
+    #[test]
+    fn batches_fit_the_limit_and_end_at_sentences() {
+        let text = "One two, three four. Five six. Seven, eight nine.";
+        let clauses = split_clauses(text);
+        for max in [10, 25, 40, 1000] {
+            let runs = batches(&clauses, max);
+            assert_eq!(runs.concat(), clauses, "max {max}");
+            for run in &runs {
+                let len = run.iter().map(|c| c.text.len()).sum::<usize>() + 2 * (run.len() - 1);
+                assert!(len <= max || run.len() == 1, "max {max}: {run:?}");
+            }
+        }
+        // Room for two sentences but not three: the cut falls after "Five six".
+        let runs = batches(&clauses, 40);
+        assert_eq!(runs[0].last().unwrap().text, "Five six", "{runs:?}");
+        assert_eq!(batches(&clauses, 1000).len(), 1);
+        assert!(batches(&[], 10).is_empty());
     }
 
     #[test]

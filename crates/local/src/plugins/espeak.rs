@@ -1,18 +1,27 @@
 //! TTS plugin `espeak`: the espeak-ng program as a subprocess (never linked: it is GPL-3).
 
 use super::pool::Pool;
+use super::settings::{engine_health, espeak_timeout_from, InitError};
 use super::tts_session::{check_encoding, pool_from, Session, SynthFn, ENCODINGS};
-use crate::espeak::{espeak_synthesize, espeak_voices};
+use crate::espeak::{espeak_synthesize_with, espeak_voices, RunLimits};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use waav_plugin_api::{
-    Capabilities, ModelInfo, Plugin, PluginConfig, PluginContext, PluginError, PluginInfo,
-    ProviderTask, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig, PluginContext, PluginError,
+    PluginInfo, ProviderTask, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
+
+struct EspeakLoaded {
+    voices: Vec<VoiceInfo>,
+    pool: Pool,
+    timeout: Duration,
+}
 
 /// The `espeak` TTS plugin (espeak-ng subprocess).
 #[derive(Default)]
 pub struct EspeakTts {
-    loaded: OnceLock<(Vec<VoiceInfo>, Pool)>,
+    loaded: OnceLock<EspeakLoaded>,
+    init_error: InitError,
 }
 
 #[async_trait::async_trait]
@@ -28,7 +37,7 @@ impl Plugin for EspeakTts {
         let voices = self
             .loaded
             .get()
-            .map(|(v, _)| v.clone())
+            .map(|l| l.voices.clone())
             .unwrap_or_default();
         Capabilities::new()
             .models([ModelInfo::new("espeak-ng", "eSpeak NG")])
@@ -37,8 +46,26 @@ impl Plugin for EspeakTts {
             .features(true, true, false, false)
     }
 
-    /// Config: `workers`, `max_queue` (16).
-    async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+    /// Config: `workers`, `max_queue` (16), `espeak_timeout_ms` (10000, per espeak-ng run).
+    async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+        self.load(ctx, config)
+            .await
+            .map_err(|e| self.init_error.record(e))
+    }
+
+    /// `Unhealthy` when espeak-ng did not run at `init`, `Degraded` while the queue is full.
+    fn health(&self) -> HealthStatus {
+        engine_health(
+            self.loaded.get().map(|l| &l.pool),
+            &self.init_error,
+            "espeak-ng",
+        )
+    }
+}
+
+impl EspeakTts {
+    async fn load(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+        let timeout = espeak_timeout_from(config)?;
         let (pool, _) = pool_from(config, "espeak")?;
         let voices = tokio::task::spawn_blocking(espeak_voices)
             .await
@@ -61,7 +88,11 @@ impl Plugin for EspeakTts {
                 language: v.language,
             })
             .collect();
-        let _ = self.loaded.set((voices, pool));
+        let _ = self.loaded.set(EspeakLoaded {
+            voices,
+            pool,
+            timeout,
+        });
         Ok(())
     }
 }
@@ -69,21 +100,118 @@ impl Plugin for EspeakTts {
 #[async_trait::async_trait]
 impl TtsPlugin for EspeakTts {
     async fn connect(&self, cfg: TtsSessionConfig, io: TtsIo) -> Result<ProviderTask, PluginError> {
-        let (_, pool) = self
+        check_encoding(&cfg)?;
+        let (pool, timeout) = self
             .loaded
             .get()
-            .cloned()
+            .map(|l| (l.pool.clone(), l.timeout))
             .ok_or_else(|| PluginError::Config("espeak TTS is not initialised".into()))?;
-        check_encoding(&cfg)?;
         let voice = if cfg.voice_id.is_empty() {
             "en-us".to_owned()
         } else {
             cfg.voice_id.clone()
         };
-        let synth: SynthFn = Arc::new(move |text: &str, rate: f32| {
+        let synth: SynthFn = Arc::new(move |text: &str, rate: f32, limits: &RunLimits| {
             let wpm = (175.0 * rate) as u32;
-            espeak_synthesize(text, &voice, wpm).map_err(|e| PluginError::Transient(e.to_string()))
+            Ok(espeak_synthesize_with(text, &voice, wpm, limits)?)
         });
-        Ok(Box::pin(Session::new(synth, pool, cfg, io, 40).run()))
+        let session = Session::new(synth, pool, cfg, io, 40, timeout);
+        Ok(Box::pin(session.run()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::espeak::espeak_or_skip;
+    use waav_plugin_api::{AudioEncoding, SpeakRequest, TtsEvent, TtsInput};
+
+    fn config(values: serde_json::Value) -> PluginConfig {
+        PluginConfig::from_value("plugins.tts.espeak", values).unwrap()
+    }
+
+    #[tokio::test]
+    async fn health_follows_espeak_and_the_queue() {
+        let tts = EspeakTts::default();
+        assert!(
+            matches!(tts.health(), HealthStatus::Unhealthy(ref r) if r.contains("not initialised"))
+        );
+        if !espeak_or_skip() {
+            return;
+        }
+        let cfg = config(serde_json::json!({ "workers": 1, "max_queue": 1 }));
+        tts.init(&PluginContext::default(), &cfg).await.unwrap();
+        assert_eq!(tts.health(), HealthStatus::Healthy);
+        let pool = tts.loaded.get().unwrap().pool.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || rx.recv().ok()).await })
+        };
+        while pool.running() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| ()).await })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(tts.health(), HealthStatus::Degraded(_)));
+        tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(tts.health(), HealthStatus::Healthy);
+    }
+
+    /// The configured time limit reaches the espeak-ng process of a session: a limit of 0 fails
+    /// the request promptly with a timeout, and the session serves the next one.
+    #[tokio::test]
+    async fn the_timeout_applies_to_session_requests() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let tts = EspeakTts::default();
+        let cfg = config(serde_json::json!({ "espeak_timeout_ms": 0 }));
+        tts.init(&PluginContext::default(), &cfg).await.unwrap();
+        let (io, mut peer) = TtsIo::pair(8);
+        let session = tts
+            .connect(TtsSessionConfig::new(AudioEncoding::Linear16, 16_000), io)
+            .await
+            .unwrap();
+        let task = tokio::spawn(session);
+        let started = std::time::Instant::now();
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(10);
+        peer.input
+            .send(TtsInput::Speak(SpeakRequest {
+                id: 1,
+                text,
+                flush: true,
+            }))
+            .await
+            .unwrap();
+        match peer.events.recv().await.unwrap() {
+            TtsEvent::Error {
+                id: 1,
+                error: PluginError::Timeout(m),
+            } => assert!(m.contains("espeak-ng"), "{m}"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        drop(peer);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_absurd_rates_first() {
+        let tts = EspeakTts::default();
+        let (io, _peer) = TtsIo::pair(1);
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, u32::MAX);
+        match tts.connect(cfg, io).await {
+            Err(PluginError::Config(m)) => assert!(m.contains("sample rate"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
     }
 }

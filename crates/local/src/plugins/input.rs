@@ -1,12 +1,15 @@
 //! Client audio → 16 kHz mono `f32` for the speech models, in a stream: decoding (linear16 or
 //! mu-law), downmixing, and a stateful resampler so chunk edges leave no artifacts.
 
+use super::settings::{check_channels, check_sample_rate};
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 use waav_plugin_api::codec::mulaw_decode;
 use waav_plugin_api::{AudioEncoding, PluginError};
 
 /// Converts a stream of client audio chunks to 16 kHz mono `f32`.
+///
+/// Building one (for a rate other than 16 kHz) plans FFTs: do it on a blocking thread.
 pub struct InputConverter {
     encoding: AudioEncoding,
     channels: usize,
@@ -19,18 +22,17 @@ pub struct InputConverter {
 }
 
 impl InputConverter {
-    /// A converter for `encoding` at `rate` with `channels`.
+    /// A converter for `encoding` at `rate` (8,000–192,000 Hz) with `channels` (1–8); anything
+    /// else is a [`PluginError::Config`].
     pub fn new(encoding: AudioEncoding, rate: u32, channels: u16) -> Result<Self, PluginError> {
         if !matches!(encoding, AudioEncoding::Linear16 | AudioEncoding::Mulaw) {
             return Err(PluginError::Config(format!(
                 "local STT accepts linear16 or mulaw audio, not {encoding}"
             )));
         }
-        if rate == 0 || channels == 0 {
-            return Err(PluginError::Config(
-                "sample_rate and channels must be positive".into(),
-            ));
-        }
+        // Checked before the resampler sizes its FFTs from `rate`.
+        check_sample_rate(rate)?;
+        check_channels(channels)?;
         let resampler = if rate == 16_000 {
             None
         } else {
@@ -162,5 +164,28 @@ mod tests {
         c.push(&[0xff, 0x7f], &mut out);
         assert_eq!(out.len(), 2);
         assert!(InputConverter::new(AudioEncoding::Mp3, 16_000, 1).is_err());
+    }
+
+    #[test]
+    fn rejects_absurd_formats_before_sizing_anything() {
+        let started = std::time::Instant::now();
+        for (rate, channels) in [
+            (u32::MAX, 1),
+            (0, 1),
+            (7_999, 1),
+            (192_001, 1),
+            (16_000, 0),
+            (16_000, 9),
+            (u32::MAX, u16::MAX),
+        ] {
+            let err = InputConverter::new(AudioEncoding::Linear16, rate, channels)
+                .err()
+                .unwrap_or_else(|| panic!("{rate} Hz x {channels} accepted"));
+            assert!(matches!(err, PluginError::Config(_)), "{err}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        for (rate, channels) in [(8_000, 1), (192_000, 8), (44_100, 2)] {
+            assert!(InputConverter::new(AudioEncoding::Mulaw, rate, channels).is_ok());
+        }
     }
 }

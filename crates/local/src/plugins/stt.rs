@@ -7,23 +7,35 @@
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
-use super::settings::models_from;
+use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
 use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
-use crate::whisper::WhisperEngine;
+use crate::whisper::{Transcription, WhisperEngine};
+use crate::LocalError;
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use waav_plugin_api::{
-    AudioEncoding, Capabilities, ModelInfo, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, SttEvent, SttInput, SttIo, SttPlugin, SttSessionConfig, Transcript,
+    AudioEncoding, Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig, PluginContext,
+    PluginError, PluginInfo, ProviderTask, SttEvent, SttInput, SttIo, SttPlugin, SttSessionConfig,
+    Transcript,
 };
 
 /// The model id clients use.
 pub const MODEL_ID: &str = "whisper-tiny.en";
 
+/// Ended utterances a session keeps waiting for their final decode, besides the one decoding.
+/// Utterances are at most 30 s (the segmenter cuts longer ones), so a session holds at most
+/// about 2.5 minutes of 16 kHz audio (~9 MB) however far the decoder falls behind; past that an
+/// utterance is dropped and reported (see [`PendingFinals`]).
+pub const MAX_PENDING_FINALS: usize = 4;
+
+/// Decodes one utterance (16 kHz mono); runs on the inference pool.
+type DecodeFn = Arc<dyn Fn(&[f32]) -> Result<Transcription, LocalError> + Send + Sync>;
+
 #[derive(Clone)]
 struct Loaded {
-    engine: Arc<WhisperEngine>,
+    decode: DecodeFn,
     pool: Pool,
     interim_every: usize,
     turn_silence: Duration,
@@ -34,6 +46,7 @@ struct Loaded {
 #[derive(Default)]
 pub struct LocalStt {
     loaded: OnceLock<Loaded>,
+    init_error: InitError,
 }
 
 #[async_trait::async_trait]
@@ -58,7 +71,24 @@ impl Plugin for LocalStt {
 
     /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `interim_interval_ms` (1000),
     /// `turn_silence_ms` (700), `vad_threshold` (0.5), `silence_hangover_ms` (500).
-    async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+    async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+        self.load(ctx, config)
+            .await
+            .map_err(|e| self.init_error.record(e))
+    }
+
+    /// `Unhealthy` when the model did not load, `Degraded` while the inference queue is full.
+    fn health(&self) -> HealthStatus {
+        engine_health(
+            self.loaded.get().map(|l| &l.pool),
+            &self.init_error,
+            "the Whisper model",
+        )
+    }
+}
+
+impl LocalStt {
+    async fn load(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         let models = models_from(config)?;
         let (def_workers, def_threads) = default_split();
         let workers = config.u64("workers")?.map_or(def_workers, |v| v as usize);
@@ -77,10 +107,11 @@ impl Plugin for LocalStt {
             vad.silence_hangover_ms = ms as u32;
         }
         let interim_ms = config.u64("interim_interval_ms")?.unwrap_or(1000).max(100);
+        let engine = Arc::new(engine);
         let _ = self.loaded.set(Loaded {
-            engine: Arc::new(engine),
+            decode: Arc::new(move |audio: &[f32]| engine.transcribe_scored(audio)),
             pool: Pool::new("whisper", workers, max_queue),
-            interim_every: (interim_ms * 16) as usize,
+            interim_every: usize::try_from(interim_ms.saturating_mul(16)).unwrap_or(usize::MAX),
             turn_silence: Duration::from_millis(config.u64("turn_silence_ms")?.unwrap_or(700)),
             vad,
         });
@@ -95,19 +126,55 @@ impl SttPlugin for LocalStt {
         config: SttSessionConfig,
         io: SttIo,
     ) -> Result<ProviderTask, PluginError> {
-        let loaded = self
-            .loaded
-            .get()
-            .cloned()
-            .ok_or_else(|| PluginError::Config("local STT is not initialised".into()))?;
+        // The format first: nothing below may be sized from an unchecked number.
+        check_sample_rate(config.sample_rate)?;
+        check_channels(config.channels)?;
         if !config.language.is_empty() && !config.language.to_ascii_lowercase().starts_with("en") {
             return Err(PluginError::Config(format!(
                 "whisper-tiny.en transcribes English only, not {:?}",
                 config.language
             )));
         }
-        let input = InputConverter::new(config.encoding, config.sample_rate, config.channels)?;
-        Ok(Box::pin(Stream::new(loaded, input, io).run()))
+        let loaded = self
+            .loaded
+            .get()
+            .cloned()
+            .ok_or_else(|| PluginError::Config("local STT is not initialised".into()))?;
+        let stream = Stream::build(loaded, &config).await?;
+        Ok(Box::pin(stream.run(io)))
+    }
+}
+
+/// Ended utterances waiting for their final decode, oldest first, at most `capacity`. A full
+/// queue refuses the new utterance rather than grow or drop audio already promised a final.
+struct PendingFinals {
+    items: VecDeque<(u64, Vec<f32>)>,
+    capacity: usize,
+}
+
+impl PendingFinals {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Queues an utterance; when full, gives its audio back.
+    fn push(&mut self, utterance: u64, audio: Vec<f32>) -> Result<(), Vec<f32>> {
+        if self.items.len() >= self.capacity {
+            return Err(audio);
+        }
+        self.items.push_back((utterance, audio));
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<(u64, Vec<f32>)> {
+        self.items.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 
@@ -120,20 +187,20 @@ enum Kind {
 struct Job {
     kind: Kind,
     utterance: u64,
-    handle: JoinHandle<Result<String, PluginError>>,
+    handle: JoinHandle<Result<Transcription, PluginError>>,
 }
 
 struct Stream {
     loaded: Loaded,
     input: InputConverter,
-    io: SttIo,
     segmenter: Segmenter,
     /// 16 kHz audio of the utterance in progress (for interim decodes).
     current: Vec<f32>,
     since_interim: usize,
     utterance: u64,
-    /// Utterances that ended and wait for their final decode, oldest first.
-    finals: std::collections::VecDeque<(u64, Vec<f32>)>,
+    finals: PendingFinals,
+    /// Non-fatal errors to report (utterances dropped because the decoder is behind).
+    notices: Vec<PluginError>,
     job: Option<Job>,
     /// A final with words was sent in this turn (an end of turn follows only such a turn).
     turn_open: bool,
@@ -142,17 +209,32 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(loaded: Loaded, input: InputConverter, io: SttIo) -> Self {
+    /// Builds the session's converter (an FFT resampler) and VAD on a blocking thread: their
+    /// set-up is CPU work the runtime's workers must not do.
+    async fn build(loaded: Loaded, config: &SttSessionConfig) -> Result<Self, PluginError> {
+        let (encoding, rate, channels) = (config.encoding, config.sample_rate, config.channels);
+        tokio::task::spawn_blocking(move || {
+            let input = InputConverter::new(encoding, rate, channels)?;
+            Ok(Self::new(loaded, input))
+        })
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(p) => PluginError::from_panic(&*p),
+            Err(e) => PluginError::Transient(format!("session set-up cancelled: {e}")),
+        })?
+    }
+
+    fn new(loaded: Loaded, input: InputConverter) -> Self {
         let segmenter = Segmenter::new(loaded.vad.clone());
         Self {
             loaded,
             input,
-            io,
             segmenter,
             current: Vec::new(),
             since_interim: 0,
             utterance: 0,
-            finals: Default::default(),
+            finals: PendingFinals::new(MAX_PENDING_FINALS),
+            notices: Vec::new(),
             job: None,
             turn_open: false,
             turn_deadline: None,
@@ -160,15 +242,20 @@ impl Stream {
         }
     }
 
-    async fn run(mut self) -> Result<(), PluginError> {
+    async fn run(mut self, mut io: SttIo) -> Result<(), PluginError> {
         let mut input_open = true;
         loop {
+            for notice in std::mem::take(&mut self.notices) {
+                if io.events.send(SttEvent::Error(notice)).await.is_err() {
+                    return Ok(());
+                }
+            }
             if !input_open && self.job.is_none() && self.finals.is_empty() {
                 return Ok(());
             }
             let deadline = self.turn_deadline;
             tokio::select! {
-                msg = self.io.input.recv(), if input_open => match msg {
+                msg = io.input.recv(), if input_open => match msg {
                     Some(SttInput::Audio(bytes)) => self.on_audio(&bytes),
                     Some(SttInput::Finalize) => self.end_utterance(),
                     None => {
@@ -178,7 +265,7 @@ impl Stream {
                 },
                 result = wait(&mut self.job) => {
                     let job = self.job.take().expect("a job was running");
-                    if !self.on_decoded(job.kind, job.utterance, result).await {
+                    if !self.on_decoded(&io, job.kind, job.utterance, result).await {
                         return Ok(());
                     }
                 }
@@ -186,13 +273,29 @@ impl Stream {
                     self.turn_deadline = None;
                     if self.turn_open {
                         self.turn_open = false;
-                        if self.io.events.send(SttEvent::UtteranceEnd).await.is_err() {
+                        if io.events.send(SttEvent::UtteranceEnd).await.is_err() {
                             return Ok(());
                         }
                     }
                 }
             }
             self.schedule();
+        }
+    }
+
+    /// Queues an ended utterance for its final, or drops it (reported) when the decoder is
+    /// [`MAX_PENDING_FINALS`] behind.
+    fn queue_final(&mut self, utterance: u64, samples: Vec<f32>) {
+        if let Err(audio) = self.finals.push(utterance, samples) {
+            metrics::counter!("waav_local_dropped_utterances_total", "engine" => "whisper")
+                .increment(1);
+            self.notices.push(PluginError::RateLimited {
+                retry_after: None,
+                message: format!(
+                    "local STT decoder is behind ({MAX_PENDING_FINALS} utterances wait for                      decoding): dropped a {:.1} s utterance without a transcript",
+                    audio.len() as f32 / 16_000.0
+                ),
+            });
         }
     }
 
@@ -209,7 +312,7 @@ impl Stream {
                     self.turn_deadline = None;
                 }
                 SegmentEvent::SpeechEnded { samples } => {
-                    self.finals.push_back((self.utterance, samples));
+                    self.queue_final(self.utterance, samples);
                     self.current.clear();
                 }
             }
@@ -223,7 +326,7 @@ impl Stream {
 
     fn end_utterance(&mut self) {
         if let Some(SegmentEvent::SpeechEnded { samples }) = self.segmenter.flush() {
-            self.finals.push_back((self.utterance, samples));
+            self.queue_final(self.utterance, samples);
             self.current.clear();
         }
     }
@@ -233,7 +336,7 @@ impl Stream {
         if self.job.is_some() {
             return;
         }
-        if let Some((utterance, audio)) = self.finals.pop_front() {
+        if let Some((utterance, audio)) = self.finals.pop() {
             self.job = Some(self.spawn(Kind::Final, utterance, audio));
         } else if self.segmenter.in_speech() && self.since_interim >= self.loaded.interim_every {
             self.since_interim = 0;
@@ -243,10 +346,10 @@ impl Stream {
     }
 
     fn spawn(&self, kind: Kind, utterance: u64, audio: Vec<f32>) -> Job {
-        let engine = self.loaded.engine.clone();
+        let decode = self.loaded.decode.clone();
         let pool = self.loaded.pool.clone();
         let handle = tokio::spawn(async move {
-            pool.run(move || engine.transcribe(&audio))
+            pool.run(move || decode(&audio))
                 .await?
                 .map_err(|e| PluginError::Transient(e.to_string()))
         });
@@ -260,15 +363,16 @@ impl Stream {
     /// Reports a decode. `false` when the host hung up.
     async fn on_decoded(
         &mut self,
+        io: &SttIo,
         kind: Kind,
         utterance: u64,
-        result: Result<String, PluginError>,
+        result: Result<Transcription, PluginError>,
     ) -> bool {
-        let text = match result {
-            Ok(t) => t.trim().to_owned(),
+        let (text, confidence) = match result {
+            Ok(t) => (t.text.trim().to_owned(), t.confidence),
             // A refused interim is simply skipped; a lost final is reported.
             Err(_) if kind == Kind::Interim => return true,
-            Err(e) => return self.io.events.send(SttEvent::Error(e)).await.is_ok(),
+            Err(e) => return io.events.send(SttEvent::Error(e)).await.is_ok(),
         };
         let event = match kind {
             // An interim for an utterance that already ended (or has a final queued) is stale.
@@ -276,7 +380,7 @@ impl Stream {
                 return true
             }
             Kind::Interim if text.is_empty() => return true,
-            Kind::Interim => Transcript::interim(text, 0.5),
+            Kind::Interim => Transcript::interim(text, confidence),
             Kind::Final => {
                 if !text.is_empty() {
                     self.turn_open = true;
@@ -285,18 +389,14 @@ impl Stream {
                     self.turn_deadline =
                         Some(tokio::time::Instant::now() + self.loaded.turn_silence);
                 }
-                Transcript::final_result(text, 0.9, false)
+                Transcript::final_result(text, confidence, false)
             }
         };
-        self.io
-            .events
-            .send(SttEvent::Transcript(event))
-            .await
-            .is_ok()
+        io.events.send(SttEvent::Transcript(event)).await.is_ok()
     }
 }
 
-async fn wait(job: &mut Option<Job>) -> Result<String, PluginError> {
+async fn wait(job: &mut Option<Job>) -> Result<Transcription, PluginError> {
     match job {
         Some(j) => (&mut j.handle)
             .await
@@ -309,5 +409,194 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::espeak::{espeak_or_skip, espeak_synthesize};
+    use crate::resample::to_mono_16k;
+    use std::sync::{Condvar, Mutex};
+    use std::time::Instant;
+
+    fn fake_loaded(decode: DecodeFn, pool: Pool) -> Loaded {
+        Loaded {
+            decode,
+            pool,
+            interim_every: usize::MAX,
+            turn_silence: Duration::from_secs(60),
+            vad: SegmenterConfig::default(),
+        }
+    }
+
+    fn instant_decode() -> DecodeFn {
+        Arc::new(|_: &[f32]| Ok(Transcription::default()))
+    }
+
+    /// A gate the fake decoder waits at until the test opens it.
+    #[derive(Default)]
+    struct Gate(Mutex<bool>, Condvar);
+
+    impl Gate {
+        fn wait(&self) {
+            let mut open = self.0.lock().unwrap();
+            while !*open {
+                open = self.1.wait(open).unwrap();
+            }
+        }
+
+        fn open(&self) {
+            *self.0.lock().unwrap() = true;
+            self.1.notify_all();
+        }
+    }
+
+    #[test]
+    fn pending_finals_refuse_past_capacity() {
+        let mut q = PendingFinals::new(2);
+        assert!(q.push(1, vec![1.0]).is_ok());
+        assert!(q.push(2, vec![2.0]).is_ok());
+        assert_eq!(q.push(3, vec![3.0; 5]), Err(vec![3.0; 5]));
+        assert_eq!(q.items.len(), 2);
+        assert_eq!(q.pop(), Some((1, vec![1.0])));
+        assert!(q.push(4, vec![4.0]).is_ok());
+        assert_eq!(q.pop().map(|(u, _)| u), Some(2));
+        assert_eq!(q.pop().map(|(u, _)| u), Some(4));
+        assert!(q.is_empty());
+    }
+
+    /// With decoding stuck, utterances beyond [`MAX_PENDING_FINALS`] are dropped and reported;
+    /// the session goes on and, once the decoder catches up, delivers the finals it kept.
+    #[tokio::test]
+    async fn a_decoder_that_falls_behind_drops_new_utterances_with_an_error() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let (speech, rate) = espeak_synthesize("Hello there.", "en-us", 175).unwrap();
+        let pcm: Vec<u8> = to_mono_16k(&speech, rate, 1)
+            .iter()
+            .flat_map(|&s| ((s * 32767.0) as i16).to_le_bytes())
+            .collect();
+        let gate = Arc::new(Gate::default());
+        let decode: DecodeFn = {
+            let gate = gate.clone();
+            Arc::new(move |audio: &[f32]| {
+                gate.wait();
+                Ok(Transcription {
+                    text: format!("{} samples", audio.len()),
+                    confidence: 0.7,
+                })
+            })
+        };
+        let loaded = fake_loaded(decode, Pool::new("test", 1, 8));
+        let input = InputConverter::new(AudioEncoding::Linear16, 16_000, 1).unwrap();
+        let (io, mut peer) = SttIo::pair(64);
+        let task = tokio::spawn(Stream::new(loaded, input).run(io));
+
+        // One utterance decoding (stuck), MAX_PENDING_FINALS waiting, two more dropped.
+        let utterances = MAX_PENDING_FINALS + 3;
+        for _ in 0..utterances {
+            let audio = SttInput::Audio(bytes::Bytes::from(pcm.clone()));
+            peer.input.send(audio).await.unwrap();
+            peer.input.send(SttInput::Finalize).await.unwrap();
+        }
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut errors = Vec::new();
+        while errors.len() < 2 {
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, peer.events.recv()).await {
+                Ok(Some(SttEvent::Error(e))) => errors.push(e),
+                Ok(other) => panic!("unexpected {other:?} while the decoder is stuck"),
+                Err(_) => panic!("only {} errors while the decoder is stuck", errors.len()),
+            }
+        }
+        for e in &errors {
+            assert!(matches!(e, PluginError::RateLimited { .. }), "{e}");
+            assert!(e.to_string().contains("decoder is behind"), "{e}");
+        }
+
+        gate.open();
+        drop(peer.input);
+        let mut finals = 0;
+        while let Some(event) = peer.events.recv().await {
+            match event {
+                SttEvent::Transcript(t) => {
+                    assert!(t.is_final, "{t:?}");
+                    assert_eq!(t.confidence, 0.7, "the decoder's confidence is passed on");
+                    finals += 1;
+                }
+                SttEvent::UtteranceEnd => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(finals, MAX_PENDING_FINALS + 1);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn health_follows_the_model_and_the_queue() {
+        let stt = LocalStt::default();
+        assert!(
+            matches!(stt.health(), HealthStatus::Unhealthy(ref r) if r.contains("not initialised")),
+            "{:?}",
+            stt.health()
+        );
+        let config = PluginConfig::from_value(
+            "plugins.stt.local",
+            serde_json::json!({ "models_dir": "/nonexistent/models" }),
+        )
+        .unwrap();
+        assert!(stt.init(&PluginContext::default(), &config).await.is_err());
+        match stt.health() {
+            HealthStatus::Unhealthy(r) => {
+                assert!(r.contains("did not load") && r.contains("model.bin"), "{r}")
+            }
+            other => panic!("expected Unhealthy, got {other:?}"),
+        }
+
+        let stt = LocalStt::default();
+        let pool = Pool::new("whisper", 1, 1);
+        let _ = stt.loaded.set(fake_loaded(instant_decode(), pool.clone()));
+        assert_eq!(stt.health(), HealthStatus::Healthy);
+        let gate = Arc::new(Gate::default());
+        let busy = {
+            let (pool, gate) = (pool.clone(), gate.clone());
+            tokio::spawn(async move { pool.run(move || gate.wait()).await })
+        };
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| ()).await })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        match stt.health() {
+            HealthStatus::Degraded(r) => {
+                assert!(r.starts_with("inference queue saturated"), "{r}")
+            }
+            other => panic!("expected Degraded, got {other:?}"),
+        }
+        gate.open();
+        busy.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        assert_eq!(stt.health(), HealthStatus::Healthy);
+    }
+
+    #[tokio::test]
+    async fn connect_refuses_absurd_formats_first() {
+        let stt = LocalStt::default();
+        for (rate, channels) in [(u32::MAX, 1), (16_000, 0), (16_000, 9), (4_000, 1)] {
+            let config =
+                SttSessionConfig::new("en-US", rate).with_format(AudioEncoding::Linear16, channels);
+            let (io, _peer) = SttIo::pair(1);
+            match stt.connect(config, io).await {
+                Err(PluginError::Config(m)) => {
+                    assert!(m.contains("sample rate") || m.contains("channel"), "{m}")
+                }
+                Err(e) => panic!("{rate} Hz x {channels}: {e}"),
+                Ok(_) => panic!("{rate} Hz x {channels} accepted"),
+            }
+        }
     }
 }

@@ -25,6 +25,50 @@ const LOGPROB_THRESHOLD: f32 = -1.0;
 const CUT_SEARCH: usize = 2 * SAMPLE_RATE;
 const CUT_STEP: usize = SAMPLE_RATE / 50;
 
+/// A transcript and how sure the decoder was of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transcription {
+    /// The text (empty when nothing was said).
+    pub text: String,
+    /// `exp` of the mean per-token log-probability of the decoded tokens: the geometric mean of
+    /// their probabilities, in `[0, 1]`. `0` when nothing was transcribed.
+    pub confidence: f32,
+}
+
+/// What one 30 s window decoded to.
+struct Window {
+    text: String,
+    /// Sum of the log-probabilities of the tokens, end-of-text included, and their count.
+    logprob: f32,
+    tokens: usize,
+}
+
+/// The reference `avg_logprob` of a hypothesis (openai/whisper `decoding.py`: summed log-prob
+/// over the tokens plus end-of-text) from CTranslate2's score.
+///
+/// CTranslate2 returns the cumulative log-prob divided by `len ^ length_penalty`, `len` being the
+/// hypothesis length without end-of-text (`decoding.cc`, `finalize_hypothesis_score`), so the
+/// sum is recovered by multiplying back; it includes the end-of-text token's log-prob, hence
+/// `len + 1` tokens. Returns (summed log-prob, token count).
+fn summed_logprob(score: f32, len: usize, length_penalty: f32) -> (f32, usize) {
+    let sum = if len == 0 {
+        // 0^penalty divides by zero in CTranslate2; an empty hypothesis is worth nothing.
+        f32::NEG_INFINITY
+    } else {
+        score * (len as f32).powf(length_penalty)
+    };
+    (sum, len + 1)
+}
+
+/// Maps a mean per-token log-prob to 0–1: `exp` (the geometric mean token probability), with
+/// NaN and positive values (impossible for log-probs, but numbers come from C++) clamped.
+fn confidence_from(mean_logprob: f32) -> f32 {
+    if mean_logprob.is_nan() {
+        return 0.0;
+    }
+    mean_logprob.min(0.0).exp().clamp(0.0, 1.0)
+}
+
 /// A loaded Whisper model (CTranslate2 format) and its tokenizer.
 ///
 /// `transcribe` takes `&self`; the engine is `Send + Sync` and can be shared behind an `Arc`
@@ -107,7 +151,14 @@ impl WhisperEngine {
     /// Audio longer than 30 s is transcribed in windows of at most 30 s (cut at the quietest
     /// moment near each boundary) and the texts are joined with spaces. Silence gives `""`.
     pub fn transcribe(&self, samples_16k_mono_f32: &[f32]) -> Result<String> {
+        Ok(self.transcribe_scored(samples_16k_mono_f32)?.text)
+    }
+
+    /// Like [`transcribe`](Self::transcribe), with the decoder's confidence: over all windows
+    /// that produced text, `exp(summed token log-prob / token count)` (see [`Transcription`]).
+    pub fn transcribe_scored(&self, samples_16k_mono_f32: &[f32]) -> Result<Transcription> {
         let mut texts = Vec::new();
+        let (mut logprob, mut tokens) = (0.0f32, 0usize);
         let mut features = Vec::with_capacity(self.model.n_mels() * N_FRAMES);
         for window in windows(samples_16k_mono_f32) {
             if rms(window) < SILENCE_RMS {
@@ -117,15 +168,25 @@ impl WhisperEngine {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .compute(window, &mut features);
-            let text = self.decode_window(&mut features)?;
-            if !text.is_empty() {
-                texts.push(text);
+            let decoded = self.decode_window(&mut features)?;
+            if !decoded.text.is_empty() {
+                texts.push(decoded.text);
+                logprob += decoded.logprob;
+                tokens += decoded.tokens;
             }
         }
-        Ok(texts.join(" "))
+        let confidence = if tokens == 0 {
+            0.0
+        } else {
+            confidence_from(logprob / tokens as f32)
+        };
+        Ok(Transcription {
+            text: texts.join(" "),
+            confidence,
+        })
     }
 
-    fn decode_window(&self, features: &mut [f32]) -> Result<String> {
+    fn decode_window(&self, features: &mut [f32]) -> Result<Window> {
         let shape = [1, self.model.n_mels(), N_FRAMES];
         let view = StorageView::new(&shape, features, Device::CPU)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
@@ -133,28 +194,41 @@ impl WhisperEngine {
             .model
             .generate(&view, std::slice::from_ref(&self.prompt), &self.options)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
-        let Some(result) = results.into_iter().next() else {
-            return Ok(String::new());
+        let nothing = Window {
+            text: String::new(),
+            logprob: 0.0,
+            tokens: 0,
         };
-        let avg_logprob = result.scores.first().copied().unwrap_or(0.0);
+        let Some(result) = results.into_iter().next() else {
+            return Ok(nothing);
+        };
+        let Some(sequence) = result.sequences_ids.first() else {
+            return Ok(nothing);
+        };
+        // `return_scores` is set, so the score is there; without one, assume certainty rather
+        // than drop the text.
+        let (logprob, tokens) = match result.scores.first() {
+            Some(&score) => summed_logprob(score, sequence.len(), self.options.length_penalty),
+            None => (0.0, sequence.len() + 1),
+        };
+        let avg_logprob = logprob / tokens as f32;
         if result.no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD {
-            return Ok(String::new());
+            return Ok(nothing);
         }
-        let ids: Vec<u32> = result
-            .sequences_ids
-            .first()
-            .map(|seq| {
-                seq.iter()
-                    .filter_map(|&id| u32::try_from(id).ok())
-                    .filter(|&id| id < self.first_special_id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids: Vec<u32> = sequence
+            .iter()
+            .filter_map(|&id| u32::try_from(id).ok())
+            .filter(|&id| id < self.first_special_id)
+            .collect();
         let text = self
             .tokenizer
             .decode(&ids, true)
             .map_err(|e| LocalError::inference("whisper", format!("decoding tokens: {e}")))?;
-        Ok(text.trim().to_owned())
+        Ok(Window {
+            text: text.trim().to_owned(),
+            logprob,
+            tokens,
+        })
     }
 }
 
@@ -209,6 +283,23 @@ mod tests {
         assert!(w.iter().all(|w| w.len() <= N_SAMPLES));
         assert_eq!(w.iter().map(|w| w.len()).sum::<usize>(), audio.len());
         assert!(windows(&[]).is_empty());
+    }
+
+    #[test]
+    fn confidence_is_the_geometric_mean_token_probability() {
+        // Length penalty 1 (the default): the score is the mean over the hypothesis tokens.
+        let (sum, n) = summed_logprob(-0.1, 9, 1.0);
+        assert_eq!(n, 10);
+        assert!((sum - -0.9).abs() < 1e-6);
+        // No length penalty: the score is the sum itself.
+        assert_eq!(summed_logprob(-2.0, 4, 0.0), (-2.0, 5));
+        let c = confidence_from(sum / n as f32);
+        assert!((c - (-0.09f32).exp()).abs() < 1e-6, "{c}");
+        assert!(confidence_from(-0.01) > confidence_from(-1.0));
+        assert_eq!(confidence_from(0.5), 1.0);
+        assert_eq!(confidence_from(f32::NAN), 0.0);
+        let (sum, n) = summed_logprob(f32::NEG_INFINITY, 0, 1.0);
+        assert_eq!(confidence_from(sum / n as f32), 0.0);
     }
 
     #[test]

@@ -20,10 +20,15 @@ pub fn model_paths() -> ModelPaths {
 }
 
 /// Prints a SKIP line that shows even though libtest captures `eprintln!` of passing tests
-/// (the capture only covers the print macros, not direct writes to stderr).
+/// (the capture only covers the print macros, not direct writes to stderr). Under CI
+/// (`CI=true`) a missing prerequisite is a failure, not a skip: it panics with the same line.
 pub fn skip(reason: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIP: {reason}");
+    let line = format!("SKIP: {reason}");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{line}");
+    }
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The models, or `None` after printing why the calling test is skipped.
@@ -48,9 +53,9 @@ pub fn espeak_or_skip() -> bool {
     {
         Ok(out) if out.status.success() => true,
         _ => {
-            eprintln!(
-                "SKIP: espeak-ng not installed, run scripts/fetch-models.sh (installs it as root)"
-            );
+            skip(format_args!(
+                "espeak-ng not installed, run scripts/fetch-models.sh (installs it as root)"
+            ));
             false
         }
     }
