@@ -478,6 +478,38 @@ async fn no_header_path_or_method_bypasses_auth() {
         "{}",
         res.status()
     );
+    // Route-plugin routes sit behind auth unless their plugin declared them public.
+    let res = http.get(server.url("/testkit/ping")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .get(server.url("/testkit/ping"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "pong");
+    let res = http
+        .get(server.url("/testkit/public"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "open");
+    let plugins: Value = http
+        .get(server.url("/plugins"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let route = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "route")
+        .expect("the testkit route plugin is listed");
+    assert_eq!(route["public_paths"], json!(["/testkit/public"]));
     // Liveness stays open.
     let res = http.get(server.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);

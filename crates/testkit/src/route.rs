@@ -18,7 +18,13 @@ impl Plugin for TestRoutes {
 #[async_trait::async_trait]
 impl RoutePlugin for TestRoutes {
     fn routes(&self) -> axum::Router {
-        axum::Router::new().route("/testkit/ping", get(|| async { "pong" }))
+        axum::Router::new()
+            .route("/testkit/ping", get(|| async { "pong" }))
+            .route("/testkit/public", get(|| async { "open" }))
+    }
+
+    fn public_paths(&self) -> &'static [&'static str] {
+        &["/testkit/public"]
     }
 
     fn custom_message_types(&self) -> &'static [&'static str] {

@@ -38,22 +38,21 @@ pub fn router(state: SharedState) -> Router {
         state.clone(),
         auth::require_auth,
     ));
-    let mut plugin_routes = Router::new();
+    let mut app = open.merge(protected).with_state(state.clone());
     for entry in state.registry.entries() {
         if let (PluginHandle::Route(p), crate::registry::PluginState::Ready) =
             (&entry.handle, entry.state())
         {
-            plugin_routes = plugin_routes.merge(p.routes());
+            let routes = p.routes();
+            // axum refuses a route layer on a router without routes.
+            if routes.has_routes() {
+                app = app.merge(routes.route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_auth_unless_public,
+                )));
+            }
         }
     }
-    let plugin_routes = plugin_routes.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_auth_unless_public,
-    ));
-    let mut app = open
-        .merge(protected)
-        .with_state(state.clone())
-        .merge(plugin_routes);
     let mut middleware: Vec<_> = state
         .registry
         .entries()
