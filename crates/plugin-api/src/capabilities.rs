@@ -57,6 +57,10 @@ pub struct Capabilities {
     pub encodings: Vec<AudioEncoding>,
     /// Sample rates accepted or produced.
     pub sample_rates: Vec<u32>,
+    /// The range of sample rates accepted or produced, inclusive, for providers that take any
+    /// rate within bounds (they resample). Checked along with [`Capabilities::sample_rates`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate_range: Option<(u32, u32)>,
     /// Results stream while audio is still arriving.
     pub streaming: bool,
     /// Whole-request (non-streaming) operation is supported.
@@ -103,6 +107,12 @@ impl Capabilities {
         self
     }
 
+    /// Sets the range of sample rates, inclusive.
+    pub fn sample_rate_range(mut self, min: u32, max: u32) -> Self {
+        self.sample_rate_range = Some((min, max));
+        self
+    }
+
     /// Sets the streaming, batch, interim-results and word-timings flags.
     pub fn features(mut self, streaming: bool, batch: bool, interim: bool, words: bool) -> Self {
         self.streaming = streaming;
@@ -144,8 +154,16 @@ impl Capabilities {
         ))
     }
 
-    /// Checks a sample rate against the declared list.
+    /// Checks a sample rate against the declared range and list.
     pub fn check_sample_rate(&self, rate: u32) -> Result<(), String> {
+        if let Some((min, max)) = self
+            .sample_rate_range
+            .filter(|(a, b)| !(a..=b).contains(&&rate))
+        {
+            return Err(format!(
+                "unsupported sample rate {rate}; supported: {min}–{max} Hz"
+            ));
+        }
         if self.sample_rates.is_empty() || self.sample_rates.contains(&rate) {
             return Ok(());
         }
@@ -198,5 +216,9 @@ mod tests {
         assert!(caps.check_encoding(AudioEncoding::Mulaw).is_err());
         assert!(caps.check_sample_rate(8_000).is_err());
         assert!(Capabilities::new().check_sample_rate(8_000).is_ok());
+        let ranged = Capabilities::new().sample_rate_range(8_000, 48_000);
+        assert!(ranged.check_sample_rate(11_025).is_ok());
+        let e = ranged.check_sample_rate(96_000).unwrap_err();
+        assert!(e.contains("8000–48000"), "{e}");
     }
 }

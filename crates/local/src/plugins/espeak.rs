@@ -1,7 +1,9 @@
 //! TTS plugin `espeak`: the espeak-ng program as a subprocess (never linked: it is GPL-3).
 
 use super::pool::Pool;
-use super::settings::{engine_health, espeak_timeout_from, InitError};
+use super::settings::{
+    engine_health, espeak_timeout_from, InitError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+};
 use super::tts_session::{check_encoding, pool_from, Session, SynthFn, ENCODINGS};
 use crate::espeak::{espeak_synthesize_with, espeak_voices, RunLimits};
 use std::sync::{Arc, OnceLock};
@@ -40,6 +42,7 @@ impl Plugin for EspeakTts {
             .map(|l| l.voices.clone())
             .unwrap_or_default();
         Capabilities::new()
+            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
             .models([ModelInfo::new("espeak-ng", "eSpeak NG")])
             .voices(voices)
             .encodings(ENCODINGS)

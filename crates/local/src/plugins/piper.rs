@@ -1,7 +1,9 @@
 //! TTS plugin `local`: Piper neural voices on ONNX Runtime.
 
 use super::pool::Pool;
-use super::settings::{engine_health, espeak_timeout_from, models_from, InitError};
+use super::settings::{
+    engine_health, espeak_timeout_from, models_from, InitError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+};
 use super::tts_session::{check_encoding, pool_from, Session, SynthFn, ENCODINGS};
 use crate::espeak::RunLimits;
 use crate::piper::{PiperOptions, PiperVoice};
@@ -54,6 +56,7 @@ impl Plugin for LocalTts {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
+            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
             .models([ModelInfo::new(PIPER_MODEL, "Piper (VITS, ONNX)")])
             .voices([piper_voice_info()])
             .languages(["en-US"])

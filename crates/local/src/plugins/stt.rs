@@ -7,7 +7,10 @@
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
-use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
+use super::settings::{
+    check_channels, check_sample_rate, engine_health, models_from, InitError, MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+};
 use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine};
 use crate::LocalError;
@@ -60,6 +63,7 @@ impl Plugin for LocalStt {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
+            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
             .models([ModelInfo::new(
                 MODEL_ID,
                 "Whisper tiny.en (INT8, CTranslate2)",
