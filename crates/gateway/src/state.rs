@@ -40,7 +40,7 @@ impl AppState {
                         tracing::warn!(
                             message_type = t,
                             first = prev.info().id,
-                            second = e.info.id,
+                            second = e.id,
                             "two route plugins handle one custom message type; the later wins"
                         );
                     }

@@ -538,3 +538,33 @@ async fn connection_caps_refuse_and_release() {
     }
     ok.expect("slot released").assert_alive().await;
 }
+
+#[tokio::test]
+async fn a_named_instance_serves_sessions_under_its_own_id() {
+    let server = TestServer::start(
+        "session: { end_of_turn_ms: 200, end_of_turn_max_ms: 400 }\nplugins:\n  stt:\n    loopback-eu: { plugin: loopback-stt }\n",
+    )
+    .await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","stt_config": stt_config("Loopback-EU", "", 16000)}))
+        .await;
+    for f in utterance(300, 300, 16000) {
+        c.send_binary(f).await;
+    }
+    let (v, _) = c.until("stt_result").await;
+    assert_eq!(v["provider"], "loopback-eu", "{v}");
+    let plugins: serde_json::Value = reqwest::get(server.url("/plugins"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let eu = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "loopback-eu")
+        .expect("the instance is listed");
+    assert_eq!(eu["plugin"], "loopback");
+    assert_eq!(eu["kind"], "stt");
+}

@@ -202,10 +202,18 @@ pub fn plugins(cli: &Cli) -> Result<String, String> {
     for e in registry.entries() {
         rows.push([
             e.handle.kind().as_str().to_owned(),
-            e.info.id.to_owned(),
+            if e.is_default_instance() {
+                e.id.to_owned()
+            } else {
+                format!("{} ({})", e.id, e.info.id)
+            },
             e.info.name.to_owned(),
             e.info.version.to_owned(),
-            e.info.aliases.join(","),
+            if e.is_default_instance() {
+                e.info.aliases.join(",")
+            } else {
+                String::new()
+            },
             if e.section.enabled { "yes" } else { "no" }.to_owned(),
         ]);
     }

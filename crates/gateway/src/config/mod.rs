@@ -226,6 +226,11 @@ pub struct PluginSection {
     /// Report the gateway unhealthy (503 on `/health/plugins`) while this plugin is.
     #[serde(default)]
     pub required: bool,
+    /// Makes this section a named instance of the plugin with this id or alias; the section's
+    /// key is then the instance id clients select. Absent: the key names the plugin itself and
+    /// the section configures its default instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     /// Everything else: handed to the plugin's `init` as its config.
     #[serde(flatten)]
     pub settings: Map<String, Value>,
@@ -236,6 +241,7 @@ impl Default for PluginSection {
         Self {
             enabled: true,
             required: false,
+            plugin: None,
             settings: Map::new(),
         }
     }

@@ -58,7 +58,7 @@ impl Registry {
             PluginState::Ready => {}
             PluginState::Failed(reason) => {
                 return Err(LookupError::Unavailable {
-                    id: entry.info.id.to_owned(),
+                    id: entry.id.to_owned(),
                     reason,
                 })
             }

@@ -55,9 +55,13 @@ pub enum PluginState {
     Failed(String),
 }
 
-/// One registered plugin.
+/// One plugin instance: the default instance of every linked plugin, plus each named instance the
+/// configuration declares (`deepgram-eu: { plugin: deepgram, … }`).
 pub struct Entry {
-    /// Static metadata.
+    /// Instance id: the plugin id for a default instance, the section key for a named one. It is
+    /// what clients select and what health, metrics and errors name.
+    pub id: &'static str,
+    /// Static metadata of the plugin.
     pub info: PluginInfo,
     /// The plugin object.
     pub handle: PluginHandle,
@@ -72,6 +76,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Whether this is a plugin's default instance (selected by the plugin id or an alias).
+    pub fn is_default_instance(&self) -> bool {
+        self.id == self.info.id
+    }
+
     /// Current lifecycle state.
     pub fn state(&self) -> PluginState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -145,55 +154,21 @@ impl Registry {
         registrations: impl IntoIterator<Item = &'a PluginRegistration>,
         config: &PluginsConfig,
     ) -> Result<Self, RegistryError> {
-        let mut created = Vec::new();
+        let mut protos = Vec::new();
         let mut broken = Vec::new();
         for reg in registrations {
-            match guard_sync(|| {
-                let handle = (reg.create)();
-                let info = handle.plugin().info();
-                (handle, info)
-            }) {
-                Ok((handle, info)) => created.push((reg.module, handle, info)),
-                Err(e) => {
-                    tracing::error!(module = reg.module, error = %e, "plugin constructor failed");
-                    broken.push(BrokenRegistration {
-                        module: reg.module,
-                        error: e.to_string(),
-                    });
-                }
+            match construct(reg) {
+                Ok(p) => protos.push(p),
+                Err(b) => broken.push(b),
             }
         }
-        created.sort_by(|a, b| (a.1.kind(), a.2.id).cmp(&(b.1.kind(), b.2.id)));
-
-        let mut index: HashMap<(PluginKind, String), usize> = HashMap::new();
-        for (i, (module, handle, info)) in created.iter().enumerate() {
-            for name in std::iter::once(&info.id).chain(info.aliases.iter()) {
-                let key = (handle.kind(), name.to_ascii_lowercase());
-                if let Some(&j) = index.get(&key) {
-                    let (m, _, other) = &created[j];
-                    return Err(RegistryError::Duplicate {
-                        kind: handle.kind().as_str(),
-                        name: key.1,
-                        first: format!("{} ({m})", other.id),
-                        second: format!("{} ({module})", info.id),
-                    });
-                }
-                index.insert(key, i);
-            }
-        }
-
-        let mut sections: Vec<Option<(String, PluginSection)>> = vec![None; created.len()];
-        let provider_sections = [
-            (PluginKind::Stt, &config.stt),
-            (PluginKind::Tts, &config.tts),
-            (PluginKind::Realtime, &config.realtime),
-            (PluginKind::Route, &config.routes),
-        ];
+        protos.sort_by(|a, b| (a.handle.kind(), a.info.id).cmp(&(b.handle.kind(), b.info.id)));
+        let plugins = NameIndex::of_plugins(&protos)?;
         let known = |kind: PluginKind| -> String {
-            let ids: Vec<&str> = created
+            let ids: Vec<&str> = protos
                 .iter()
-                .filter(|c| c.1.kind() == kind)
-                .map(|c| c.2.id)
+                .filter(|p| p.handle.kind() == kind)
+                .map(|p| p.info.id)
                 .collect();
             if ids.is_empty() {
                 "none".into()
@@ -201,23 +176,55 @@ impl Registry {
                 ids.join(", ")
             }
         };
+        let unknown = |kind: PluginKind, name: &str, at: String| {
+            ConfigError::Unknown(format!(
+                "unknown {} plugin {name:?} at {at}; known {} plugins: {}",
+                kind.as_str(),
+                kind.as_str(),
+                known(kind)
+            ))
+        };
+
+        // Default instances get the section named by their id or alias; named instances are
+        // further objects built by the same constructor, each with its own section.
+        let mut sections: Vec<Option<(String, PluginSection)>> = vec![None; protos.len()];
+        let mut named: Vec<Entry> = Vec::new();
+        let provider_sections = [
+            (PluginKind::Stt, &config.stt),
+            (PluginKind::Tts, &config.tts),
+            (PluginKind::Realtime, &config.realtime),
+            (PluginKind::Route, &config.routes),
+        ];
         for (kind, map) in provider_sections {
             for (name, section) in map {
-                let i = *index
-                    .get(&(kind, name.to_ascii_lowercase()))
-                    .ok_or_else(|| {
-                        ConfigError::Unknown(format!(
-                            "unknown {} plugin {name:?} in plugins.{}; known {} plugins: {}",
-                            kind.as_str(),
-                            kind.section(),
-                            kind.as_str(),
-                            known(kind)
-                        ))
-                    })?;
-                sections[i] = Some((
-                    format!("plugins.{}.{name}", kind.section()),
-                    section.clone(),
-                ));
+                let path = format!("plugins.{}.{name}", kind.section());
+                match &section.plugin {
+                    None => {
+                        let i = plugins
+                            .get(kind, name)
+                            .ok_or_else(|| unknown(kind, name, path.clone()))?;
+                        sections[i] = Some((path, section.clone()));
+                    }
+                    Some(plugin) => {
+                        let i = plugins
+                            .get(kind, plugin)
+                            .ok_or_else(|| unknown(kind, plugin, format!("{path}.plugin")))?;
+                        let proto = &protos[i];
+                        let reg = PluginRegistration {
+                            module: proto.module,
+                            create: proto.create,
+                        };
+                        match construct(&reg) {
+                            Ok(p) => named.push(Entry::new(
+                                instance_id(name, kind)?,
+                                p,
+                                path,
+                                section.clone(),
+                            )),
+                            Err(b) => broken.push(b),
+                        }
+                    }
+                }
             }
         }
         for (kind, map) in [
@@ -225,79 +232,47 @@ impl Registry {
             (PluginKind::Middleware, &config.middleware),
         ] {
             for (name, comp) in map {
-                let i = *index
-                    .get(&(kind, comp.kind.to_ascii_lowercase()))
-                    .ok_or_else(|| {
-                        ConfigError::Unknown(format!(
-                            "unknown {} type {:?} at plugins.{}.{name}.type; known {} plugins: {}",
-                            kind.as_str(),
-                            comp.kind,
-                            kind.section(),
-                            kind.as_str(),
-                            known(kind)
-                        ))
-                    })?;
+                let path = format!("plugins.{}.{name}.type", kind.section());
+                let i = plugins
+                    .get(kind, &comp.kind)
+                    .ok_or_else(|| unknown(kind, &comp.kind, path))?;
                 if kind == PluginKind::Middleware {
                     sections[i] = Some((
                         format!("plugins.middleware.{name}.config"),
                         PluginSection {
                             enabled: comp.enabled,
                             required: false,
+                            plugin: None,
                             settings: comp.config.clone(),
                         },
                     ));
                 }
             }
         }
-        let p = &config.pipelines;
-        for (stage, names) in [
-            ("default_stt_pre", &p.default_stt_pre),
-            ("default_stt_post", &p.default_stt_post),
-            ("default_tts_pre", &p.default_tts_pre),
-            ("default_tts_post", &p.default_tts_post),
-        ] {
-            for name in names {
-                if !config.processors.contains_key(name) {
-                    let defined: Vec<&str> = config.processors.keys().map(String::as_str).collect();
-                    return Err(ConfigError::Unknown(format!(
-                        "plugins.pipelines.{stage} names processor {name:?}, which plugins.processors does not define (defined: {})",
-                        if defined.is_empty() { "none".into() } else { defined.join(", ") }
-                    ))
-                    .into());
-                }
-            }
-        }
+        check_pipelines(config)?;
 
-        let entries = created
+        let mut entries: Vec<Entry> = protos
             .into_iter()
             .zip(sections)
-            .map(|((module, handle, info), section)| {
-                let kind = handle.kind();
-                let (config_path, section) = section.unwrap_or_else(|| {
+            .map(|(proto, section)| {
+                let kind = proto.handle.kind();
+                let (path, section) = section.unwrap_or_else(|| {
                     let default = PluginSection {
                         // Middleware changes every request, so it is opt-in; the rest is opt-out.
                         enabled: kind != PluginKind::Middleware,
                         ..PluginSection::default()
                     };
-                    (format!("plugins.{}.{}", kind.section(), info.id), default)
+                    (
+                        format!("plugins.{}.{}", kind.section(), proto.info.id),
+                        default,
+                    )
                 });
-                let server_api_key = server_key(&info, &section);
-                let state = if section.enabled {
-                    PluginState::Pending
-                } else {
-                    PluginState::Disabled
-                };
-                Entry {
-                    info,
-                    handle,
-                    section,
-                    config_path,
-                    server_api_key,
-                    module,
-                    state: Mutex::new(state),
-                }
+                Entry::new(proto.info.id, proto, path, section)
             })
+            .chain(named)
             .collect();
+        entries.sort_by(|a, b| (a.handle.kind(), a.id).cmp(&(b.handle.kind(), b.id)));
+        let index = NameIndex::of_instances(&entries)?.0;
         Ok(Self {
             entries,
             index,
@@ -314,7 +289,7 @@ impl Registry {
                 continue;
             }
             let config = entry.plugin_config();
-            let what = format!("init of plugin {}", entry.info.id);
+            let what = format!("init of plugin {}", entry.id);
             match guard(
                 &what,
                 INIT_DEADLINE,
@@ -328,10 +303,10 @@ impl Registry {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(i);
-                    tracing::debug!(plugin = entry.info.id, "plugin ready");
+                    tracing::debug!(plugin = entry.id, "plugin ready");
                 }
                 Err(e) => {
-                    tracing::error!(plugin = entry.info.id, module = entry.module, error = %e, "plugin init failed");
+                    tracing::error!(plugin = entry.id, module = entry.module, error = %e, "plugin init failed");
                     entry.set_state(PluginState::Failed(e.to_string()));
                 }
             }
@@ -343,13 +318,13 @@ impl Registry {
         let order = std::mem::take(&mut *self.init_order.lock().unwrap_or_else(|e| e.into_inner()));
         for &i in order.iter().rev() {
             let entry = &self.entries[i];
-            let what = format!("shutdown of plugin {}", entry.info.id);
+            let what = format!("shutdown of plugin {}", entry.id);
             let fut = async {
                 entry.handle.plugin().shutdown().await;
                 Ok(())
             };
             if let Err(e) = guard(&what, SHUTDOWN_DEADLINE, fut).await {
-                tracing::warn!(plugin = entry.info.id, error = %e, "plugin shutdown failed");
+                tracing::warn!(plugin = entry.id, error = %e, "plugin shutdown failed");
             }
             entry.set_state(PluginState::Pending);
         }
@@ -394,7 +369,7 @@ impl Registry {
                     ok = false;
                 }
                 PluginHealth {
-                    id: e.info.id.to_owned(),
+                    id: e.id.to_owned(),
                     kind: Some(e.handle.kind()),
                     status,
                     reason,
@@ -413,7 +388,168 @@ impl Registry {
     }
 }
 
-fn server_key(info: &PluginInfo, section: &PluginSection) -> Option<Secret> {
+/// A constructed plugin object, before it has a section.
+struct Proto {
+    module: &'static str,
+    create: fn() -> PluginHandle,
+    handle: PluginHandle,
+    info: PluginInfo,
+}
+
+/// Runs a registration's constructor inside a panic guard.
+fn construct(reg: &PluginRegistration) -> Result<Proto, BrokenRegistration> {
+    guard_sync(|| {
+        let handle = (reg.create)();
+        let info = handle.plugin().info();
+        (handle, info)
+    })
+    .map(|(handle, info)| Proto {
+        module: reg.module,
+        create: reg.create,
+        handle,
+        info,
+    })
+    .map_err(|e| {
+        tracing::error!(module = reg.module, error = %e, "plugin constructor failed");
+        BrokenRegistration {
+            module: reg.module,
+            error: e.to_string(),
+        }
+    })
+}
+
+/// A named instance's id: the section key, which must be a valid id (it is leaked once per
+/// registry so provider labels stay `&'static str` on every hot path).
+fn instance_id(name: &str, kind: PluginKind) -> Result<&'static str, RegistryError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(ConfigError::Syntax {
+            path: format!("plugins.{}.{name}", kind.section()),
+            message: "an instance id is 1–64 characters of a-z, 0-9, '-' and '_'".into(),
+        }
+        .into());
+    }
+    Ok(Box::leak(name.to_owned().into_boxed_str()))
+}
+
+/// Names (lower-case) per kind, to positions; duplicates are a start-up error.
+struct NameIndex(HashMap<(PluginKind, String), usize>);
+
+impl NameIndex {
+    fn insert(
+        &mut self,
+        kind: PluginKind,
+        name: &str,
+        i: usize,
+        describe: impl Fn(usize) -> String,
+    ) -> Result<(), RegistryError> {
+        let key = (kind, name.to_ascii_lowercase());
+        if let Some(&j) = self.0.get(&key) {
+            return Err(RegistryError::Duplicate {
+                kind: kind.as_str(),
+                name: key.1,
+                first: describe(j),
+                second: describe(i),
+            });
+        }
+        self.0.insert(key, i);
+        Ok(())
+    }
+
+    fn get(&self, kind: PluginKind, name: &str) -> Option<usize> {
+        self.0.get(&(kind, name.to_ascii_lowercase())).copied()
+    }
+
+    /// Plugin ids and aliases.
+    fn of_plugins(protos: &[Proto]) -> Result<Self, RegistryError> {
+        let mut index = Self(HashMap::new());
+        let describe = |j: usize| {
+            let p: &Proto = &protos[j];
+            format!("{} ({})", p.info.id, p.module)
+        };
+        for (i, p) in protos.iter().enumerate() {
+            for name in std::iter::once(&p.info.id).chain(p.info.aliases) {
+                index.insert(p.handle.kind(), name, i, describe)?;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Instance ids, and the aliases of default instances.
+    fn of_instances(entries: &[Entry]) -> Result<Self, RegistryError> {
+        let mut index = Self(HashMap::new());
+        let describe = |j: usize| {
+            let e: &Entry = &entries[j];
+            if e.is_default_instance() {
+                format!("{} ({})", e.id, e.module)
+            } else {
+                format!("instance {} of {} ({})", e.id, e.info.id, e.config_path)
+            }
+        };
+        for (i, e) in entries.iter().enumerate() {
+            let aliases: &[&str] = if e.is_default_instance() {
+                e.info.aliases
+            } else {
+                &[]
+            };
+            for name in std::iter::once(&e.id).chain(aliases) {
+                index.insert(e.handle.kind(), name, i, describe)?;
+            }
+        }
+        Ok(index)
+    }
+}
+
+fn check_pipelines(config: &PluginsConfig) -> Result<(), RegistryError> {
+    let p = &config.pipelines;
+    for (stage, names) in [
+        ("default_stt_pre", &p.default_stt_pre),
+        ("default_stt_post", &p.default_stt_post),
+        ("default_tts_pre", &p.default_tts_pre),
+        ("default_tts_post", &p.default_tts_post),
+    ] {
+        for name in names {
+            if !config.processors.contains_key(name) {
+                let defined: Vec<&str> = config.processors.keys().map(String::as_str).collect();
+                return Err(ConfigError::Unknown(format!(
+                    "plugins.pipelines.{stage} names processor {name:?}, which plugins.processors does not define (defined: {})",
+                    if defined.is_empty() { "none".into() } else { defined.join(", ") }
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Entry {
+    fn new(id: &'static str, proto: Proto, config_path: String, section: PluginSection) -> Self {
+        // The environment fallback is for a plugin's default instance only: a named instance
+        // (another account, region) must not silently bill the default one's key.
+        let server_api_key = server_key(&proto.info, &section, id == proto.info.id);
+        let state = if section.enabled {
+            PluginState::Pending
+        } else {
+            PluginState::Disabled
+        };
+        Self {
+            id,
+            info: proto.info,
+            handle: proto.handle,
+            section,
+            config_path,
+            server_api_key,
+            module: proto.module,
+            state: Mutex::new(state),
+        }
+    }
+}
+
+fn server_key(info: &PluginInfo, section: &PluginSection, use_env: bool) -> Option<Secret> {
     let from_config = section
         .settings
         .get("api_key")
@@ -422,6 +558,7 @@ fn server_key(info: &PluginInfo, section: &PluginSection) -> Option<Secret> {
         .map(Secret::from);
     from_config.or_else(|| {
         info.api_key_env
+            .filter(|_| use_env)
             .and_then(|var| std::env::var(var).ok())
             .filter(|s| !s.is_empty())
             .map(Secret::from)

@@ -226,3 +226,67 @@ fn clash_free() -> PluginHandle {
         key_env: None,
     }))
 }
+
+#[tokio::test]
+async fn named_instances_have_their_own_id_config_key_and_state() {
+    let mut cfg = PluginsConfig::default();
+    cfg.stt.insert(
+        "beta-eu".into(),
+        section(serde_json::json!({"plugin": "beta", "api_key": "eu-key", "region": "eu"})),
+    );
+    cfg.stt.insert(
+        "alpha-broken".into(),
+        section(serde_json::json!({"plugin": "Alpha-Cloud", "fail_on_init": true})),
+    );
+    let reg = Registry::from_registrations(&regs(&[alpha, beta]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    let ids: Vec<&str> = reg.entries().iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["alpha", "alpha-broken", "beta", "beta-eu"]);
+
+    let eu = reg
+        .stt("BETA-EU", None)
+        .expect("the instance has its own key");
+    assert_eq!((eu.entry.id, eu.entry.info.id), ("beta-eu", "beta"));
+    assert_eq!(eu.api_key.unwrap().expose(), "eu-key");
+    assert_eq!(eu.entry.config_path, "plugins.stt.beta-eu");
+    assert_eq!(
+        eu.entry
+            .plugin_config()
+            .string("region")
+            .unwrap()
+            .as_deref(),
+        Some("eu")
+    );
+    // The default instance is separate: no key of its own, so it still refuses.
+    assert!(reg.stt("beta", None).is_err());
+    // One instance failing leaves the plugin's default instance serving.
+    assert!(reg.stt("alpha", None).is_ok());
+    assert_eq!(
+        reg.stt("alpha-broken", None).err().unwrap().code(),
+        "provider_unavailable"
+    );
+    let (health, _) = reg.health();
+    let broken = health.iter().find(|h| h.id == "alpha-broken").unwrap();
+    assert_eq!(broken.status, "failed");
+}
+
+#[test]
+fn instance_ids_are_checked() {
+    let with = |name: &str, plugin: &str| {
+        let mut cfg = PluginsConfig::default();
+        cfg.stt.insert(
+            name.into(),
+            section(serde_json::json!({ "plugin": plugin })),
+        );
+        Registry::from_registrations(&regs(&[alpha, beta]), &cfg).map(|_| ())
+    };
+    let clash = with("a", "beta").unwrap_err().to_string();
+    assert!(clash.contains("duplicate stt plugin name \"a\""), "{clash}");
+    assert!(clash.contains("instance a of beta"), "{clash}");
+    let unknown = with("x", "nope").unwrap_err().to_string();
+    assert!(unknown.contains("plugins.stt.x.plugin"), "{unknown}");
+    assert!(unknown.contains("alpha, beta"), "{unknown}");
+    let bad = with("Bad Name", "alpha").unwrap_err().to_string();
+    assert!(bad.contains("instance id"), "{bad}");
+    assert!(with("alpha-2", "alpha").is_ok());
+}

@@ -54,7 +54,7 @@ impl SttLink {
             .and_then(|()| caps.check_encoding(encoding))
             .and_then(|()| caps.check_sample_rate(cfg.sample_rate))
             .map_err(invalid)?;
-        let provider = p.entry.info.id;
+        let provider = p.entry.id;
         let mut session = SttSessionConfig::new(cfg.language.clone(), cfg.sample_rate)
             .with_model(cfg.model.clone())
             .with_api_key(p.api_key)

@@ -133,7 +133,7 @@ impl TtsProvider {
                 section: "tts_config",
                 message,
             })?;
-        let provider = p.entry.info.id;
+        let provider = p.entry.id;
         session = session
             .with_api_key(p.api_key)
             .with_plugin_config(p.entry.plugin_config());

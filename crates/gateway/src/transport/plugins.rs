@@ -20,7 +20,8 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 _ => &[],
             };
             json!({
-                "id": e.info.id,
+                "id": e.id,
+                "plugin": e.info.id,
                 "name": e.info.name,
                 "version": e.info.version,
                 "kind": e.handle.kind(),

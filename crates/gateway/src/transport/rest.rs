@@ -101,7 +101,7 @@ async fn synthesize(
     // Cache first: resolving the name gives the canonical id the key is made of.
     let session = session_config(cfg)?;
     let resolved = state.registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
-    let provider_id = resolved.entry.info.id;
+    let provider_id = resolved.entry.id;
     // The key is part of the cache key (credential scope), so set it as the session will.
     let session = session.with_api_key(resolved.api_key);
     let key = CacheKey::new(provider_id, &session, text);
@@ -186,7 +186,7 @@ pub async fn voices(State(state): State<SharedState>) -> Json<serde_json::Value>
         (ready && keyed).then(|| {
             let p = p.clone();
             let key = e.server_api_key.clone();
-            let id = e.info.id;
+            let id = e.id;
             async move {
                 let what = format!("voices of {id}");
                 (
