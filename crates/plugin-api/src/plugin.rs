@@ -1,6 +1,7 @@
 //! The [`Plugin`] trait every plugin implements, and its metadata and lifecycle types.
 
-use crate::{Capabilities, PluginConfig, PluginError};
+use crate::credentials::API_KEY;
+use crate::{Capabilities, CredentialField, PluginConfig, PluginError};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -62,8 +63,11 @@ pub struct PluginInfo {
     /// One-line description.
     pub description: &'static str,
     /// For providers that need an API key: the environment variable the server reads it from when
-    /// the plugin's config has no `api_key`. `None` for plugins that need no key.
+    /// the plugin's config has no `api_key`. `None` for plugins that need no key. Shorthand for a
+    /// required secret [`CredentialField`] named `api_key`.
     pub api_key_env: Option<&'static str>,
+    /// Further credentials the plugin needs (see [`crate::credentials`]).
+    pub credentials: &'static [CredentialField],
 }
 
 impl PluginInfo {
@@ -76,6 +80,7 @@ impl PluginInfo {
             aliases: &[],
             description: "",
             api_key_env: None,
+            credentials: &[],
         }
     }
 
@@ -101,6 +106,24 @@ impl PluginInfo {
     pub const fn api_key_env(mut self, env: &'static str) -> Self {
         self.api_key_env = Some(env);
         self
+    }
+
+    /// Declares the credentials the plugin needs.
+    pub const fn credentials(mut self, fields: &'static [CredentialField]) -> Self {
+        self.credentials = fields;
+        self
+    }
+
+    /// Every credential field: the declared ones, and `api_key` when
+    /// [`api_key_env`](Self::api_key_env) is set and no field of that name is declared.
+    pub fn credential_fields(&self) -> Vec<CredentialField> {
+        let mut fields = self.credentials.to_vec();
+        if let Some(env) = self.api_key_env {
+            if !fields.iter().any(|f| f.name == API_KEY) {
+                fields.insert(0, CredentialField::secret(API_KEY, env));
+            }
+        }
+        fields
     }
 }
 

@@ -1,6 +1,6 @@
 //! Speech-to-speech (realtime) provider plugins and their per-session channels.
 
-use crate::{Plugin, PluginConfig, PluginError, ProviderTask, Secret};
+use crate::{Credentials, Plugin, PluginConfig, PluginError, ProviderTask, Secret};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,9 @@ pub struct RealtimeSessionConfig {
     /// The plugin's config section.
     #[serde(skip)]
     pub plugin_config: PluginConfig,
+    /// Every resolved credential, by field name.
+    #[serde(skip)]
+    pub credentials: Credentials,
 }
 
 /// What the host sends to a realtime session.

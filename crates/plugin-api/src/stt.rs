@@ -1,6 +1,6 @@
 //! Speech-to-text provider plugins and their per-session channels.
 
-use crate::{AudioEncoding, Plugin, PluginConfig, PluginError, Secret};
+use crate::{AudioEncoding, Credentials, Plugin, PluginConfig, PluginError, Secret};
 use bytes::Bytes;
 use serde::Serialize;
 use std::future::Future;
@@ -32,6 +32,9 @@ pub struct SttSessionConfig {
     pub api_key: Option<Secret>,
     /// Provider-specific options (the plugin's config section, for defaults such as a base URL).
     pub plugin_config: PluginConfig,
+    /// Every resolved credential (the client's per-session values, else the instance's), by
+    /// field name; `api_key` is also in [`Self::api_key`].
+    pub credentials: Credentials,
 }
 
 impl SttSessionConfig {
@@ -46,6 +49,7 @@ impl SttSessionConfig {
             model: String::new(),
             api_key: None,
             plugin_config: PluginConfig::default(),
+            credentials: Credentials::default(),
         }
     }
 
@@ -71,6 +75,12 @@ impl SttSessionConfig {
     /// Sets the plugin config section.
     pub fn with_plugin_config(mut self, config: PluginConfig) -> Self {
         self.plugin_config = config;
+        self
+    }
+
+    /// Sets the resolved credentials.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
         self
     }
 }

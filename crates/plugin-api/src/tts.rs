@@ -1,6 +1,8 @@
 //! Text-to-speech provider plugins and their per-session channels.
 
-use crate::{AudioEncoding, Plugin, PluginConfig, PluginError, ProviderTask, Secret, VoiceInfo};
+use crate::{
+    AudioEncoding, Credentials, Plugin, PluginConfig, PluginError, ProviderTask, Secret, VoiceInfo,
+};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +60,9 @@ pub struct TtsSessionConfig {
     pub api_key: Option<Secret>,
     /// The plugin's config section.
     pub plugin_config: PluginConfig,
+    /// Every resolved credential (the client's per-session values, else the instance's), by
+    /// field name; `api_key` is also in [`Self::api_key`].
+    pub credentials: Credentials,
 }
 
 impl TtsSessionConfig {
@@ -73,6 +78,7 @@ impl TtsSessionConfig {
             emotion: Emotion::default(),
             api_key: None,
             plugin_config: PluginConfig::default(),
+            credentials: Credentials::default(),
         }
     }
 
@@ -97,6 +103,12 @@ impl TtsSessionConfig {
     /// Sets the plugin config section.
     pub fn with_plugin_config(mut self, config: PluginConfig) -> Self {
         self.plugin_config = config;
+        self
+    }
+
+    /// Sets the resolved credentials.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
         self
     }
 

@@ -80,6 +80,18 @@ impl CacheKey {
                 field(&xxh3_128(k.expose().as_bytes()).to_le_bytes());
             }
         }
+        // Every other credential too (an account id, a region): sorted, digests only.
+        let mut names: Vec<&str> = cfg
+            .credentials
+            .names()
+            .filter(|n| *n != "api_key")
+            .collect();
+        names.sort_unstable();
+        for name in names {
+            field(name.as_bytes());
+            let value = cfg.credentials.expose(name).unwrap_or("");
+            field(&xxh3_128(value.as_bytes()).to_le_bytes());
+        }
         field(text.as_bytes());
         Self(h.digest128())
     }
@@ -396,6 +408,18 @@ mod tests {
         }
         let again = TtsCache::new(&config);
         assert_eq!(*again.get(key).await.unwrap(), audio);
+    }
+
+    #[test]
+    fn key_is_scoped_to_every_credential() {
+        let with = |account: &str| {
+            let mut creds = waav_plugin_api::Credentials::new();
+            creds.set("account", Secret::new(account));
+            CacheKey::new("p", &cfg().with_credentials(creds), "hi")
+        };
+        assert_eq!(with("a"), with("a"));
+        assert_ne!(with("a"), with("b"));
+        assert_ne!(with("a"), CacheKey::new("p", &cfg(), "hi"));
     }
 
     #[test]

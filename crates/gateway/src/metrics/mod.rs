@@ -193,15 +193,22 @@ mod tests {
     #[test]
     fn the_process_recorder_has_an_upkeep_thread() {
         let _ = Metrics::get();
-        // Thread names are cut to 15 bytes in /proc.
-        let named = std::fs::read_dir("/proc/self/task")
-            .map(|tasks| {
-                tasks.flatten().any(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "waav-metrics-up")
+        // Thread names are cut to 15 bytes in /proc; a new thread names itself once it runs, so
+        // look for a while rather than once.
+        let named = || {
+            std::fs::read_dir("/proc/self/task")
+                .map(|tasks| {
+                    tasks.flatten().any(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim() == "waav-metrics-up")
+                    })
                 })
-            })
-            .unwrap_or(true);
-        assert!(named, "no upkeep thread");
+                .unwrap_or(true)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !named() {
+            assert!(std::time::Instant::now() < deadline, "no upkeep thread");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -2,7 +2,10 @@
 
 use super::{Entry, PluginState, Registry};
 use std::sync::Arc;
-use waav_plugin_api::{PluginHandle, PluginKind, RealtimePlugin, Secret, SttPlugin, TtsPlugin};
+use waav_plugin_api::credentials::API_KEY;
+use waav_plugin_api::{
+    Credentials, PluginHandle, PluginKind, RealtimePlugin, Secret, SttPlugin, TtsPlugin,
+};
 
 /// Why a provider cannot serve a session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +24,24 @@ pub enum LookupError {
     /// The plugin needs an API key and neither the client nor the server has one.
     #[error("{0} API key not configured in server environment")]
     MissingKey(String),
+    /// A required credential other than the API key is missing.
+    #[error("{provider} credential {field:?} not configured (set it in the provider's config section, its environment variable, or the session's credentials)")]
+    MissingCredential {
+        /// The plugin's display name.
+        provider: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The client sent a credential the plugin does not declare.
+    #[error("{provider} has no credential {field:?}; it takes: {known}")]
+    UnknownCredential {
+        /// The plugin's display name.
+        provider: String,
+        /// What the client sent.
+        field: String,
+        /// The declared fields.
+        known: String,
+    },
 }
 
 impl LookupError {
@@ -30,18 +51,32 @@ impl LookupError {
             Self::Unsupported(_) => "unsupported_provider",
             Self::Unavailable { .. } => "provider_unavailable",
             Self::MissingKey(_) => "missing_api_key",
+            Self::MissingCredential { .. } => "missing_credential",
+            Self::UnknownCredential { .. } => "invalid_config",
         }
     }
 }
 
-/// A resolved provider: the plugin object, its registry entry and the key to use.
+/// Credentials a client supplies for one session: the WaaV `api_key` field and the additive
+/// `credentials` object. Empty values count as absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCredentials<'a> {
+    /// `api_key` (per-session key override).
+    pub api_key: Option<&'a str>,
+    /// `credentials: {name: value}`.
+    pub fields: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+/// A resolved provider: the plugin object, its registry entry and the credentials to use.
 pub struct Provider<'r, P: ?Sized> {
     /// The plugin.
     pub plugin: Arc<P>,
     /// Its registry entry (info, config).
     pub entry: &'r Entry,
-    /// Client key, else server key; `None` for keyless plugins.
+    /// Client key, else the instance's key; `None` for keyless plugins.
     pub api_key: Option<Secret>,
+    /// Every credential: the client's values over the instance's.
+    pub credentials: Credentials,
 }
 
 impl Registry {
@@ -49,8 +84,8 @@ impl Registry {
         &self,
         kind: PluginKind,
         name: &str,
-        client_key: Option<&str>,
-    ) -> Result<&Entry, LookupError> {
+        client: ClientCredentials<'_>,
+    ) -> Result<(&Entry, Credentials), LookupError> {
         let entry = self
             .find(kind, name)
             .ok_or_else(|| LookupError::Unsupported(name.to_owned()))?;
@@ -66,19 +101,39 @@ impl Registry {
                 return Err(LookupError::Unsupported(name.to_owned()))
             }
         }
-        if entry.info.api_key_env.is_some()
-            && client_key.is_none_or(str::is_empty)
-            && entry.server_api_key.is_none()
-        {
-            return Err(LookupError::MissingKey(entry.info.name.to_owned()));
+        let fields = entry.info.credential_fields();
+        let mut credentials = entry.credentials.clone();
+        let sent = client
+            .fields
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(client.api_key.map(|k| (API_KEY, k)));
+        for (name, value) in sent.filter(|(_, v)| !v.is_empty()) {
+            let Some(field) = fields.iter().find(|f| f.name == name) else {
+                if name == API_KEY {
+                    continue; // keyless plugins ignore a key, as WaaV clients may send one
+                }
+                let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
+                return Err(LookupError::UnknownCredential {
+                    provider: entry.info.name.to_owned(),
+                    field: name.to_owned(),
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            };
+            credentials.set(field.name, Secret::from(value));
         }
-        Ok(entry)
-    }
-
-    fn key_for(entry: &Entry, client_key: Option<&str>) -> Option<Secret> {
-        match client_key.filter(|k| !k.is_empty()) {
-            Some(k) => Some(Secret::from(k)),
-            None => entry.server_api_key.clone(),
+        match credentials.first_missing(&fields) {
+            None => Ok((entry, credentials)),
+            Some(API_KEY) => Err(LookupError::MissingKey(entry.info.name.to_owned())),
+            Some(field) => Err(LookupError::MissingCredential {
+                provider: entry.info.name.to_owned(),
+                field,
+            }),
         }
     }
 
@@ -86,17 +141,18 @@ impl Registry {
         &self,
         kind: PluginKind,
         name: &str,
-        client_key: Option<&str>,
+        client: ClientCredentials<'_>,
         as_role: fn(&PluginHandle) -> Option<&Arc<P>>,
     ) -> Result<Provider<'_, P>, LookupError> {
-        let entry = self.resolve(kind, name, client_key)?;
+        let (entry, credentials) = self.resolve(kind, name, client)?;
         let plugin = as_role(&entry.handle)
             .expect("indexed under its own kind")
             .clone();
         Ok(Provider {
             plugin,
             entry,
-            api_key: Self::key_for(entry, client_key),
+            api_key: credentials.get(API_KEY).cloned(),
+            credentials,
         })
     }
 
@@ -106,7 +162,22 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn SttPlugin>, LookupError> {
-        self.provider(PluginKind::Stt, name, client_key, |h| match h {
+        self.stt_with(
+            name,
+            ClientCredentials {
+                api_key: client_key,
+                fields: None,
+            },
+        )
+    }
+
+    /// Resolves an STT provider with the client's credentials.
+    pub fn stt_with(
+        &self,
+        name: &str,
+        client: ClientCredentials<'_>,
+    ) -> Result<Provider<'_, dyn SttPlugin>, LookupError> {
+        self.provider(PluginKind::Stt, name, client, |h| match h {
             PluginHandle::Stt(p) => Some(p),
             _ => None,
         })
@@ -118,7 +189,22 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn TtsPlugin>, LookupError> {
-        self.provider(PluginKind::Tts, name, client_key, |h| match h {
+        self.tts_with(
+            name,
+            ClientCredentials {
+                api_key: client_key,
+                fields: None,
+            },
+        )
+    }
+
+    /// Resolves a TTS provider with the client's credentials.
+    pub fn tts_with(
+        &self,
+        name: &str,
+        client: ClientCredentials<'_>,
+    ) -> Result<Provider<'_, dyn TtsPlugin>, LookupError> {
+        self.provider(PluginKind::Tts, name, client, |h| match h {
             PluginHandle::Tts(p) => Some(p),
             _ => None,
         })
@@ -130,7 +216,11 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn RealtimePlugin>, LookupError> {
-        self.provider(PluginKind::Realtime, name, client_key, |h| match h {
+        let client = ClientCredentials {
+            api_key: client_key,
+            fields: None,
+        };
+        self.provider(PluginKind::Realtime, name, client, |h| match h {
             PluginHandle::Realtime(p) => Some(p),
             _ => None,
         })

@@ -5,7 +5,7 @@
 
 mod lookup;
 
-pub use lookup::{LookupError, Provider};
+pub use lookup::{ClientCredentials, LookupError, Provider};
 
 use crate::config::{ConfigError, PluginSection, PluginsConfig};
 use crate::isolation::{guard, guard_sync};
@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use waav_plugin_api::{
-    Capabilities, HealthStatus, PluginConfig, PluginContext, PluginHandle, PluginInfo, PluginKind,
-    PluginRegistration, Secret,
+    Capabilities, Credentials, HealthStatus, PluginConfig, PluginContext, PluginHandle, PluginInfo,
+    PluginKind, PluginRegistration, Secret,
 };
 
 const INIT_DEADLINE: Duration = Duration::from_secs(60);
@@ -69,8 +69,9 @@ pub struct Entry {
     pub section: PluginSection,
     /// The dotted config path of its section.
     pub config_path: String,
-    /// The server-side API key (config `api_key`, else the plugin's environment variable).
-    pub server_api_key: Option<Secret>,
+    /// The instance's credentials: each declared field from its config section, else (default
+    /// instance only) the field's environment variable.
+    pub credentials: Credentials,
     module: &'static str,
     state: Mutex<PluginState>,
 }
@@ -530,7 +531,7 @@ impl Entry {
     fn new(id: &'static str, proto: Proto, config_path: String, section: PluginSection) -> Self {
         // The environment fallback is for a plugin's default instance only: a named instance
         // (another account, region) must not silently bill the default one's key.
-        let server_api_key = server_key(&proto.info, &section, id == proto.info.id);
+        let credentials = instance_credentials(&proto.info, &section, id == proto.info.id);
         let state = if section.enabled {
             PluginState::Pending
         } else {
@@ -542,27 +543,35 @@ impl Entry {
             handle: proto.handle,
             section,
             config_path,
-            server_api_key,
+            credentials,
             module: proto.module,
             state: Mutex::new(state),
         }
     }
 }
 
-fn server_key(info: &PluginInfo, section: &PluginSection, use_env: bool) -> Option<Secret> {
-    let from_config = section
-        .settings
-        .get("api_key")
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .map(Secret::from);
-    from_config.or_else(|| {
-        info.api_key_env
-            .filter(|_| use_env)
-            .and_then(|var| std::env::var(var).ok())
+fn instance_credentials(info: &PluginInfo, section: &PluginSection, use_env: bool) -> Credentials {
+    let mut out = Credentials::new();
+    for field in info.credential_fields() {
+        let from_config = section
+            .settings
+            .get(field.name)
+            .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
-            .map(Secret::from)
-    })
+            .map(Secret::from);
+        let value = from_config.or_else(|| {
+            field
+                .env
+                .filter(|_| use_env)
+                .and_then(|var| std::env::var(var).ok())
+                .filter(|s| !s.is_empty())
+                .map(Secret::from)
+        });
+        if let Some(v) = value {
+            out.set(field.name, v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -290,3 +290,81 @@ fn instance_ids_are_checked() {
     assert!(bad.contains("instance id"), "{bad}");
     assert!(with("alpha-2", "alpha").is_ok());
 }
+
+struct Aws;
+
+const AWS_FIELDS: &[waav_plugin_api::CredentialField] = &[
+    waav_plugin_api::CredentialField::secret("access_key_id", "WAAV_TEST_AWS_ID_NEVER_SET"),
+    waav_plugin_api::CredentialField::secret("secret_access_key", "WAAV_TEST_AWS_SECRET_NEVER_SET"),
+    waav_plugin_api::CredentialField::secret("session_token", "WAAV_TEST_AWS_TOKEN_NEVER_SET")
+        .optional(),
+    waav_plugin_api::CredentialField::setting("region", "WAAV_TEST_AWS_REGION_NEVER_SET"),
+];
+
+#[async_trait::async_trait]
+impl waav_plugin_api::Plugin for Aws {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::new("aws", "Fake AWS").credentials(AWS_FIELDS)
+    }
+}
+
+#[async_trait::async_trait]
+impl SttPlugin for Aws {
+    async fn connect(&self, _: SttSessionConfig, _: SttIo) -> Result<ProviderTask, PluginError> {
+        Ok(Box::pin(async { Ok(()) }))
+    }
+}
+
+fn aws() -> PluginHandle {
+    PluginHandle::Stt(std::sync::Arc::new(Aws))
+}
+
+#[tokio::test]
+async fn declared_credentials_resolve_from_config_and_session() {
+    let mut cfg = PluginsConfig::default();
+    cfg.stt.insert(
+        "aws".into(),
+        section(
+            serde_json::json!({"access_key_id": "AKID", "secret_access_key": "s3", "region": ""}),
+        ),
+    );
+    let reg = Registry::from_registrations(&regs(&[aws]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    let e = reg.stt("aws", None).err().unwrap();
+    assert_eq!(e.code(), "missing_credential");
+    assert!(e.to_string().contains("\"region\""), "{e}");
+
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("region".to_owned(), "eu-west-1".to_owned());
+    fields.insert("session_token".to_owned(), "tok".to_owned());
+    let client = ClientCredentials {
+        api_key: None,
+        fields: Some(&fields),
+    };
+    let p = reg.stt_with("aws", client).unwrap();
+    assert_eq!(p.credentials.expose("access_key_id"), Some("AKID"));
+    assert_eq!(p.credentials.expose("region"), Some("eu-west-1"));
+    assert_eq!(p.credentials.expose("session_token"), Some("tok"));
+    assert!(p.api_key.is_none());
+
+    fields.insert("password".to_owned(), "x".to_owned());
+    let client = ClientCredentials {
+        api_key: None,
+        fields: Some(&fields),
+    };
+    let e = reg.stt_with("aws", client).err().unwrap();
+    assert_eq!(e.code(), "invalid_config");
+    assert!(
+        e.to_string().contains("access_key_id, secret_access_key"),
+        "{e}"
+    );
+    // The WaaV `api_key` field is ignored by a plugin that takes no key.
+    let client = ClientCredentials {
+        api_key: Some("k"),
+        fields: None,
+    };
+    assert_eq!(
+        reg.stt_with("aws", client).err().unwrap().code(),
+        "missing_credential"
+    );
+}

@@ -29,6 +29,8 @@ pub const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
 pub const MAX_NAME: usize = 256;
 /// `api_key` overrides.
 pub const MAX_API_KEY: usize = 4 * 1024;
+/// Per-session `credentials`: entries.
+pub const MAX_CREDENTIALS: usize = 16;
 /// `tts_config.emotion_description`.
 pub const MAX_DESCRIPTION: usize = 1024;
 /// `tts_config.pronunciations`: entries, and bytes of each word and pronunciation.
@@ -144,6 +146,9 @@ pub struct SttConfig {
     /// Per-session key override; empty means the server's key.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Per-session values of the provider's other credential fields (additive; see `/plugins`).
+    #[serde(default)]
+    pub credentials: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A pronunciation override.
@@ -196,6 +201,9 @@ pub struct TtsConfig {
     /// Per-session key override.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Per-session values of the provider's other credential fields (additive; see `/plugins`).
+    #[serde(default)]
+    pub credentials: Option<std::collections::BTreeMap<String, String>>,
     /// Emotion name.
     #[serde(default)]
     pub emotion: Option<String>,
@@ -217,6 +225,23 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+fn check_credentials(
+    creds: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), String> {
+    let Some(creds) = creds else { return Ok(()) };
+    if creds.len() > MAX_CREDENTIALS {
+        return Err(format!(
+            "{} credentials (max {MAX_CREDENTIALS})",
+            creds.len()
+        ));
+    }
+    for (name, value) in creds {
+        check_len("credentials name", name, MAX_NAME)?;
+        check_len("credentials value", value, MAX_API_KEY)?;
+    }
+    Ok(())
+}
+
 fn check_rate(rate: u32) -> Result<(), String> {
     if !SAMPLE_RATES.contains(&rate) {
         return Err(format!(
@@ -229,6 +254,14 @@ fn check_rate(rate: u32) -> Result<(), String> {
 }
 
 impl SttConfig {
+    /// What the client supplied to authenticate with the provider.
+    pub fn client_credentials(&self) -> crate::registry::ClientCredentials<'_> {
+        crate::registry::ClientCredentials {
+            api_key: self.api_key.as_deref(),
+            fields: self.credentials.as_ref(),
+        }
+    }
+
     /// Checks every number and size against the core's limits, before anything is resolved,
     /// allocated or dialled.
     pub fn validate(&self) -> Result<(), String> {
@@ -249,11 +282,20 @@ impl SttConfig {
             "api_key",
             self.api_key.as_deref().unwrap_or(""),
             MAX_API_KEY,
-        )
+        )?;
+        check_credentials(self.credentials.as_ref())
     }
 }
 
 impl TtsConfig {
+    /// What the client supplied to authenticate with the provider.
+    pub fn client_credentials(&self) -> crate::registry::ClientCredentials<'_> {
+        crate::registry::ClientCredentials {
+            api_key: self.api_key.as_deref(),
+            fields: self.credentials.as_ref(),
+        }
+    }
+
     /// Checks every number and size against the core's limits, before anything is resolved,
     /// allocated or dialled.
     pub fn validate(&self) -> Result<(), String> {
@@ -292,6 +334,7 @@ impl TtsConfig {
             self.api_key.as_deref().unwrap_or(""),
             MAX_API_KEY,
         )?;
+        check_credentials(self.credentials.as_ref())?;
         if self.pronunciations.len() > MAX_PRONUNCIATIONS {
             return Err(format!(
                 "{} pronunciations (max {MAX_PRONUNCIATIONS})",

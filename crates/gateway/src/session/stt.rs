@@ -48,7 +48,7 @@ impl SttLink {
         };
         cfg.validate().map_err(invalid)?;
         let encoding: AudioEncoding = cfg.encoding.parse().map_err(|e| invalid(format!("{e}")))?;
-        let p = registry.stt(&cfg.provider, cfg.api_key.as_deref())?;
+        let p = registry.stt_with(&cfg.provider, cfg.client_credentials())?;
         let caps = p.entry.capabilities();
         caps.check_model(&cfg.model)
             .and_then(|()| caps.check_encoding(encoding))
@@ -58,6 +58,7 @@ impl SttLink {
         let mut session = SttSessionConfig::new(cfg.language.clone(), cfg.sample_rate)
             .with_model(cfg.model.clone())
             .with_api_key(p.api_key)
+            .with_credentials(p.credentials)
             .with_format(encoding, cfg.channels)
             .with_plugin_config(p.entry.plugin_config());
         session.punctuation = cfg.punctuation;

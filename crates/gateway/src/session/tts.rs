@@ -123,7 +123,7 @@ impl TtsProvider {
         input_capacity: usize,
     ) -> Result<Self, WsError> {
         let mut session = session_config(cfg)?;
-        let p = registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
+        let p = registry.tts_with(&cfg.provider, cfg.client_credentials())?;
         let caps = p.entry.capabilities();
         caps.check_model(&session.model)
             .and_then(|()| caps.check_voice(&session.voice_id))
@@ -136,6 +136,7 @@ impl TtsProvider {
         let provider = p.entry.id;
         session = session
             .with_api_key(p.api_key)
+            .with_credentials(p.credentials)
             .with_plugin_config(p.entry.plugin_config());
         let (io, peer) = TtsIo::pair(input_capacity.max(1));
         let started = Instant::now();

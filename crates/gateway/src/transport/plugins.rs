@@ -30,6 +30,14 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 "enabled": e.section.enabled,
                 "state": st,
                 "public_paths": public_paths,
+                // Which credentials are configured for the instance, never their values.
+                "credentials": e.info.credential_fields().iter().map(|f| json!({
+                    "name": f.name,
+                    "secret": f.secret,
+                    "required": f.required,
+                    "env": if e.is_default_instance() { f.env } else { None },
+                    "configured": e.credentials.contains(f.name),
+                })).collect::<Vec<_>>(),
                 "capabilities": if st == PluginState::Ready { json!(e.capabilities()) } else { Value::Null },
             })
         })

@@ -100,10 +100,14 @@ async fn synthesize(
 
     // Cache first: resolving the name gives the canonical id the key is made of.
     let session = session_config(cfg)?;
-    let resolved = state.registry.tts(&cfg.provider, cfg.api_key.as_deref())?;
+    let resolved = state
+        .registry
+        .tts_with(&cfg.provider, cfg.client_credentials())?;
     let provider_id = resolved.entry.id;
     // The key is part of the cache key (credential scope), so set it as the session will.
-    let session = session.with_api_key(resolved.api_key);
+    let session = session
+        .with_api_key(resolved.api_key)
+        .with_credentials(resolved.credentials);
     let key = CacheKey::new(provider_id, &session, text);
     let m = Metrics::get();
     if let Some(hit) = state.cache.get(key).await {
@@ -182,10 +186,16 @@ pub async fn voices(State(state): State<SharedState>) -> Json<serde_json::Value>
             return None;
         };
         let ready = e.state() == crate::registry::PluginState::Ready;
-        let keyed = e.info.api_key_env.is_none() || e.server_api_key.is_some();
+        let keyed = e
+            .credentials
+            .first_missing(&e.info.credential_fields())
+            .is_none();
         (ready && keyed).then(|| {
             let p = p.clone();
-            let key = e.server_api_key.clone();
+            let key = e
+                .credentials
+                .get(waav_plugin_api::credentials::API_KEY)
+                .cloned();
             let id = e.id;
             async move {
                 let what = format!("voices of {id}");
