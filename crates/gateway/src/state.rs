@@ -4,7 +4,7 @@ use crate::cache::TtsCache;
 use crate::config::GatewayConfig;
 use crate::middleware::limits::ConnectionLimiter;
 use crate::registry::{PluginState, Registry};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use waav_plugin_api::{PluginHandle, RoutePlugin};
@@ -21,8 +21,6 @@ pub struct AppState {
     pub limiter: ConnectionLimiter,
     /// `custom` message type → the route plugin handling it.
     pub custom_handlers: HashMap<String, Arc<dyn RoutePlugin>>,
-    /// Paths of route-plugin routes that their plugins declared public (served without auth).
-    pub public_plugin_paths: HashSet<String>,
     /// Flips to `true` when a graceful stop begins; every session watches it.
     shutdown: watch::Sender<bool>,
 }
@@ -31,10 +29,8 @@ impl AppState {
     /// Builds the state around an initialised registry.
     pub fn new(config: GatewayConfig, registry: Registry) -> Self {
         let mut custom_handlers: HashMap<String, Arc<dyn RoutePlugin>> = HashMap::new();
-        let mut public_plugin_paths = HashSet::new();
         for e in registry.entries() {
             if let (PluginHandle::Route(p), PluginState::Ready) = (&e.handle, e.state()) {
-                public_plugin_paths.extend(p.public_paths().iter().map(|p| (*p).to_owned()));
                 for t in p.custom_message_types() {
                     if let Some(prev) = custom_handlers.insert((*t).to_owned(), p.clone()) {
                         tracing::warn!(
@@ -54,7 +50,6 @@ impl AppState {
                 config.limits.max_connections_per_ip,
             ),
             custom_handlers,
-            public_plugin_paths,
             shutdown: watch::channel(false).0,
             config,
             registry,

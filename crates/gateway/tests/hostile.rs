@@ -494,6 +494,16 @@ async fn no_header_path_or_method_bypasses_auth() {
         .await
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "open");
+    let echo = |body: Vec<u8>| {
+        http.post(server.url("/testkit/echo"))
+            .bearer_auth("s3cret")
+            .body(body)
+            .send()
+    };
+    let res = echo(b"hello".to_vec()).await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "hello");
+    let res = echo(vec![b'x'; 2 * 1024 * 1024]).await.unwrap();
+    assert_eq!(res.status(), 413, "a plugin route's body is capped");
     let plugins: Value = http
         .get(server.url("/plugins"))
         .bearer_auth("s3cret")
@@ -509,7 +519,10 @@ async fn no_header_path_or_method_bypasses_auth() {
         .iter()
         .find(|p| p["kind"] == "route")
         .expect("the testkit route plugin is listed");
-    assert_eq!(route["public_paths"], json!(["/testkit/public"]));
+    assert_eq!(
+        route["routes"][1],
+        json!({"method": "GET", "path": "/testkit/public", "public": true})
+    );
     // Liveness stays open.
     let res = http.get(server.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);

@@ -82,7 +82,10 @@ pub use capabilities::{Capabilities, ModelInfo, VoiceInfo};
 pub use config::{PluginConfig, Secret};
 pub use credentials::{CredentialField, Credentials};
 pub use error::{ErrorCategory, PluginError};
-pub use extension::{CustomMessageContext, MiddlewarePlugin, RoutePlugin};
+pub use extension::{
+    CustomMessageContext, HttpRequest, HttpResponse, MiddlewarePlugin, RoutePlugin, RouteSpec,
+    MAX_PLUGIN_BODY,
+};
 pub use io::{SessionIo, SessionPeer};
 pub use plugin::{HealthStatus, Plugin, PluginContext, PluginInfo, PluginKind};
 pub use processor::{AudioProcessor, ProcessorContext, ProcessorEvent, ProcessorPlugin, Stage};
@@ -102,5 +105,6 @@ pub use tts::{
 // Re-exported so plugin crates need no direct dependency for the macro or the traits.
 pub use async_trait;
 pub use bytes;
+pub use http;
 #[doc(hidden)]
 pub use inventory;

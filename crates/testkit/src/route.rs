@@ -1,9 +1,13 @@
 //! A route plugin for tests: an HTTP route and `custom` WebSocket message handlers.
 
-use axum::routing::get;
-use waav_plugin_api::{CustomMessageContext, Plugin, PluginError, PluginInfo, RoutePlugin};
+use waav_plugin_api::bytes::Bytes;
+use waav_plugin_api::{
+    CustomMessageContext, HttpRequest, HttpResponse, Plugin, PluginError, PluginInfo, RoutePlugin,
+    RouteSpec,
+};
 
-/// Route plugin `testkit-routes`: `GET /testkit/ping` → `pong`; custom messages `echo` (replies
+/// Route plugin `testkit-routes`: `GET /testkit/ping` → `pong`, `GET /testkit/public` → `open`
+/// (no auth), `POST /testkit/echo` → the body; custom messages `echo` (replies
 /// with the payload and the stream id), `silent` (no reply), `panic` (panics), `hang` (never
 /// answers).
 #[derive(Debug, Default, Clone, Copy)]
@@ -15,16 +19,30 @@ impl Plugin for TestRoutes {
     }
 }
 
+const ROUTES: &[RouteSpec] = &[
+    RouteSpec::get("/testkit/ping"),
+    RouteSpec::get("/testkit/public").public(),
+    RouteSpec::post("/testkit/echo"),
+];
+
 #[async_trait::async_trait]
 impl RoutePlugin for TestRoutes {
-    fn routes(&self) -> axum::Router {
-        axum::Router::new()
-            .route("/testkit/ping", get(|| async { "pong" }))
-            .route("/testkit/public", get(|| async { "open" }))
+    fn routes(&self) -> &'static [RouteSpec] {
+        ROUTES
     }
 
-    fn public_paths(&self) -> &'static [&'static str] {
-        &["/testkit/public"]
+    async fn handle_http(
+        &self,
+        route: &RouteSpec,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, PluginError> {
+        let body = match route.path {
+            "/testkit/ping" => Bytes::from_static(b"pong"),
+            "/testkit/public" => Bytes::from_static(b"open"),
+            "/testkit/echo" => request.into_body(),
+            other => return Err(PluginError::Permanent(format!("no route {other}"))),
+        };
+        Ok(HttpResponse::new(body))
     }
 
     fn custom_message_types(&self) -> &'static [&'static str] {

@@ -109,18 +109,6 @@ pub async fn require_auth(State(state): State<SharedState>, req: Request, next: 
     }
 }
 
-/// [`require_auth`] for route-plugin routes: paths a plugin declared public pass.
-pub async fn require_auth_unless_public(
-    State(state): State<SharedState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if state.public_plugin_paths.contains(req.uri().path()) {
-        return next.run(req).await;
-    }
-    require_auth(State(state), req, next).await
-}
-
 fn check(state: &SharedState, req: &Request) -> Result<(), AuthFailure> {
     if !state.config.auth.required {
         return Ok(());

@@ -15,7 +15,7 @@
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -158,20 +158,25 @@ where
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
         match self.check(ip) {
             Ok(()) => next.run(req).await,
-            Err(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let mut res = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    format!("Too Many Requests! Wait for {secs}s"),
-                )
-                    .into_response();
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                res
-            }
+            Err(wait) => refusal(wait).map(axum::body::Body::from),
         }
     }
+}
+
+/// `429 Too Many Requests! Wait for Ns` with `retry-after`.
+fn refusal(wait: Duration) -> waav_plugin_api::HttpResponse {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut res = waav_plugin_api::HttpResponse::new(bytes::Bytes::from(format!(
+        "Too Many Requests! Wait for {secs}s"
+    )));
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// Middleware plugin `token_bucket`: config `requests_per_second` (required) and `burst`.
@@ -207,17 +212,20 @@ impl Plugin for TokenBucketPlugin {
     }
 }
 
+#[async_trait::async_trait]
 impl MiddlewarePlugin for TokenBucketPlugin {
     fn order(&self) -> i32 {
-        // Outermost of the usual middleware: refuse floods before doing any other work.
+        // First of the usual middleware: refuse floods before doing any other work.
         100
     }
 
-    fn apply(&self, router: axum::Router) -> axum::Router {
-        match self.limit.get() {
-            Some(l) => l.apply(router),
-            None => router,
-        }
+    async fn check(
+        &self,
+        _: &axum::http::request::Parts,
+        peer: Option<SocketAddr>,
+    ) -> Option<waav_plugin_api::HttpResponse> {
+        let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+        self.limit.get()?.check(ip).err().map(refusal)
     }
 }
 

@@ -6,6 +6,7 @@
 //! `server.metrics`. No header, path or method skips authentication.
 
 mod cors;
+mod extensions;
 mod headers;
 mod plugins;
 pub mod rest;
@@ -18,6 +19,18 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use waav_plugin_api::PluginHandle;
+
+/// Paths the core serves; plugin routes may not take them.
+const CORE_PATHS: &[&str] = &[
+    "/",
+    "/ws",
+    "/speak",
+    "/voices",
+    "/plugins",
+    "/health/plugins",
+    "/metrics",
+    "/realtime",
+];
 
 /// Builds the full HTTP router: core routes, route plugins, middleware plugins, security headers.
 pub fn router(state: SharedState) -> Router {
@@ -38,33 +51,41 @@ pub fn router(state: SharedState) -> Router {
         state.clone(),
         auth::require_auth,
     ));
-    let mut app = open.merge(protected).with_state(state.clone());
-    for entry in state.registry.entries() {
-        if let (PluginHandle::Route(p), crate::registry::PluginState::Ready) =
-            (&entry.handle, entry.state())
-        {
-            let routes = p.routes();
-            // axum refuses a route layer on a router without routes.
-            if routes.has_routes() {
-                app = app.merge(routes.route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    auth::require_auth_unless_public,
-                )));
-            }
-        }
-    }
-    let mut middleware: Vec<_> = state
+    let route_plugins: Vec<_> = state
         .registry
         .entries()
         .iter()
         .filter_map(|e| match (&e.handle, e.state()) {
-            (PluginHandle::Middleware(m), crate::registry::PluginState::Ready) => Some(m.clone()),
+            (PluginHandle::Route(p), crate::registry::PluginState::Ready) => Some(p.clone()),
             _ => None,
         })
         .collect();
-    middleware.sort_by_key(|m| m.order());
-    for m in middleware {
-        app = m.apply(app);
+    let mut app = open
+        .merge(protected)
+        .with_state(state.clone())
+        .merge(extensions::plugin_routes(
+            &state,
+            &route_plugins,
+            CORE_PATHS,
+        ));
+    let filters = extensions::Filters::new(
+        state
+            .registry
+            .entries()
+            .iter()
+            .filter_map(|e| match (&e.handle, e.state()) {
+                (PluginHandle::Middleware(m), crate::registry::PluginState::Ready) => {
+                    Some(m.clone())
+                }
+                _ => None,
+            })
+            .collect(),
+    );
+    if !filters.is_empty() {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            filters,
+            extensions::run_filters,
+        ));
     }
     if let Some(rps) = state.config.limits.requests_per_second {
         match crate::middleware::rate_limit::RateLimit::new(rps, state.config.limits.burst) {

@@ -15,8 +15,8 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
         .iter()
         .map(|e| {
             let st = e.state();
-            let public_paths: &[&str] = match &e.handle {
-                waav_plugin_api::PluginHandle::Route(p) => p.public_paths(),
+            let routes: &[waav_plugin_api::RouteSpec] = match &e.handle {
+                waav_plugin_api::PluginHandle::Route(p) => p.routes(),
                 _ => &[],
             };
             json!({
@@ -29,7 +29,7 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 "description": e.info.description,
                 "enabled": e.section.enabled,
                 "state": st,
-                "public_paths": public_paths,
+                "routes": routes,
                 // Which credentials are configured for the instance, never their values.
                 "credentials": e.info.credential_fields().iter().map(|f| json!({
                     "name": f.name,
