@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/waav/target}"
 echo "==> cargo build --release (the first build takes a while: it compiles the local engines)"
-cargo build --release --locked -p waav-gateway
+cargo build --release --locked -p waav-server
 exec "$CARGO_TARGET_DIR/release/waav-gateway" --config "${WAAV_CONFIG:-config/default.yaml}" "$@"

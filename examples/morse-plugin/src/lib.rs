@@ -1,7 +1,7 @@
 //! A third-party-style plugin: a TTS provider `morse` that keys text as Morse code tones.
 //!
 //! It depends on `waav-plugin-api` only and registers itself with one macro call. A gateway build
-//! that links this crate (see `src/bin/waav-gateway-morse.rs`) offers it everywhere: `/ws`,
+//! that links this crate (see `examples/morse-gateway`) offers it everywhere: `/ws`,
 //! `/speak`, `/voices`, `/plugins` and `waav-gateway plugins`. No file of the gateway changes.
 
 use bytes::Bytes;

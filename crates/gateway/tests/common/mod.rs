@@ -3,13 +3,16 @@
 
 pub mod ws;
 
-// Every test server runs the production plugin set plus the testkit's.
-#[cfg(feature = "local")]
-use waav_local as _;
-
 use std::net::SocketAddr;
 use waav_gateway::config::{CliOverrides, GatewayConfig};
 use waav_gateway::Gateway;
+
+/// Whether a plugin with this id is linked into the test binary.
+fn links_plugin(id: &str) -> bool {
+    waav_gateway::registry::Registry::build(&Default::default())
+        .map(|r| r.entries().iter().any(|e| e.id == id))
+        .unwrap_or(false)
+}
 
 /// A running gateway; stops when dropped.
 pub struct TestServer {
@@ -31,7 +34,9 @@ impl TestServer {
             enabled: false,
             ..Default::default()
         };
-        if cfg!(feature = "local") {
+        // The embedded engines, when the test binary links them, stay off unless asked for.
+        let links_local = links_plugin("local");
+        if links_local {
             config.plugins.stt.entry("local".into()).or_insert_with(off);
             config.plugins.tts.entry("local".into()).or_insert_with(off);
             config

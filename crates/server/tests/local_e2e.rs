@@ -3,7 +3,11 @@
 //! fails when `CI=true`.
 #![cfg(feature = "local")]
 
+#[path = "../../gateway/tests/common/mod.rs"]
 mod common;
+
+// Linking the crate registers the engines.
+use waav_local as _;
 
 use common::ws::{Frame, WsClient};
 use common::TestServer;

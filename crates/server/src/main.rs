@@ -1,0 +1,9 @@
+//! The `waav-gateway` binary: the gateway with every provider crate this build enables.
+
+// Linking a provider crate registers its plugins.
+#[cfg(feature = "local")]
+use waav_local as _;
+
+fn main() -> std::process::ExitCode {
+    waav_gateway::cli::main()
+}
