@@ -35,7 +35,7 @@
 //!                     }
 //!                     SttInput::Finalize => Transcript::final_result(format!("{heard} bytes"), 1.0, true),
 //!                 };
-//!                 if io.events.send(SttEvent::Transcript(event)).await.is_err() {
+//!                 if io.events.send(SttEvent::Transcript(Box::new(event))).await.is_err() {
 //!                     break; // the host hung up
 //!                 }
 //!             }

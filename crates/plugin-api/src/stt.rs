@@ -149,14 +149,21 @@ impl Transcript {
 /// What an STT session emits, in order, through one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SttEvent {
-    /// A transcript (interim or final).
-    Transcript(Transcript),
+    /// A transcript (interim or final). Boxed: events wait in a channel whose slots all take the
+    /// largest variant's size, and a session holds one such channel even when idle.
+    Transcript(Box<Transcript>),
     /// The provider heard speech begin.
     SpeechStarted,
     /// The provider detected the end of an utterance without a transcript attached.
     UtteranceEnd,
     /// A non-fatal error; the session continues. Fatal errors end the task instead.
     Error(PluginError),
+}
+
+impl From<Transcript> for SttEvent {
+    fn from(t: Transcript) -> Self {
+        Self::Transcript(Box::new(t))
+    }
 }
 
 /// The channels an STT session works with.

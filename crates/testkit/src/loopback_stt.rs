@@ -118,7 +118,12 @@ async fn run_stamped(every: u32, mut io: SttIo) -> Result<(), PluginError> {
                 transit_ns: std::mem::take(&mut transit),
             };
             let t = Transcript::interim(report.encode(), 1.0);
-            if io.events.send(SttEvent::Transcript(t)).await.is_err() {
+            if io
+                .events
+                .send(SttEvent::Transcript(Box::new(t)))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -205,6 +210,10 @@ impl State {
                 Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
             }
         }
-        Ok(io.events.send(SttEvent::Transcript(t)).await.is_ok())
+        Ok(io
+            .events
+            .send(SttEvent::Transcript(Box::new(t)))
+            .await
+            .is_ok())
     }
 }

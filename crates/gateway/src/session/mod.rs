@@ -503,7 +503,7 @@ impl Session {
     async fn on_stt(&mut self, sig: SttSignal) {
         let provider = self.stt.as_ref().map(|s| s.provider);
         match sig {
-            SttSignal::Event(SttEvent::Transcript(t)) => self.on_transcript(t, provider).await,
+            SttSignal::Event(SttEvent::Transcript(t)) => self.on_transcript(*t, provider).await,
             SttSignal::Event(SttEvent::UtteranceEnd) => {
                 if self.turn.pending() {
                     self.turn.fire();

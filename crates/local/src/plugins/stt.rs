@@ -396,7 +396,10 @@ impl Stream {
                 Transcript::final_result(text, confidence, false)
             }
         };
-        io.events.send(SttEvent::Transcript(event)).await.is_ok()
+        io.events
+            .send(SttEvent::Transcript(Box::new(event)))
+            .await
+            .is_ok()
     }
 }
 
