@@ -377,3 +377,59 @@ async fn reconnect_gives_up_on_auth_errors_at_once() {
     assert_eq!(e.category(), ErrorCategory::Auth);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A vendor that floods results while the provider is still sending: the incoming queue is
+/// bounded, sending keeps working while it is full, and every message arrives in order.
+#[tokio::test]
+async fn a_flooding_server_is_bounded_and_cannot_deadlock_the_sender() {
+    const FLOOD: usize = 5_000;
+    let (l, url) = listener().await;
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let reader = tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, SMessage::Binary(_)) {
+                    n += 1;
+                }
+                if n == 100 {
+                    break;
+                }
+            }
+            n
+        });
+        for i in 0..FLOOD {
+            if sink
+                .send(SMessage::Text(i.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = got_tx.send(reader.await.unwrap());
+        // Keep the socket open until the client has drained.
+        tokio::time::sleep(LIMIT).await;
+    });
+    let mut cfg = WsConfig::new(url);
+    cfg.recv_queue = 8;
+    let mut conn = timeout(LIMIT, ws::connect(&cfg)).await.unwrap().unwrap();
+    // Send while not reading: the driver must keep writing although its incoming queue is full.
+    for _ in 0..100 {
+        timeout(
+            LIMIT,
+            conn.send(Message::Binary(Bytes::from_static(&[0; 320]))),
+        )
+        .await
+        .expect("sending is not blocked by a full incoming queue")
+        .unwrap();
+    }
+    assert_eq!(timeout(LIMIT, got_rx).await.unwrap().unwrap(), 100);
+    for i in 0..FLOOD {
+        let m = timeout(LIMIT, conn.recv()).await.unwrap().unwrap().unwrap();
+        assert_eq!(m, Message::Text(i.to_string().into()));
+    }
+}

@@ -104,6 +104,10 @@ pub struct WsConfig {
     pub close_codes: Vec<(u16, ErrorCategory)>,
     /// Outgoing messages queued before [`WsConnection::send`] waits (backpressure).
     pub send_queue: usize,
+    /// Incoming messages queued for [`WsConnection::recv`]. When it is full the driver stops
+    /// reading the socket (TCP pushes back on the vendor) but keeps sending, so a provider that
+    /// sends and receives in one loop cannot deadlock, and a flooding vendor costs bounded memory.
+    pub recv_queue: usize,
     /// Names this provider in error messages (`"deepgram"`).
     pub context: String,
 }
@@ -124,6 +128,7 @@ impl WsConfig {
             idle_timeout: None,
             close_codes: Vec::new(),
             send_queue: 64,
+            recv_queue: 256,
             context: "websocket".to_owned(),
         }
     }
@@ -354,7 +359,7 @@ pub struct WsReceiver {
     // Unbounded on purpose: the driver must never wait on a slow reader while the reader waits
     // on a full send queue (one select loop doing both would deadlock). Incoming messages are
     // small and bounded by `max_message_size`.
-    rx: mpsc::UnboundedReceiver<Result<Message, PluginError>>,
+    rx: mpsc::Receiver<Result<Message, PluginError>>,
     done: bool,
     info: Arc<WsInfo>,
 }
@@ -379,7 +384,7 @@ impl WsConnection {
     fn start(ws: Stream, info: WsInfo, cfg: &WsConfig, redactor: Redactor) -> Self {
         let info = Arc::new(info);
         let (tx, cmd_rx) = mpsc::channel(cfg.send_queue.max(1));
-        let (in_tx, rx) = mpsc::unbounded_channel();
+        let (in_tx, rx) = mpsc::channel(cfg.recv_queue.max(1));
         let fatal: Fatal = Arc::default();
         let context: Arc<str> = cfg.context.as_str().into();
         let driver = Driver {
@@ -526,7 +531,7 @@ impl WsReceiver {
 struct Driver {
     ws: Stream,
     cmd_rx: mpsc::Receiver<Command>,
-    in_tx: mpsc::UnboundedSender<Result<Message, PluginError>>,
+    in_tx: mpsc::Sender<Result<Message, PluginError>>,
     fatal: Fatal,
     ping_interval: Option<Duration>,
     idle_timeout: Option<Duration>,
@@ -541,7 +546,8 @@ impl Driver {
             if let Ok(mut f) = self.fatal.lock() {
                 f.get_or_insert(e.clone());
             }
-            let _ = self.in_tx.send(Err(e));
+            // Bounded: a receiver that no longer reads still finds the error in `fatal`.
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.in_tx.send(Err(e))).await;
         }
         // Dropping the stream closes the socket; the halves see the channels close.
     }
@@ -562,8 +568,15 @@ impl Driver {
         });
         let mut closing = false;
         let mut commands_open = true;
+        // A message read while the incoming queue was full; the socket is not read until it is
+        // delivered.
+        let mut pending: Option<Message> = None;
         loop {
             tokio::select! {
+                permit = self.in_tx.reserve(), if pending.is_some() => match permit {
+                    Ok(p) => p.send(Ok(pending.take().expect("guarded"))),
+                    Err(_) => pending = None,
+                },
                 cmd = self.cmd_rx.recv(), if commands_open && !closing => match cmd {
                     Some(Command::Send(m)) => self.ws.send(m).await.map_err(|e| self.err(e))?,
                     Some(Command::Close(frame)) => {
@@ -580,14 +593,16 @@ impl Driver {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
                     let _ = self.ws.close(None).await;
                 },
-                frame = self.ws.next() => {
+                frame = self.ws.next(), if pending.is_none() => {
                     if let (Some(d), false) = (idle, closing) {
                         idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                     }
                     match frame {
                         Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
                             // A dropped receiver just means nobody listens any more.
-                            let _ = self.in_tx.send(Ok(m));
+                            if let Err(mpsc::error::TrySendError::Full(Ok(m))) = self.in_tx.try_send(Ok(m)) {
+                                pending = Some(m);
+                            }
                         }
                         // tungstenite queued the pong; flush it now rather than on the next write.
                         Some(Ok(Message::Ping(_))) => self.ws.flush().await.map_err(|e| self.err(e))?,
