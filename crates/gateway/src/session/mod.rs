@@ -200,7 +200,10 @@ impl Session {
                 match parsed {
                     Ok(m) => {
                         Metrics::get().message_in(m.kind());
-                        self.on_client(m).await;
+                        // Boxed: `config` opens providers through deep futures, and inline
+                        // they would size every session's task, idle or not. One allocation per
+                        // client message (never per audio frame) buys kilobytes per session.
+                        Box::pin(self.on_client(m)).await;
                     }
                     Err(e) => self.error(WsError::InvalidFormat(e.to_string())).await,
                 }
