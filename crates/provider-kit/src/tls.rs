@@ -1,5 +1,6 @@
 //! The rustls client configuration every kit client uses: the `ring` provider and the Mozilla
-//! (webpki) roots, so builds need no cmake/nasm (aws-lc-rs) and no system certificate store.
+//! (webpki) roots, chosen explicitly, so no system certificate store is read and the choice does
+//! not depend on which rustls providers other crates enable.
 
 use std::sync::{Arc, OnceLock};
 
