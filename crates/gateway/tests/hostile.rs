@@ -359,25 +359,11 @@ async fn a_client_close_is_answered_at_once_after_speak() {
         .await;
     c.send_json(json!({"type":"speak","text":"a long sentence that is still playing when the client hangs up"}))
         .await;
-    let mut socket = c.into_socket();
-    // Wait for audio to flow, then hang up mid-playback.
-    loop {
-        if let Some(Ok(Message::Binary(_))) = socket.next().await {
-            break;
-        }
-    }
-    socket.send(Message::Close(None)).await.unwrap();
-    // The guard is generous; before the fix the handshake took the client's full 10 s timeout.
-    let answered = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(Ok(msg)) = socket.next().await {
-            if let Message::Close(_) = msg {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(answered, Ok(true), "the server answers the close frame");
+    // Wait for audio to flow, then hang up mid-playback. The guard is generous; before the fix
+    // the handshake could take the client's full 10 s timeout.
+    c.until_binary().await;
+    let answered = c.close_answered_within(Duration::from_secs(3)).await;
+    assert!(answered, "the server answers the close frame");
     assert_slots_released(&server).await;
 }
 

@@ -269,22 +269,18 @@ impl EventSigner {
     }
 }
 
+/// A string-valued event-stream header.
+fn string_header(name: &'static str, value: impl Into<String>) -> Header {
+    Header::new(name, HeaderValue::String(value.into().into()))
+}
+
 /// An `AudioEvent` message: headers `:message-type: event`, `:event-type: AudioEvent`,
 /// `:content-type: application/octet-stream`, the audio as payload.
 pub fn audio_event(audio: Bytes) -> Message {
     Message::new(audio)
-        .add_header(Header::new(
-            ":message-type",
-            HeaderValue::String("event".into()),
-        ))
-        .add_header(Header::new(
-            ":event-type",
-            HeaderValue::String("AudioEvent".into()),
-        ))
-        .add_header(Header::new(
-            ":content-type",
-            HeaderValue::String("application/octet-stream".into()),
-        ))
+        .add_header(string_header(":message-type", "event"))
+        .add_header(string_header(":event-type", "AudioEvent"))
+        .add_header(string_header(":content-type", "application/octet-stream"))
 }
 
 /// Frames `msg` (prelude, headers, payload, CRCs) for the wire.
@@ -543,14 +539,8 @@ mod tests {
     fn server_messages_are_classified() {
         let r = Redactor::new();
         let ev = Message::new(&b"{}"[..])
-            .add_header(Header::new(
-                ":message-type",
-                HeaderValue::String("event".into()),
-            ))
-            .add_header(Header::new(
-                ":event-type",
-                HeaderValue::String("TranscriptEvent".into()),
-            ));
+            .add_header(string_header(":message-type", "event"))
+            .add_header(string_header(":event-type", "TranscriptEvent"));
         assert_eq!(
             classify(&ev, &r),
             ServerMessage::Event {
@@ -559,31 +549,16 @@ mod tests {
             }
         );
         let ex = Message::new(&b"{\"Message\":\"too many\"}"[..])
-            .add_header(Header::new(
-                ":message-type",
-                HeaderValue::String("exception".into()),
-            ))
-            .add_header(Header::new(
-                ":exception-type",
-                HeaderValue::String("LimitExceededException".into()),
-            ));
+            .add_header(string_header(":message-type", "exception"))
+            .add_header(string_header(":exception-type", "LimitExceededException"));
         let ServerMessage::Exception(e) = classify(&ex, &r) else {
             panic!()
         };
         assert_eq!(e.category(), ErrorCategory::RateLimited);
         let er = Message::new(Bytes::new())
-            .add_header(Header::new(
-                ":message-type",
-                HeaderValue::String("error".into()),
-            ))
-            .add_header(Header::new(
-                ":error-code",
-                HeaderValue::String("UnrecognizedClientException".into()),
-            ))
-            .add_header(Header::new(
-                ":error-message",
-                HeaderValue::String("bad key".into()),
-            ));
+            .add_header(string_header(":message-type", "error"))
+            .add_header(string_header(":error-code", "UnrecognizedClientException"))
+            .add_header(string_header(":error-message", "bad key"));
         let ServerMessage::Error(e) = classify(&er, &r) else {
             panic!()
         };

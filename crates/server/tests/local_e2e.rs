@@ -241,8 +241,6 @@ fn missing_models_fail_under_ci() {
 /// before anything is built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_engines_survive_hostile_sessions() {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let Some(models) = models_dir() else { return };
     let server = local_server(&models).await;
     for provider in ["espeak", "local"] {
@@ -250,22 +248,8 @@ async fn local_engines_survive_hostile_sessions() {
         c.configure(json!({"type":"config","tts_config":{"provider":provider,"model":"","audio_format":"linear16","sample_rate":16000}}))
             .await;
         c.send_json(json!({"type":"speak","text":SENTENCE})).await;
-        let mut socket = c.into_socket();
-        socket.send(Message::Close(None)).await.unwrap();
-        let answered = tokio::time::timeout(Duration::from_secs(3), async {
-            while let Some(Ok(msg)) = socket.next().await {
-                if let Message::Close(_) = msg {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(
-            answered,
-            Ok(true),
-            "{provider}: the close frame is answered"
-        );
+        let answered = c.close_answered_within(Duration::from_secs(3)).await;
+        assert!(answered, "{provider}: the close frame is answered");
     }
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;
     c.send_json(json!({"type":"config","stt_config":{"provider":"local","language":"en-US","sample_rate":4294967295u32,

@@ -47,6 +47,34 @@ impl WsClient {
         self.socket
     }
 
+    /// Sends a close frame and reports whether the server's close frame came back within
+    /// `guard` (RFC 6455: it must answer at once, whatever it is still doing).
+    pub async fn close_answered_within(self, guard: Duration) -> bool {
+        let mut socket = self.socket;
+        socket.send(Message::Close(None)).await.unwrap();
+        tokio::time::timeout(guard, async {
+            while let Some(Ok(msg)) = socket.next().await {
+                if let Message::Close(_) = msg {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Waits (guarded) for the next binary frame.
+    pub async fn until_binary(&mut self) {
+        loop {
+            match self.recv().await {
+                Frame::Binary(_) => return,
+                Frame::Closed(c) => panic!("closed ({c:?}) while waiting for audio"),
+                Frame::Json(_) => {}
+            }
+        }
+    }
+
     pub async fn send_json(&mut self, v: Value) {
         self.socket
             .send(Message::text(v.to_string()))
