@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+pub mod conformance;
 mod faulty;
 mod knobs;
 mod loopback_stt;

@@ -49,6 +49,13 @@ impl SttPlugin for LoopbackStt {
                 config.encoding
             )));
         }
+        // Like any plugin, refuse formats it cannot handle itself, whatever the host checked.
+        if !(8_000..=192_000).contains(&config.sample_rate) || !(1..=8).contains(&config.channels) {
+            return Err(PluginError::Config(format!(
+                "loopback STT takes 8000–192000 Hz and 1–8 channels, not {} Hz × {}",
+                config.sample_rate, config.channels
+            )));
+        }
         knobs.on_connect().await;
         let bytes_per_ms =
             f64::from(config.sample_rate) * f64::from(config.channels) * 2.0 / 1000.0;
