@@ -568,3 +568,31 @@ async fn a_named_instance_serves_sessions_under_its_own_id() {
     assert_eq!(eu["plugin"], "loopback");
     assert_eq!(eu["kind"], "stt");
 }
+
+#[tokio::test]
+async fn the_host_applies_pronunciations_for_every_provider() {
+    let server = server().await;
+    // The loopback TTS speaks a tone as long as its text: the rewritten text is what it got.
+    let audio_for = |pronunciations: serde_json::Value| {
+        let url = server.ws_url("/ws");
+        async move {
+            let mut c = WsClient::connect(&url).await;
+            let mut tts = tts_config("loopback", "ms_per_char=10");
+            tts["pronunciations"] = pronunciations;
+            c.configure(json!({"type":"config","tts_config": tts}))
+                .await;
+            c.send_json(json!({"type":"speak","text":"SQL and MySQL"}))
+                .await;
+            c.until("tts_playback_complete").await.1
+        }
+    };
+    let plain = audio_for(json!([])).await;
+    let rewritten = audio_for(json!([{"word":"SQL","pronunciation":"sequel server"}])).await;
+    // "SQL and MySQL" is 13 characters, "sequel server and MySQL" 23: at 10 ms per character
+    // and 16 kHz PCM16 that is 100 ms (3,200 bytes) more; MySQL is left alone (whole words).
+    assert_eq!(
+        rewritten - plain,
+        3_200,
+        "plain {plain} B, rewritten {rewritten} B"
+    );
+}

@@ -52,7 +52,8 @@ pub struct TtsSessionConfig {
     pub encoding: AudioEncoding,
     /// Sample rate of the audio to produce.
     pub sample_rate: u32,
-    /// Pronunciation overrides.
+    /// Pronunciation overrides, for reference (cache keys, SSML lexicons): the host has already
+    /// applied them to every [`SpeakRequest::text`], so a plugin must not apply them again.
     pub pronunciations: Vec<Pronunciation>,
     /// Emotion and delivery hints.
     pub emotion: Emotion,
@@ -112,7 +113,8 @@ impl TtsSessionConfig {
         self
     }
 
-    /// Applies the pronunciation overrides to `text` (whole words, case-sensitive).
+    /// Applies the pronunciation overrides to `text` (whole words, case-sensitive). The host
+    /// calls it once per request; plugins receive the result.
     pub fn apply_pronunciations(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for p in &self.pronunciations {

@@ -84,6 +84,23 @@ pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
     Ok(s)
 }
 
+/// The text a provider is asked to speak: `text` with the session's pronunciations applied. The
+/// host does this for every provider (plugins receive the rewritten text), off the runtime when
+/// there is any work: it is linear in text × pronunciations, both client-controlled.
+pub async fn spoken_text(cfg: &TtsSessionConfig, text: String) -> Result<String, WsError> {
+    if cfg.pronunciations.is_empty() {
+        return Ok(text);
+    }
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || cfg.apply_pronunciations(&text))
+        .await
+        .map_err(|e| WsError::Provider {
+            role: "TTS",
+            provider: "host",
+            error: PluginError::Transient(format!("pronunciation pass failed: {e}")),
+        })
+}
+
 /// The connect and per-request deadlines for `cfg`: the client's `connection_timeout` (never
 /// above the server's provider connect timeout) and `request_timeout` (default 60 s).
 pub fn timeouts(
@@ -309,6 +326,14 @@ impl TtsLink {
             first_byte: false,
         });
         if to_provider {
+            let text = match spoken_text(&self.provider.config, text).await {
+                Ok(t) => t,
+                Err(e) => {
+                    self.queue.retain(|p| p.id != id);
+                    self.queued_bytes = self.queue.iter().map(|p| p.text_bytes).sum();
+                    return Err(e);
+                }
+            };
             let req = SpeakRequest { id, text, flush };
             match self
                 .provider

@@ -118,9 +118,10 @@ async fn synthesize(
 
     let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout, 4).await?;
     let id = provider.provider;
+    let spoken = crate::session::tts::spoken_text(&provider.config, text.to_owned()).await?;
     let request = SpeakRequest {
         id: 1,
-        text: text.to_owned(),
+        text: spoken,
         flush: true,
     };
     let collect = async {
