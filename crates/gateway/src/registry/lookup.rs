@@ -67,6 +67,19 @@ pub struct ClientCredentials<'a> {
     pub fields: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
+impl<'a> ClientCredentials<'a> {
+    /// From the `api_key` and `credentials` fields of a client's `stt_config` / `tts_config`.
+    pub fn new(
+        api_key: &'a Option<String>,
+        fields: &'a Option<std::collections::BTreeMap<String, String>>,
+    ) -> Self {
+        Self {
+            api_key: api_key.as_deref(),
+            fields: fields.as_ref(),
+        }
+    }
+}
+
 /// A resolved provider: the plugin object, its registry entry and the credentials to use.
 pub struct Provider<'r, P: ?Sized> {
     /// The plugin.

@@ -254,14 +254,6 @@ fn check_rate(rate: u32) -> Result<(), String> {
 }
 
 impl SttConfig {
-    /// What the client supplied to authenticate with the provider.
-    pub fn client_credentials(&self) -> crate::registry::ClientCredentials<'_> {
-        crate::registry::ClientCredentials {
-            api_key: self.api_key.as_deref(),
-            fields: self.credentials.as_ref(),
-        }
-    }
-
     /// Checks every number and size against the core's limits, before anything is resolved,
     /// allocated or dialled.
     pub fn validate(&self) -> Result<(), String> {
@@ -288,14 +280,6 @@ impl SttConfig {
 }
 
 impl TtsConfig {
-    /// What the client supplied to authenticate with the provider.
-    pub fn client_credentials(&self) -> crate::registry::ClientCredentials<'_> {
-        crate::registry::ClientCredentials {
-            api_key: self.api_key.as_deref(),
-            fields: self.credentials.as_ref(),
-        }
-    }
-
     /// Checks every number and size against the core's limits, before anything is resolved,
     /// allocated or dialled.
     pub fn validate(&self) -> Result<(), String> {

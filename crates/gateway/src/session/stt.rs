@@ -48,7 +48,10 @@ impl SttLink {
         };
         cfg.validate().map_err(invalid)?;
         let encoding: AudioEncoding = cfg.encoding.parse().map_err(|e| invalid(format!("{e}")))?;
-        let p = registry.stt_with(&cfg.provider, cfg.client_credentials())?;
+        let p = registry.stt_with(
+            &cfg.provider,
+            crate::registry::ClientCredentials::new(&cfg.api_key, &cfg.credentials),
+        )?;
         let caps = p.entry.capabilities();
         caps.check_model(&cfg.model)
             .and_then(|()| caps.check_encoding(encoding))

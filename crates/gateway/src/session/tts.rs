@@ -140,7 +140,10 @@ impl TtsProvider {
         input_capacity: usize,
     ) -> Result<Self, WsError> {
         let mut session = session_config(cfg)?;
-        let p = registry.tts_with(&cfg.provider, cfg.client_credentials())?;
+        let p = registry.tts_with(
+            &cfg.provider,
+            crate::registry::ClientCredentials::new(&cfg.api_key, &cfg.credentials),
+        )?;
         let caps = p.entry.capabilities();
         caps.check_model(&session.model)
             .and_then(|()| caps.check_voice(&session.voice_id))

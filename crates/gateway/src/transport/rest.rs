@@ -100,9 +100,10 @@ async fn synthesize(
 
     // Cache first: resolving the name gives the canonical id the key is made of.
     let session = session_config(cfg)?;
-    let resolved = state
-        .registry
-        .tts_with(&cfg.provider, cfg.client_credentials())?;
+    let resolved = state.registry.tts_with(
+        &cfg.provider,
+        crate::registry::ClientCredentials::new(&cfg.api_key, &cfg.credentials),
+    )?;
     let provider_id = resolved.entry.id;
     // The key is part of the cache key (credential scope), so set it as the session will.
     let session = session
