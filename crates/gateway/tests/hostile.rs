@@ -37,7 +37,13 @@ async fn assert_gateway_healthy(server: &TestServer, rss_before: u64) {
         .expect("GET / answers within 1 s")
         .expect("GET / succeeds");
     assert_eq!(health.status(), 200);
-    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let auth = &server.gateway.state().config.auth;
+    let token = auth
+        .required
+        .then(|| auth.api_secrets[0].secret.expose().to_owned());
+    let mut c = WsClient::connect_with(&server.ws_url("/ws"), token.as_deref())
+        .await
+        .expect("a fresh session is accepted");
     c.configure(json!({"type":"config","stt_config": stt_config("loopback-stt", "", 16000)}))
         .await;
     for f in utterance(300, 300, 16000) {
@@ -318,6 +324,7 @@ async fn a_provider_that_never_answers_times_out_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_reconfig_leaves_the_working_session_as_it_was() {
     let server = TestServer::start(HOSTILE).await;
+    let rss = rss_kb();
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;
     c.configure(config(
         Some(stt_config("loopback-stt", "", 16000)),
@@ -349,11 +356,13 @@ async fn a_rejected_reconfig_leaves_the_working_session_as_it_was() {
         .await;
     let (_, audio) = c.until("tts_playback_complete").await;
     assert!(audio > 0);
+    assert_gateway_healthy(&server, rss).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_is_answered_at_once_after_speak() {
     let server = TestServer::start(HOSTILE).await;
+    let rss = rss_kb();
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;
     c.configure(config(None, Some(tts_config("loopback", "realtime=1"))))
         .await;
@@ -365,6 +374,7 @@ async fn a_client_close_is_answered_at_once_after_speak() {
     let answered = c.close_answered_within(Duration::from_secs(3)).await;
     assert!(answered, "the server answers the close frame");
     assert_slots_released(&server).await;
+    assert_gateway_healthy(&server, rss).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,12 +404,13 @@ async fn a_pending_auth_socket_is_closed_after_the_auth_timeout() {
     assert!(msg.contains("1 s"), "{msg}");
     assert_eq!(c.recv().await, Frame::Closed(Some(4001)));
     assert_slots_released(&server).await;
-    let _ = rss;
+    assert_gateway_healthy(&server, rss).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_header_path_or_method_bypasses_auth() {
     let server = TestServer::start(AUTH).await;
+    let rss = rss_kb();
     let http = reqwest::Client::new();
     let routes = [
         ("GET", "/voices"),
@@ -528,12 +539,14 @@ async fn no_header_path_or_method_bypasses_auth() {
             .err(),
         Some(401)
     );
+    assert_gateway_healthy(&server, rss).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_is_applied_when_configured() {
     let server =
         TestServer::start("server: { cors_allowed_origins: [\"https://app.example\"] }\n").await;
+    let rss = rss_kb();
     let http = reqwest::Client::new();
     let res = http
         .request(reqwest::Method::OPTIONS, server.url("/speak"))
@@ -562,4 +575,5 @@ async fn cors_is_applied_when_configured() {
         .await
         .unwrap();
     assert!(!res.headers().contains_key("access-control-allow-origin"));
+    assert_gateway_healthy(&server, rss).await;
 }

@@ -87,18 +87,14 @@ pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
 /// The text a provider is asked to speak: `text` with the session's pronunciations applied. The
 /// host does this for every provider (plugins receive the rewritten text), off the runtime when
 /// there is any work: it is linear in text × pronunciations, both client-controlled.
-pub async fn spoken_text(cfg: &TtsSessionConfig, text: String) -> Result<String, WsError> {
+pub async fn spoken_text(cfg: &TtsSessionConfig, text: String) -> Result<String, PluginError> {
     if cfg.pronunciations.is_empty() {
         return Ok(text);
     }
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || cfg.apply_pronunciations(&text))
         .await
-        .map_err(|e| WsError::Provider {
-            role: "TTS",
-            provider: "host",
-            error: PluginError::Transient(format!("pronunciation pass failed: {e}")),
-        })
+        .map_err(|e| PluginError::Transient(format!("pronunciation pass failed: {e}")))
 }
 
 /// The connect and per-request deadlines for `cfg`: the client's `connection_timeout` (never
@@ -241,8 +237,6 @@ pub struct TtsLink {
     format: AudioFormat,
     request_timeout: Duration,
     limits: TtsLimits,
-    /// Text bytes of the queued requests.
-    queued_bytes: usize,
     next_id: u64,
     queue: VecDeque<Pending>,
     /// Non-interruptible audio is being played until then.
@@ -269,7 +263,6 @@ impl TtsLink {
             format,
             request_timeout,
             limits,
-            queued_bytes: 0,
             next_id: 1,
             queue: VecDeque::new(),
             playing_until: Instant::now(),
@@ -292,12 +285,13 @@ impl TtsLink {
         cache: &TtsCache,
         out: &Outbound,
     ) -> Result<(), WsError> {
+        let queued_bytes: usize = self.queue.iter().map(|p| p.text_bytes).sum();
         if self.queue.len() >= self.limits.max_requests
-            || self.queued_bytes + text.len() > self.limits.max_bytes
+            || queued_bytes + text.len() > self.limits.max_bytes
         {
             return Err(WsError::TtsQueueFull {
                 queued: self.queue.len(),
-                bytes: self.queued_bytes,
+                bytes: queued_bytes,
                 max_requests: self.limits.max_requests,
                 max_bytes: self.limits.max_bytes,
             });
@@ -312,11 +306,22 @@ impl TtsLink {
         } else {
             m.cache_misses.increment(1);
         }
-        let to_provider = cached.is_none();
+        // Rewritten before the request is queued, so a failure leaves the queue untouched.
+        let spoken = match cached {
+            Some(_) => None,
+            None => Some(
+                spoken_text(&self.provider.config, text.clone())
+                    .await
+                    .map_err(|error| WsError::Provider {
+                        role: "TTS",
+                        provider: self.provider.provider,
+                        error,
+                    })?,
+            ),
+        };
         if self.queue.is_empty() {
             self.last_progress = Instant::now();
         }
-        self.queued_bytes += text.len();
         self.queue.push_back(Pending {
             id,
             text_bytes: text.len(),
@@ -328,15 +333,7 @@ impl TtsLink {
             started: Instant::now(),
             first_byte: false,
         });
-        if to_provider {
-            let text = match spoken_text(&self.provider.config, text).await {
-                Ok(t) => t,
-                Err(e) => {
-                    self.queue.retain(|p| p.id != id);
-                    self.queued_bytes = self.queue.iter().map(|p| p.text_bytes).sum();
-                    return Err(e);
-                }
-            };
+        if let Some(text) = spoken {
             let req = SpeakRequest { id, text, flush };
             match self
                 .provider
@@ -384,7 +381,7 @@ impl TtsLink {
             // Audio for a cleared (or unknown) request is dropped.
             TtsEvent::Audio { .. } => {}
             TtsEvent::Done { id } if Some(id) == head => {
-                let p = self.pop_head().expect("head exists");
+                let p = self.queue.pop_front().expect("head exists");
                 if self.cache_fill && !p.collected.is_empty() && p.collected.len() <= MAX_COLLECT {
                     cache.insert(
                         p.key,
@@ -400,7 +397,6 @@ impl TtsLink {
             TtsEvent::Error { id, error } => {
                 let was_pending = self.queue.iter().any(|p| p.id == id);
                 self.queue.retain(|p| p.id != id);
-                self.queued_bytes = self.queue.iter().map(|p| p.text_bytes).sum();
                 if was_pending {
                     let e = WsError::Provider {
                         role: "TTS",
@@ -434,7 +430,7 @@ impl TtsLink {
             for frame in audio.frames() {
                 self.play(frame, interruptible, out).await;
             }
-            self.pop_head();
+            self.queue.pop_front();
             played = true;
         }
         played
@@ -462,7 +458,6 @@ impl TtsLink {
         }
         if let Some(last) = self.queue.back().map(|p| p.id) {
             self.queue.clear();
-            self.queued_bytes = 0;
             self.cancel(last).await;
         }
     }
@@ -474,12 +469,6 @@ impl TtsLink {
             .provider
             .send(TtsInput::Cancel { up_to }, self.limits.stall)
             .await;
-    }
-
-    fn pop_head(&mut self) -> Option<Pending> {
-        let p = self.queue.pop_front()?;
-        self.queued_bytes -= p.text_bytes;
-        Some(p)
     }
 
     fn stalled(&self) -> WsError {
@@ -513,7 +502,7 @@ impl TtsLink {
             )),
         };
         out.send(e.into()).await;
-        if let Some(p) = self.pop_head() {
+        if let Some(p) = self.queue.pop_front() {
             self.cancel(p.id).await;
         }
         self.after_head(out).await;

@@ -117,9 +117,15 @@ async fn synthesize(
     }
     m.cache_misses.increment(1);
 
+    let spoken = crate::session::tts::spoken_text(&session, text.to_owned())
+        .await
+        .map_err(|error| WsError::Provider {
+            role: "TTS",
+            provider: provider_id,
+            error,
+        })?;
     let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout, 4).await?;
     let id = provider.provider;
-    let spoken = crate::session::tts::spoken_text(&provider.config, text.to_owned()).await?;
     let request = SpeakRequest {
         id: 1,
         text: spoken,
