@@ -10,6 +10,7 @@
 
 pub mod audio;
 pub mod conformance;
+pub mod fakes;
 mod faulty;
 mod knobs;
 mod loopback_stt;

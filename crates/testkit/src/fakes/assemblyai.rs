@@ -1,0 +1,1 @@
+//! Fake assemblyai service (in progress).

@@ -1,0 +1,1 @@
+//! Fake azure service (in progress).

@@ -1,0 +1,1 @@
+//! Fake deepgram service (in progress).
