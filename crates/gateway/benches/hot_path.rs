@@ -27,6 +27,7 @@ fn messages(c: &mut Criterion) {
         provider: Some("deepgram"),
         language: None,
         words: vec![],
+        speaker: None,
     };
     c.bench_function("serialize stt_result", |b| {
         b.iter(|| serde_json::to_string(black_box(&result)).unwrap())

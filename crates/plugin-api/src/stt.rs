@@ -105,6 +105,9 @@ pub struct Word {
     pub end: f64,
     /// Confidence 0–1.
     pub confidence: f32,
+    /// Speaker label when the provider diarises (`"0"`, `"1"`, or the vendor's label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A transcription result.
@@ -122,6 +125,8 @@ pub struct Transcript {
     pub words: Vec<Word>,
     /// Detected language, if reported.
     pub language: Option<String>,
+    /// Speaker label of the whole segment when the provider diarises.
+    pub speaker: Option<String>,
 }
 
 impl Transcript {

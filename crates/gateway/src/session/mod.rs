@@ -585,6 +585,7 @@ impl Session {
                 provider,
                 language: t.language,
                 words: t.words,
+                speaker: t.speaker,
             })
             .await;
     }

@@ -367,6 +367,9 @@ pub enum ServerMessage {
         /// Word timings.
         #[serde(skip_serializing_if = "Vec::is_empty")]
         words: Vec<waav_plugin_api::Word>,
+        /// Speaker label, when the provider diarises (additive).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speaker: Option<String>,
     },
     /// The TTS queue drained.
     TtsPlaybackComplete {
@@ -482,6 +485,7 @@ mod tests {
             provider: None,
             language: None,
             words: vec![],
+            speaker: None,
         })
         .unwrap();
         assert_eq!(
