@@ -132,6 +132,8 @@ mod tests {
                 .all(|s| (1600..=32_000).contains(s) && s % 2 == 0),
             "{sizes:?}"
         );
+        c.push(Bytes::from(vec![4u8; 100]));
+        assert!(c.next_chunk().is_none());
         let f = c.flush().unwrap();
         assert_eq!(f.len() % 2, 0);
         assert!(f.len() >= 1600);
