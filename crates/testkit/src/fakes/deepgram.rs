@@ -645,7 +645,8 @@ impl Engine {
             self.words_total += n;
             self.segments += 1;
             let end = self.seg_start_ms + self.speech_ms;
-            self.since_last_word = Some((end, self.silence_ms));
+            // The chunk that ended the segment is counted by the caller.
+            self.since_last_word = Some((end, 0.0));
         }
         self.in_speech = false;
         self.speech_ms = 0.0;

@@ -206,6 +206,8 @@ pub enum Incoming {
 pub fn parse(text: &str) -> Option<Incoming> {
     match serde_json::from_str::<ServerMessage>(text) {
         Ok(m) => Some(Incoming::Message(m)),
+        // Only an object can be an error (serde would read `[429]` as a struct too).
+        Err(_) if !text.trim_start().starts_with('{') => None,
         Err(_) => serde_json::from_str::<CodedError>(text)
             .ok()
             .filter(CodedError::is_error)
@@ -273,6 +275,7 @@ mod tests {
         assert!(parse("not json").is_none());
         assert!(parse(r#"{"hello":"world"}"#).is_none());
         assert!(parse("[1,2]").is_none());
+        assert!(parse("[429]").is_none());
         // A Results with wrong field types is garbage, not a panic.
         assert!(parse(r#"{"type":"Results","is_final":"yes"}"#).is_none());
     }

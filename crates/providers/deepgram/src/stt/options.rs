@@ -112,7 +112,7 @@ pub struct Settings {
     pub keyterms: Vec<String>,
     /// Repeated `keywords=` (`term` or `term:boost`, older models).
     pub keywords: Vec<String>,
-    /// Other query parameters passed through, in order.
+    /// Other query parameters passed through (in key order, list values in order).
     pub extra_query: Vec<(String, String)>,
     /// KeepAlive cadence while no audio flows; `None` disables it.
     pub keepalive: Option<Duration>,
@@ -522,7 +522,7 @@ mod tests {
             url.contains("&keyterm=tail+number&keyterm=%C3%9Cn%C3%AFcode"),
             "{url}"
         );
-        assert!(url.ends_with("&tag=a&tag=b&numerals=true"), "{url}");
+        assert!(url.ends_with("&numerals=true&tag=a&tag=b"), "{url}");
         let wav = SttSessionConfig::new("en", 16_000).with_format(AudioEncoding::Wav, 1);
         let url = listen_url(&s, &wav).unwrap();
         assert!(
