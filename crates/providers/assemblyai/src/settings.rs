@@ -110,6 +110,24 @@ fn ms(cfg: &PluginConfig, key: &str, default: u64, range: (u64, u64)) -> Result<
     Ok(v)
 }
 
+/// Like [`ms`], but 0 is not allowed (a bound that must exist).
+fn ms_bound(
+    cfg: &PluginConfig,
+    key: &str,
+    default: u64,
+    range: (u64, u64),
+) -> Result<u64, PluginError> {
+    let v = cfg.u64(key)?.unwrap_or(default);
+    if !(range.0..=range.1).contains(&v) {
+        return Err(bad(
+            cfg,
+            key,
+            format!("{v} outside {}–{}", range.0, range.1),
+        ));
+    }
+    Ok(v)
+}
+
 fn opt_duration(v: u64) -> Option<Duration> {
     (v > 0).then(|| Duration::from_millis(v))
 }
@@ -329,9 +347,9 @@ impl Settings {
             return Err(bad(cfg, "idle_timeout_ms", "must exceed ping_interval_ms"));
         }
         let keepalive = ms(cfg, "keepalive_ms", 0, (100, 3_600_000))?;
-        let begin = ms(cfg, "begin_timeout_ms", 10_000, (10, 120_000))?.max(10);
-        let drain = ms(cfg, "drain_timeout_ms", 5_000, (10, 120_000))?.max(10);
-        let format_wait = ms(cfg, "format_wait_ms", 1_500, (10, 60_000))?;
+        let begin = ms_bound(cfg, "begin_timeout_ms", 10_000, (10, 120_000))?;
+        let drain = ms_bound(cfg, "drain_timeout_ms", 5_000, (10, 120_000))?;
+        let format_wait = ms_bound(cfg, "format_wait_ms", 1_500, (10, 60_000))?;
         let max_message = cfg.u64("max_message_bytes")?.unwrap_or(1 << 20);
         if !(1024..=(64 << 20)).contains(&max_message) {
             return Err(bad(cfg, "max_message_bytes", "outside 1 KiB–64 MiB"));
@@ -355,7 +373,7 @@ impl Settings {
             idle_timeout: opt_duration(idle),
             begin_timeout: Duration::from_millis(begin),
             drain_timeout: Duration::from_millis(drain),
-            format_wait: Duration::from_millis(format_wait.max(10)),
+            format_wait: Duration::from_millis(format_wait),
             max_message_bytes: max_message as usize,
         })
     }

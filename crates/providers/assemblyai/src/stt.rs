@@ -279,6 +279,7 @@ async fn run(
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut last_audio = Instant::now();
     let mut pending_deadline = far;
+    let mut pending_for: Option<u64> = None;
     // Set once `Terminate` was sent: the loop then only drains results until this deadline.
     let mut drain_deadline: Option<Instant> = None;
     let keepalive = settings.keepalive;
@@ -327,10 +328,17 @@ async fn run(
                             };
                         }
                         Ok(Some(Step::Continue)) => {
-                            if turns.is_pending() && pending_deadline == far {
-                                pending_deadline = Instant::now() + settings.format_wait;
-                            } else if !turns.is_pending() {
-                                pending_deadline = far;
+                            // Each held-back turn gets its own `format_wait`.
+                            match turns.pending_order() {
+                                Some(o) if pending_for != Some(o) => {
+                                    pending_for = Some(o);
+                                    pending_deadline = Instant::now() + settings.format_wait;
+                                }
+                                Some(_) => {}
+                                None => {
+                                    pending_for = None;
+                                    pending_deadline = far;
+                                }
                             }
                         }
                         Ok(None) => break Ok(()), // the host stopped listening
@@ -351,6 +359,7 @@ async fn run(
             },
             () = tokio::time::sleep_until(pending_deadline), if turns.is_pending() => {
                 pending_deadline = far;
+                pending_for = None;
                 if !emit(&io, turns.flush()).await {
                     break Ok(());
                 }

@@ -59,6 +59,11 @@ impl TurnMapper {
         self.pending.is_some()
     }
 
+    /// The `turn_order` of the held-back final, if any.
+    pub fn pending_order(&self) -> Option<u64> {
+        self.pending.as_ref().map(|(o, _)| *o)
+    }
+
     /// Maps one Turn message.
     pub fn on_turn(&mut self, turn: Turn) -> Out {
         let order = turn.turn_order;

@@ -285,6 +285,31 @@ async fn formatted_turns_give_exactly_one_final_with_the_formatted_text() {
 }
 
 #[tokio::test]
+async fn a_missing_formatted_turn_still_yields_the_final() {
+    let fake = AssemblyAiFake::start(AssemblyAiOptions {
+        drop_formatted: true,
+        ..AssemblyAiOptions::default()
+    })
+    .await;
+    let cfg = config(
+        &fake,
+        KEY,
+        json!({"format_turns": true, "format_wait_ms": 100}),
+    );
+    let (mut peer, task) = open(cfg).await.unwrap();
+    send_audio(&peer, &pcm(120, 0), 640).await;
+    peer.input.send(SttInput::Finalize).await.unwrap();
+    let events = until(&mut peer, is_final).await;
+    let ts = transcripts(&events);
+    let fin = ts.last().unwrap();
+    assert!(fin.is_final && fin.is_speech_final, "{events:?}");
+    assert_eq!(fin.text, "w1 w2");
+    assert_eq!(ts.iter().filter(|t| t.is_final).count(), 1);
+    drop(peer);
+    ended(task).await.unwrap();
+}
+
+#[tokio::test]
 async fn finalize_sends_force_endpoint_and_close_terminates_and_drains() {
     let fake = AssemblyAiFake::start(AssemblyAiOptions::default()).await;
     let (mut peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();

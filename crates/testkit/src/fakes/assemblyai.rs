@@ -66,6 +66,8 @@ pub struct AssemblyAiOptions {
     pub eot_after_ms: Option<u64>,
     /// Enforce the 50–1000 ms per audio message rule.
     pub strict_chunks: bool,
+    /// With `format_turns=true`, never send the formatted copy of a turn.
+    pub drop_formatted: bool,
 }
 
 impl Default for AssemblyAiOptions {
@@ -84,6 +86,7 @@ impl Default for AssemblyAiOptions {
             ignore_terminate: false,
             eot_after_ms: None,
             strict_chunks: true,
+            drop_formatted: false,
         }
     }
 }
@@ -427,7 +430,7 @@ async fn serve(
         shared,
         index,
         byte_rate: rate * bytes_per_sample,
-        format_turns: req.query("format_turns") == Some("true"),
+        format_turns: req.query("format_turns") == Some("true") && !opts.drop_formatted,
         turn_order: 0,
         turn_bytes: 0,
         turn_start_ms: 0,
