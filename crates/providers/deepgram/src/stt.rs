@@ -57,7 +57,7 @@ const CLOSE_CODES: &CloseCodeOverrides = &[
 /// `auth_scheme` (`token` | `bearer`), `interim_results` (default true), `vad_events` (default
 /// true), `smart_format`, `diarize`, `endpointing` (ms or false), `utterance_end_ms`, `keyterm`
 /// and `keywords` (lists), `extra_query` (other `/v1/listen` parameters), and the waits
-/// `keepalive_interval_ms` (default 4000, 0 = off), `response_timeout_ms` (15000, 0 = off),
+/// `keepalive_interval_ms` (default 4000, 0 = off), `response_timeout_ms` (30000, 0 = off),
 /// `drain_timeout_ms` (5000), `connect_timeout_ms` (10000), plus `max_message_bytes` (1 MiB).
 #[derive(Debug, Default)]
 pub struct DeepgramStt {

@@ -235,6 +235,8 @@ impl DeepgramFake {
                 tokio::spawn(async move {
                     let mut captured = None;
                     let rid = request_id.clone();
+                    // tungstenite's callback signature fixes the large error type.
+                    #[allow(clippy::result_large_err)]
                     let callback = |req: &Request, mut resp: Response| {
                         let seen = SeenRequest {
                             uri: req.uri().to_string(),

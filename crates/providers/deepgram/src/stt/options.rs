@@ -25,8 +25,10 @@ pub const DEFAULT_MODEL: &str = "nova-3";
 /// 1011 NET-0001 after 10 s without audio or KeepAlive); the Rust SDK uses 3 s.
 const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(4);
 /// How long sent audio may go unanswered before the vendor counts as silent. Deepgram answers
-/// about once per second of audio (interim or final `Results`).
-const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// streamed audio every second or so (interim results, and finals with empty transcripts over
+/// silence: observed behaviour, UNCONFIRMED as a guarantee), so this is generous: a false alarm
+/// would end a healthy session.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the last results and the close after `CloseStream`.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Dial + TLS + upgrade (the host applies its own connect timeout too).
