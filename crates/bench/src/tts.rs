@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use waav_plugin_api::{
-    AudioEncoding, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPlugin, TtsSessionConfig,
+    AudioEncoding, AudioSink, CancelFlag, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
 };
 
 /// TTS first-byte times.
@@ -60,30 +60,21 @@ pub async fn run(url: &str, requests: usize, provider: &str) -> Result<TtsReport
     let mut direct = Vec::new();
     let floor_runs = if provider == "loopback" { requests } else { 0 };
     for i in 0..floor_runs {
-        let (io, mut peer) = TtsIo::pair(64);
-        let task = waav_testkit::LoopbackTts
-            .connect(TtsSessionConfig::new(AudioEncoding::Linear16, 16_000), io)
-            .await
-            .map_err(|e| e.to_string())?;
-        let h = tokio::spawn(task);
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, 16_000);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let t0 = Instant::now();
         let req = SpeakRequest {
             id: 1,
             text: format!("benchmark sentence number {i}"),
             flush: true,
         };
-        peer.input
-            .send(TtsInput::Speak(req))
-            .await
-            .map_err(|e| e.to_string())?;
-        while let Some(ev) = peer.events.recv().await {
-            if let TtsEvent::Audio { .. } = ev {
-                direct.push(t0.elapsed().as_nanos() as u64);
-                break;
-            }
+        let out = AudioSink::new(1, tx, CancelFlag::new());
+        let synth = waav_testkit::LoopbackTts.synthesize(&cfg, req, out);
+        tokio::pin!(synth);
+        tokio::select! {
+            r = &mut synth => r.map_err(|e| e.to_string())?,
+            Some(TtsEvent::Audio { .. }) = rx.recv() => direct.push(t0.elapsed().as_nanos() as u64),
         }
-        drop(peer);
-        let _ = h.await;
     }
     Ok(TtsReport {
         gateway_first_byte: Distribution::from_ns(miss),

@@ -3,12 +3,13 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
+use waav_gateway::audio::Bridge;
 use waav_gateway::cache::{CacheKey, CachedAudio, TtsCache};
 use waav_gateway::config::{CacheConfig, PluginsConfig};
 use waav_gateway::registry::Registry;
 use waav_gateway::session::outbound::{Outbound, Outgoing};
 use waav_gateway::session::protocol::{ClientMessage, ServerMessage};
-use waav_plugin_api::{AudioBuffer, AudioEncoding, PluginContext, TtsSessionConfig};
+use waav_plugin_api::{AudioBuffer, AudioEncoding, AudioFormat, PluginContext, TtsSessionConfig};
 
 fn messages(c: &mut Criterion) {
     let speak = r#"{"type":"speak","text":"Hello there, how can I help you today?","flush":true}"#;
@@ -67,7 +68,13 @@ fn cache(c: &mut Criterion) {
         .unwrap();
     let cache = TtsCache::new(&CacheConfig::default());
     let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, 24_000).with_voice("v1");
-    let key = CacheKey::new("elevenlabs", &cfg, "Hello there, how can I help you today?");
+    let client = AudioFormat::linear16(24_000);
+    let key = CacheKey::new(
+        "elevenlabs",
+        &cfg,
+        client,
+        "Hello there, how can I help you today?",
+    );
     cache.insert(
         key,
         CachedAudio {
@@ -80,6 +87,7 @@ fn cache(c: &mut Criterion) {
             CacheKey::new(
                 "elevenlabs",
                 black_box(&cfg),
+                client,
                 "Hello there, how can I help you today?",
             )
         })
@@ -107,6 +115,50 @@ fn audio(c: &mut Criterion) {
                 .sum::<u32>()
         })
     });
+    // The core's per-session conversions, one 20 ms frame per iteration, in steady state.
+    let tone = |rate: u32| -> Bytes {
+        (0..rate / 50)
+            .flat_map(|i| (((i as f32 * 0.07).sin() * 9000.0) as i16).to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into()
+    };
+    let pairs = [
+        (
+            "bridge passthrough (20 ms @ 16 kHz)",
+            AudioFormat::linear16(16_000),
+            AudioFormat::linear16(16_000),
+        ),
+        (
+            "bridge linear16 24 kHz → mulaw 8 kHz (20 ms)",
+            AudioFormat::linear16(24_000),
+            AudioFormat {
+                encoding: AudioEncoding::Mulaw,
+                ..AudioFormat::linear16(8_000)
+            },
+        ),
+        (
+            "bridge linear16 48 kHz → 16 kHz (20 ms)",
+            AudioFormat::linear16(48_000),
+            AudioFormat::linear16(16_000),
+        ),
+        (
+            "bridge linear16 22.05 kHz → 24 kHz (20 ms)",
+            AudioFormat::linear16(22_050),
+            AudioFormat::linear16(24_000),
+        ),
+    ];
+    for (name, from, to) in pairs {
+        let input = tone(from.sample_rate);
+        let frame = to.frame_bytes().unwrap_or(2) * (to.sample_rate as usize / 50);
+        let mut bridge = Bridge::new(from, to, frame).unwrap();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0;
+                bridge.push(black_box(input.clone()), &mut |f| n += f.len());
+                n
+            })
+        });
+    }
 }
 
 criterion_group!(benches, messages, registry, fifo, cache, audio);

@@ -10,10 +10,12 @@
 //! - [`isolation`]: panic containment and deadlines around plugin code.
 //! - [`session`]: one `/ws` voice session: protocol, STT/TTS links, turn logic, outgoing FIFO.
 //! - [`transport`]: HTTP and WebSocket routes; [`middleware`]: auth and connection caps.
+//! - [`audio`]: format negotiation and conversion between clients and plugins.
 //! - [`cache`]: the TTS cache. [`metrics`]: Prometheus metrics.
 //! - [`server`]: start, serve, graceful stop. [`cli`]: the command line.
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod cache;
 pub mod cli;
 pub mod config;

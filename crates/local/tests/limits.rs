@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use waav_local::plugins::{InputConverter, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use waav_plugin_api::{
-    AudioEncoding, PluginError, SttIo, SttPlugin, SttSessionConfig, TtsIo, TtsPlugin,
-    TtsSessionConfig,
+    AudioEncoding, PluginError, SttIo, SttPlugin, SttSessionConfig, TtsPlugin, TtsSessionConfig,
 };
 
 /// Records the largest single allocation, so a test can tell "refused" from "refused after
@@ -98,13 +97,13 @@ async fn absurd_formats_are_refused_quickly_without_large_allocations() {
         ("piper", Box::new(waav_local::plugins::LocalTts::default())),
     ];
     for (name, plugin) in &tts {
+        // Uninitialised engines refuse every session before sizing anything from it.
         for rate in bad_rates {
-            let (io, _peer) = TtsIo::pair(1);
             let cfg = TtsSessionConfig::new(AudioEncoding::Wav, rate);
             assert_config_error(
                 &format!("{name} at {rate} Hz"),
-                plugin.connect(cfg, io).await,
-                "sample rate",
+                plugin.prepare(&cfg).await,
+                "not initialised",
             );
         }
     }

@@ -53,8 +53,12 @@ pub struct Capabilities {
     pub voices: Vec<VoiceInfo>,
     /// Languages (BCP-47).
     pub languages: Vec<String>,
-    /// Audio encodings accepted (STT) or produced (TTS).
+    /// Audio encodings accepted (STT) or produced (TTS), preferred first. The host converts
+    /// between these and the client's format (G.711, resampling, channel mix, WAV framing).
     pub encodings: Vec<AudioEncoding>,
+    /// Most interleaved channels accepted (STT); 0 means any. The host mixes down to fit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_channels: u16,
     /// Sample rates accepted or produced.
     pub sample_rates: Vec<u32>,
     /// The range of sample rates accepted or produced, inclusive, for providers that take any
@@ -99,6 +103,22 @@ impl Capabilities {
     pub fn encodings(mut self, encodings: impl IntoIterator<Item = AudioEncoding>) -> Self {
         self.encodings = encodings.into_iter().collect();
         self
+    }
+
+    /// Sets the most channels accepted.
+    pub fn max_channels(mut self, channels: u16) -> Self {
+        self.max_channels = channels;
+        self
+    }
+
+    /// Whether `rate` passes [`Capabilities::check_sample_rate`].
+    pub fn accepts_rate(&self, rate: u32) -> bool {
+        self.check_sample_rate(rate).is_ok()
+    }
+
+    /// Whether `encoding` passes [`Capabilities::check_encoding`].
+    pub fn accepts_encoding(&self, encoding: AudioEncoding) -> bool {
+        self.check_encoding(encoding).is_ok()
     }
 
     /// Sets the sample rates.
@@ -173,6 +193,10 @@ impl Capabilities {
             list.join(", ")
         ))
     }
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 fn check_in<'a>(

@@ -1,4 +1,4 @@
-//! Tiny PCM codecs every provider needs: G.711 mu-law and a WAV header. Ten lines each, no crate.
+//! Tiny PCM codecs: G.711 mu-law and A-law, and a WAV header. Ten lines each, no crate.
 
 /// Encodes one PCM16 sample as G.711 mu-law (ITU-T G.711, with the standard 0x84 bias).
 pub fn mulaw_encode(sample: i16) -> u8 {
@@ -23,6 +23,36 @@ pub fn mulaw_decode(byte: u8) -> i16 {
     let mantissa = i32::from(b & 0x0f);
     let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
     (if sign != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// Encodes one PCM16 sample as G.711 A-law (ITU-T G.711, even bits inverted with 0x55).
+pub fn alaw_encode(sample: i16) -> u8 {
+    let (sign, magnitude) = if sample >= 0 {
+        (0x80u8, i32::from(sample) >> 3)
+    } else {
+        (0x00u8, (!i32::from(sample)) >> 3)
+    };
+    let code = if magnitude < 32 {
+        (magnitude >> 1) as u8
+    } else {
+        let exponent = (31 - (magnitude as u32).leading_zeros()) as i32 - 4;
+        let mantissa = (magnitude >> exponent) & 0x0f;
+        ((exponent << 4) as u8 | mantissa as u8).min(0x7f)
+    };
+    (sign | code) ^ 0x55
+}
+
+/// Decodes one G.711 A-law byte to PCM16.
+pub fn alaw_decode(byte: u8) -> i16 {
+    let b = byte ^ 0x55;
+    let exponent = i32::from((b >> 4) & 0x07);
+    let mantissa = i32::from(b & 0x0f);
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    (if b & 0x80 != 0 { magnitude } else { -magnitude }) as i16
 }
 
 /// A 44-byte RIFF/WAVE header for PCM16 audio of `data_len` bytes.
@@ -82,6 +112,24 @@ mod tests {
         }
         let decoded: Vec<i16> = [0xff, 0x7f, 0x00, 0x80].map(mulaw_decode).to_vec();
         assert_eq!(decoded, vec![0, 0, -32124, 32124]);
+    }
+
+    #[test]
+    fn alaw_round_trip_is_close_and_matches_reference_codes() {
+        for s in (-32_768..=32_767).step_by(7).map(|s| s as i16) {
+            let back = alaw_decode(alaw_encode(s));
+            let err = (i32::from(back) - i32::from(s)).abs();
+            assert!(err <= (i32::from(s).abs() / 16).max(16), "{s} -> {back}");
+        }
+        // Reference values (ITU-T G.711 tables, as in Sun's g711.c): silence encodes to 0xD5.
+        assert_eq!(alaw_encode(0), 0xd5);
+        assert_eq!(alaw_decode(0xd5), 8);
+        assert_eq!(alaw_decode(0x55), -8);
+        assert_eq!(alaw_decode(0xaa), 32_256);
+        assert_eq!(alaw_decode(0x2a), -32_256);
+        for code in 0u8..=255 {
+            assert_eq!(alaw_encode(alaw_decode(code)), code, "{code:#x}");
+        }
     }
 
     #[test]

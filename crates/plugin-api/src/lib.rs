@@ -98,8 +98,8 @@ pub use stt::{
     ProviderTask, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript, Word,
 };
 pub use tts::{
-    Emotion, Pronunciation, SpeakQueue, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer,
-    TtsPlugin, TtsSessionConfig,
+    AudioSink, CancelFlag, Emotion, Pronunciation, SinkClosed, SpeakRequest, TtsEvent, TtsInput,
+    TtsIo, TtsPeer, TtsPlugin, TtsSessionConfig,
 };
 
 // Re-exported so plugin crates need no direct dependency for the macro or the traits.

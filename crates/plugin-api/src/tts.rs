@@ -5,6 +5,8 @@ use crate::{
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A pronunciation override: say `word` as `pronunciation`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,9 +50,10 @@ pub struct TtsSessionConfig {
     pub model: String,
     /// Speaking rate multiplier (1.0 normal).
     pub speaking_rate: f32,
-    /// Encoding of the audio to produce.
+    /// Encoding of the audio the plugin produces: chosen by the host from the plugin's declared
+    /// encodings (the client's own when the plugin offers it, else PCM the host converts).
     pub encoding: AudioEncoding,
-    /// Sample rate of the audio to produce.
+    /// Sample rate of the audio the plugin produces (mono), chosen the same way.
     pub sample_rate: u32,
     /// Pronunciation overrides, for reference (cache keys, SSML lexicons): the host has already
     /// applied them to every [`SpeakRequest::text`], so a plugin must not apply them again.
@@ -203,104 +206,144 @@ pub enum TtsEvent {
     },
 }
 
-/// The request side of a TTS session: keeps `speak` requests in order and applies `Cancel`, so a
-/// plugin only has to synthesise. Owns the session's input channel.
+/// How far a session's requests have been cancelled: every id ≤ the value is cancelled.
 ///
-/// It reads ahead (so a `Cancel` behind queued requests is seen early) but never holds more than
-/// [`SpeakQueue::MAX_QUEUED`] requests: past that it leaves input in the bounded channel, which
-/// pushes back on the host. The host itself bounds requests per session far below that.
-///
-/// ```
-/// # use waav_plugin_api::*;
-/// # async fn serve(io: TtsIo) {
-/// let TtsIo { input, events } = io;
-/// let mut requests = SpeakQueue::new(input);
-/// while let Some(req) = requests.next().await {
-///     for chunk in [bytes::Bytes::from_static(&[0; 640])] {
-///         if requests.is_cancelled(req.id) {
-///             break; // `clear`ed: stop synthesising this request
-///         }
-///         let _ = events.send(TtsEvent::Audio { id: req.id, data: chunk }).await;
-///     }
-///     let _ = events.send(TtsEvent::Done { id: req.id }).await;
-/// }
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct SpeakQueue {
-    input: tokio::sync::mpsc::Receiver<TtsInput>,
-    queue: std::collections::VecDeque<SpeakRequest>,
-    cancelled: u64,
-}
+/// Shared between the host and the synthesis of a request, and cheap to poll from a blocking
+/// thread (an inference loop can check it between steps).
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicU64>);
 
-impl SpeakQueue {
-    /// Most requests held after reading ahead.
-    pub const MAX_QUEUED: usize = 16 * 1024;
-
-    /// Wraps a session's input channel.
-    pub fn new(input: tokio::sync::mpsc::Receiver<TtsInput>) -> Self {
-        Self {
-            input,
-            queue: std::collections::VecDeque::new(),
-            cancelled: 0,
-        }
+impl CancelFlag {
+    /// A flag with nothing cancelled.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    fn accept(&mut self, input: TtsInput) {
-        match input {
-            TtsInput::Speak(r) if r.id > self.cancelled => self.queue.push_back(r),
-            TtsInput::Speak(_) => {}
-            TtsInput::Cancel { up_to } => {
-                self.cancelled = self.cancelled.max(up_to);
-                self.queue.retain(|r| r.id > up_to);
-            }
-        }
+    /// Cancels every request with id ≤ `up_to` (never un-cancels).
+    pub fn cancel_up_to(&self, up_to: u64) {
+        self.0.fetch_max(up_to, Ordering::AcqRel);
     }
 
-    fn poll_input(&mut self) {
-        while self.queue.len() < Self::MAX_QUEUED {
-            let Ok(input) = self.input.try_recv() else {
-                break;
-            };
-            self.accept(input);
-        }
-    }
-
-    /// The next request to synthesise, waiting for one; `None` once the host closed the session.
-    pub async fn next(&mut self) -> Option<SpeakRequest> {
-        loop {
-            self.poll_input();
-            if let Some(r) = self.queue.pop_front() {
-                return Some(r);
-            }
-            let input = self.input.recv().await?;
-            self.accept(input);
-        }
-    }
-
-    /// Whether request `id` has been cancelled (reads pending input first). Check it between
-    /// chunks to stop work the host will discard anyway.
-    pub fn is_cancelled(&mut self, id: u64) -> bool {
-        self.poll_input();
-        id <= self.cancelled
+    /// Whether request `id` is cancelled.
+    pub fn is_cancelled(&self, id: u64) -> bool {
+        id <= self.0.load(Ordering::Acquire)
     }
 }
 
-/// The channels a TTS session works with.
+/// Where a TTS plugin writes the audio of one request.
+///
+/// Audio is in the format of [`TtsSessionConfig::encoding`] and [`TtsSessionConfig::sample_rate`]
+/// (mono), which the host chose from the plugin's declared capabilities; chunks may have any size,
+/// even split mid-sample: the host re-frames. Sending waits while the host's bounded queue is
+/// full, which paces a plugin that synthesises faster than real time.
+#[derive(Debug, Clone)]
+pub struct AudioSink {
+    id: u64,
+    events: tokio::sync::mpsc::Sender<TtsEvent>,
+    cancel: CancelFlag,
+}
+
+/// Why [`AudioSink::send`] did not take the audio: stop synthesising this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SinkClosed {
+    /// The request was cancelled (`clear`, or an earlier timeout).
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// The session ended.
+    #[error("the session ended")]
+    SessionEnded,
+}
+
+impl AudioSink {
+    /// A sink for request `id` that emits [`TtsEvent::Audio`] into `events`. The host builds
+    /// these; tests and conformance suites may too.
+    pub fn new(id: u64, events: tokio::sync::mpsc::Sender<TtsEvent>, cancel: CancelFlag) -> Self {
+        Self { id, events, cancel }
+    }
+
+    /// The request this sink belongs to.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the request was cancelled: stop work the host would discard.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled(self.id)
+    }
+
+    /// The cancellation flag, for blocking code that cannot hold the sink.
+    pub fn cancel_flag(&self) -> CancelFlag {
+        self.cancel.clone()
+    }
+
+    /// Sends a chunk of audio; an empty chunk is ignored.
+    pub async fn send(&self, data: Bytes) -> Result<(), SinkClosed> {
+        if self.is_cancelled() {
+            return Err(SinkClosed::Cancelled);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.events
+            .send(TtsEvent::Audio { id: self.id, data })
+            .await
+            .map_err(|_| SinkClosed::SessionEnded)
+    }
+}
+
+impl From<SinkClosed> for PluginError {
+    fn from(e: SinkClosed) -> Self {
+        PluginError::Transient(e.to_string())
+    }
+}
+
+/// The channels a streaming TTS session works with (see [`TtsPlugin::open_stream`]).
 pub type TtsIo = crate::SessionIo<TtsInput, TtsEvent>;
 /// The host's ends of a TTS session's channels.
 pub type TtsPeer = crate::SessionPeer<TtsInput, TtsEvent>;
 
 /// A text-to-speech provider.
+///
+/// The host owns everything around synthesis: the per-session queue and its order, `flush`,
+/// `clear` (cancellation), pronunciations (requests arrive rewritten), the cache, timeouts, and
+/// audio conversion: a plugin produces audio in the format the host put in the config (chosen
+/// from [`Capabilities::encodings`](crate::Capabilities) and the declared rates), and the host
+/// resamples, encodes, adds the WAV header and frames it for the client.
+///
+/// Most plugins implement [`synthesize`](Self::synthesize) only. Vendors whose API streams text
+/// in over one connection per session (so a sentence can start before the text is complete)
+/// implement [`open_stream`](Self::open_stream) as well.
 #[async_trait::async_trait]
 pub trait TtsPlugin: Plugin {
-    /// Opens a session: validates `config`, connects (the host applies a timeout) and returns the
-    /// task that serves requests from `io.input` until it closes.
-    async fn connect(
+    /// Checks a session's config before its first request (the host applies the connect
+    /// timeout), e.g. that the voice exists. The default accepts it.
+    async fn prepare(&self, config: &TtsSessionConfig) -> Result<(), PluginError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Synthesises one request, writing its audio into `out`, and returns once all of it was
+    /// sent. The host calls it for one request at a time per session, in order, and drops the
+    /// future when the request is cancelled; blocking work should poll `out.is_cancelled()`.
+    async fn synthesize(
         &self,
-        config: TtsSessionConfig,
+        config: &TtsSessionConfig,
+        request: SpeakRequest,
+        out: AudioSink,
+    ) -> Result<(), PluginError>;
+
+    /// The lower-level, streaming contract: one provider connection per session, fed every
+    /// [`TtsInput`] as it arrives and answering with [`TtsEvent`]s (audio per request id, then
+    /// `Done` or `Error`; audio for cancelled ids is discarded by the host). Returns `None` (the
+    /// default) to have the host drive [`synthesize`](Self::synthesize) instead.
+    async fn open_stream(
+        &self,
+        config: &TtsSessionConfig,
         io: TtsIo,
-    ) -> Result<ProviderTask, PluginError>;
+    ) -> Result<Option<ProviderTask>, PluginError> {
+        let _ = (config, io);
+        Ok(None)
+    }
 
     /// Voices for `GET /voices`. The default returns the voices in [`Plugin::capabilities`].
     async fn voices(&self, api_key: Option<Secret>) -> Result<Vec<VoiceInfo>, PluginError> {
@@ -314,35 +357,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn speak_queue_orders_and_cancels() {
-        let (io, peer) = TtsIo::pair(8);
-        let mut q = SpeakQueue::new(io.input);
-        let speak = |id| {
-            TtsInput::Speak(SpeakRequest {
-                id,
-                text: String::new(),
-                flush: true,
+    async fn sink_stops_on_cancel_and_on_session_end() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let cancel = CancelFlag::new();
+        let sink = AudioSink::new(3, tx, cancel.clone());
+        sink.send(Bytes::from_static(&[1, 2])).await.unwrap();
+        sink.send(Bytes::new()).await.unwrap();
+        assert_eq!(
+            rx.recv().await,
+            Some(TtsEvent::Audio {
+                id: 3,
+                data: Bytes::from_static(&[1, 2])
             })
-        };
-        for input in [
-            speak(1),
-            speak(2),
-            speak(3),
-            TtsInput::Cancel { up_to: 2 },
-            speak(4),
-        ] {
-            peer.input.send(input).await.unwrap();
-        }
-        assert_eq!(q.next().await.unwrap().id, 3);
-        assert!(!q.is_cancelled(3));
-        peer.input
-            .send(TtsInput::Cancel { up_to: 3 })
-            .await
-            .unwrap();
-        assert!(q.is_cancelled(3));
-        assert_eq!(q.next().await.unwrap().id, 4);
-        drop(peer);
-        assert!(q.next().await.is_none());
+        );
+        cancel.cancel_up_to(2);
+        assert!(!sink.is_cancelled());
+        cancel.cancel_up_to(3);
+        cancel.cancel_up_to(1);
+        assert!(sink.is_cancelled());
+        assert_eq!(
+            sink.send(Bytes::from_static(&[1])).await,
+            Err(SinkClosed::Cancelled)
+        );
+        let live = AudioSink::new(4, sink.events.clone(), cancel);
+        drop(rx);
+        assert_eq!(
+            live.send(Bytes::from_static(&[1])).await,
+            Err(SinkClosed::SessionEnded)
+        );
     }
 
     #[test]

@@ -2,10 +2,9 @@
 
 use crate::knobs::{Fault, Knobs};
 use bytes::Bytes;
-use waav_plugin_api::codec::{mulaw_encode, wav_header};
 use waav_plugin_api::{
-    AudioEncoding, Capabilities, Plugin, PluginError, PluginInfo, ProviderTask, SpeakQueue,
-    SpeakRequest, TtsEvent, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    AudioEncoding, AudioSink, Capabilities, Plugin, PluginError, PluginInfo, ProviderTask,
+    SpeakRequest, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 
 const VOICES: [(&str, &str, f32); 2] = [
@@ -19,7 +18,7 @@ pub fn tone_ms_for_text(text: &str, ms_per_char: u32) -> u32 {
 }
 
 /// Speaks each request as a sine tone of [`tone_ms_for_text`] milliseconds (divided by the
-/// speaking rate), in chunks of `chunk_ms`. Produces linear16, mulaw or wav at any sample rate.
+/// speaking rate), in chunks of `chunk_ms`. Produces linear16 at 8–48 kHz; the host converts.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LoopbackTts;
 
@@ -33,11 +32,8 @@ impl Plugin for LoopbackTts {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
-            .encodings([
-                AudioEncoding::Linear16,
-                AudioEncoding::Mulaw,
-                AudioEncoding::Wav,
-            ])
+            .encodings([AudioEncoding::Linear16])
+            .sample_rate_range(8_000, 48_000)
             .voices(VOICES.iter().map(|(id, name, _)| VoiceInfo {
                 id: (*id).into(),
                 sample: String::new(),
@@ -50,198 +46,142 @@ impl Plugin for LoopbackTts {
     }
 }
 
-#[async_trait::async_trait]
-impl TtsPlugin for LoopbackTts {
-    async fn connect(
-        &self,
-        config: TtsSessionConfig,
-        io: TtsIo,
-    ) -> Result<ProviderTask, PluginError> {
-        let knobs = Knobs::parse(&config.model)?;
-        let freq = match config.voice_id.as_str() {
-            "" => VOICES[0].2,
-            v => VOICES
-                .iter()
-                .find(|(id, _, _)| *id == v)
-                .map(|(_, _, f)| *f)
-                .ok_or_else(|| PluginError::Config(format!("unknown loopback voice {v:?}")))?,
-        };
-        if !matches!(
-            config.encoding,
-            AudioEncoding::Linear16 | AudioEncoding::Mulaw | AudioEncoding::Wav
-        ) {
-            return Err(PluginError::Config(format!(
-                "loopback TTS cannot produce {}",
-                config.encoding
-            )));
-        }
-        if config.sample_rate == 0 {
-            return Err(PluginError::Config("sample_rate must be positive".into()));
-        }
-        knobs.on_connect().await;
-        Ok(Box::pin(
-            Session {
-                knobs,
-                freq,
-                config,
-                requests: SpeakQueue::new(io.input),
-                events: io.events,
-                served: 0,
-            }
-            .run(),
-        ))
+fn frequency(config: &TtsSessionConfig) -> Result<f32, PluginError> {
+    match config.voice_id.as_str() {
+        "" => Ok(VOICES[0].2),
+        v => VOICES
+            .iter()
+            .find(|(id, _, _)| *id == v)
+            .map(|(_, _, f)| *f)
+            .ok_or_else(|| PluginError::Config(format!("unknown loopback voice {v:?}"))),
     }
 }
 
-struct Session {
-    knobs: Knobs,
-    freq: f32,
-    config: TtsSessionConfig,
-    requests: SpeakQueue,
-    events: tokio::sync::mpsc::Sender<TtsEvent>,
-    served: u32,
-}
-
-impl Session {
-    async fn run(mut self) -> Result<(), PluginError> {
-        if self.knobs.fault == Fault::Deaf {
-            std::future::pending::<()>().await;
+#[async_trait::async_trait]
+impl TtsPlugin for LoopbackTts {
+    async fn prepare(&self, config: &TtsSessionConfig) -> Result<(), PluginError> {
+        let knobs = Knobs::parse(&config.model)?;
+        frequency(config)?;
+        if config.encoding != AudioEncoding::Linear16 || config.sample_rate == 0 {
+            return Err(PluginError::Config(format!(
+                "loopback TTS produces linear16, not {} at {} Hz",
+                config.encoding, config.sample_rate
+            )));
         }
-        while let Some(req) = self.requests.next().await {
-            self.served += 1;
-            if self.served >= self.knobs.after {
-                match self.knobs.fault {
-                    Fault::Panic => panic!("loopback TTS: injected panic"),
-                    Fault::Fatal => {
-                        return Err(PluginError::Transient(
-                            "loopback TTS: injected fatal error".into(),
-                        ))
-                    }
-                    Fault::Stall => std::future::pending::<()>().await,
-                    Fault::Error => {
-                        let error = PluginError::Permanent("loopback TTS: injected error".into());
-                        if self
-                            .events
-                            .send(TtsEvent::Error { id: req.id, error })
-                            .await
-                            .is_err()
-                        {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
-                }
-            }
-            if !self.speak(&req).await {
-                return Ok(());
-            }
-        }
+        knobs.on_connect().await;
         Ok(())
     }
 
-    /// Streams one request; `false` when the host hung up.
-    async fn speak(&mut self, req: &SpeakRequest) -> bool {
-        if !self.knobs.latency.is_zero() {
-            tokio::time::sleep(self.knobs.latency).await;
+    async fn open_stream(
+        &self,
+        config: &TtsSessionConfig,
+        io: TtsIo,
+    ) -> Result<Option<ProviderTask>, PluginError> {
+        // `fault=deaf` needs the streaming contract: a session that never reads its input.
+        if Knobs::parse(&config.model)?.fault != Fault::Deaf {
+            return Ok(None);
         }
-        let rate = self.config.sample_rate;
-        let ms = f64::from(tone_ms_for_text(&req.text, self.knobs.ms_per_char))
-            / f64::from(self.config.speaking_rate.clamp(0.25, 4.0));
+        Ok(Some(Box::pin(async move {
+            let _io = io;
+            std::future::pending::<Result<(), PluginError>>().await
+        })))
+    }
+
+    async fn synthesize(
+        &self,
+        config: &TtsSessionConfig,
+        request: SpeakRequest,
+        out: AudioSink,
+    ) -> Result<(), PluginError> {
+        let knobs = Knobs::parse(&config.model)?;
+        // The host numbers a session's requests from 1, so the id is the request's ordinal.
+        if request.id >= u64::from(knobs.after) {
+            match knobs.fault {
+                Fault::Panic => panic!("loopback TTS: injected panic"),
+                Fault::Fatal | Fault::Error => {
+                    return Err(PluginError::Permanent(
+                        "loopback TTS: injected error".into(),
+                    ))
+                }
+                Fault::Stall => std::future::pending::<()>().await,
+                Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
+            }
+        }
+        if !knobs.latency.is_zero() {
+            tokio::time::sleep(knobs.latency).await;
+        }
+        let rate = config.sample_rate;
+        let ms = f64::from(tone_ms_for_text(&request.text, knobs.ms_per_char))
+            / f64::from(config.speaking_rate.clamp(0.25, 4.0));
         let total = (ms * f64::from(rate) / 1000.0) as usize;
-        let chunk = (rate as usize * self.knobs.chunk_ms as usize / 1000).max(1);
-        let step = 2.0 * std::f32::consts::PI * self.freq / rate as f32;
+        let chunk = (rate as usize * knobs.chunk_ms as usize / 1000).max(1);
+        let step = 2.0 * std::f32::consts::PI * frequency(config)? / rate as f32;
+        let chunk_time = std::time::Duration::from_millis(u64::from(knobs.chunk_ms));
         let mut pos = 0;
-        let mut first = true;
-        let chunk_time = std::time::Duration::from_millis(u64::from(self.knobs.chunk_ms));
         while pos < total {
-            if self.knobs.realtime && pos > 0 {
+            if knobs.realtime && pos > 0 {
                 tokio::time::sleep(chunk_time).await;
             }
-            if self.requests.is_cancelled(req.id) {
-                return true;
-            }
             let n = chunk.min(total - pos);
-            let samples = (pos..pos + n).map(|i| ((i as f32 * step).sin() * 12_000.0) as i16);
-            let mut buf = Vec::with_capacity(n * 2 + 44);
-            match self.config.encoding {
-                AudioEncoding::Mulaw => buf.extend(samples.map(mulaw_encode)),
-                enc => {
-                    if first && enc == AudioEncoding::Wav {
-                        buf.extend_from_slice(&wav_header(rate, 1, (total * 2) as u32));
-                    }
-                    for s in samples {
-                        buf.extend_from_slice(&s.to_le_bytes());
-                    }
-                }
+            let mut buf = Vec::with_capacity(n * 2);
+            for i in pos..pos + n {
+                let s = ((i as f32 * step).sin() * 12_000.0) as i16;
+                buf.extend_from_slice(&s.to_le_bytes());
             }
-            first = false;
             pos += n;
-            let ev = TtsEvent::Audio {
-                id: req.id,
-                data: Bytes::from(buf),
-            };
-            if self.events.send(ev).await.is_err() {
-                return false;
-            }
+            out.send(Bytes::from(buf)).await?;
         }
-        self.events
-            .send(TtsEvent::Done { id: req.id })
-            .await
-            .is_ok()
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use waav_plugin_api::{CancelFlag, TtsEvent};
 
-    async fn collect(model: &str, encoding: AudioEncoding, text: &str) -> (usize, Vec<TtsEvent>) {
-        let (io, mut peer) = TtsIo::pair(64);
-        let cfg = TtsSessionConfig::new(encoding, 8_000).with_model(model);
-        let task = LoopbackTts.connect(cfg, io).await.unwrap();
-        let h = tokio::spawn(task);
-        peer.input
-            .send(waav_plugin_api::TtsInput::Speak(SpeakRequest {
-                id: 1,
-                text: text.into(),
-                flush: true,
-            }))
-            .await
-            .unwrap();
+    async fn collect(model: &str, text: &str) -> (usize, Vec<TtsEvent>, Result<(), PluginError>) {
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, 8_000).with_model(model);
+        LoopbackTts.prepare(&cfg).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let req = SpeakRequest {
+            id: 1,
+            text: text.into(),
+            flush: true,
+        };
+        let result = LoopbackTts
+            .synthesize(&cfg, req, AudioSink::new(1, tx, CancelFlag::new()))
+            .await;
         let mut events = Vec::new();
         let mut bytes = 0;
-        while let Some(e) = peer.events.recv().await {
+        while let Ok(e) = rx.try_recv() {
             if let TtsEvent::Audio { data, .. } = &e {
                 bytes += data.len();
             }
-            let done = matches!(e, TtsEvent::Done { .. } | TtsEvent::Error { .. });
             events.push(e);
-            if done {
-                break;
-            }
         }
-        drop(peer);
-        let _ = h.await;
-        (bytes, events)
+        (bytes, events, result)
     }
 
     #[tokio::test]
     async fn tone_length_follows_text() {
-        // 10 chars * 10 ms = 100 ms at 8 kHz = 800 samples.
-        let (bytes, events) = collect("", AudioEncoding::Linear16, "0123456789").await;
+        // 10 chars * 10 ms = 100 ms at 8 kHz = 800 samples, in five 20 ms chunks.
+        let (bytes, events, result) = collect("", "0123456789").await;
+        result.unwrap();
         assert_eq!(bytes, 1600);
-        assert_eq!(events.len(), 6, "five 20 ms chunks then done");
-        assert_eq!(events.last(), Some(&TtsEvent::Done { id: 1 }));
-        let (bytes, _) = collect("", AudioEncoding::Mulaw, "0123456789").await;
-        assert_eq!(bytes, 800);
-        let (bytes, _) = collect("", AudioEncoding::Wav, "0123456789").await;
-        assert_eq!(bytes, 1644);
+        assert_eq!(events.len(), 5);
     }
 
     #[tokio::test]
-    async fn error_fault_reports_per_request() {
-        let (_, events) = collect("fault=error", AudioEncoding::Linear16, "hi").await;
-        assert!(matches!(events[0], TtsEvent::Error { id: 1, .. }));
+    async fn error_fault_fails_the_request() {
+        let (_, events, result) = collect("fault=error", "hi").await;
+        assert!(events.is_empty());
+        assert!(matches!(result, Err(PluginError::Permanent(_))));
+    }
+
+    #[tokio::test]
+    async fn refuses_formats_it_does_not_produce() {
+        let cfg = TtsSessionConfig::new(AudioEncoding::Mulaw, 8_000);
+        assert!(LoopbackTts.prepare(&cfg).await.is_err());
     }
 }

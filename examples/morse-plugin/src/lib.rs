@@ -5,10 +5,9 @@
 //! `/speak`, `/voices`, `/plugins` and `waav-gateway plugins`. No file of the gateway changes.
 
 use bytes::Bytes;
-use waav_plugin_api::codec::mulaw_encode;
 use waav_plugin_api::{
-    register_plugin, AudioEncoding, Capabilities, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, SpeakQueue, TtsEvent, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    register_plugin, AudioEncoding, AudioSink, Capabilities, Plugin, PluginConfig, PluginContext,
+    PluginError, PluginInfo, SpeakRequest, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 
 /// The Morse TTS plugin. Config: `tone_hz` (default 600), `unit_ms` (one dot, default 60).
@@ -30,7 +29,8 @@ impl Plugin for MorsePlugin {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new()
-            .encodings([AudioEncoding::Linear16, AudioEncoding::Mulaw])
+            .encodings([AudioEncoding::Linear16])
+            .sample_rate_range(8_000, 48_000)
             .voices([VoiceInfo {
                 id: "cw".into(),
                 sample: String::new(),
@@ -61,45 +61,24 @@ impl Plugin for MorsePlugin {
 
 #[async_trait::async_trait]
 impl TtsPlugin for MorsePlugin {
-    async fn connect(&self, cfg: TtsSessionConfig, io: TtsIo) -> Result<ProviderTask, PluginError> {
-        if !matches!(cfg.encoding, AudioEncoding::Linear16 | AudioEncoding::Mulaw) {
-            return Err(PluginError::Config(format!(
-                "morse cannot produce {}",
-                cfg.encoding
-            )));
-        }
+    /// Keys one request as linear16 at the rate the host chose; the host does the rest
+    /// (queueing, `clear`, pronunciations, conversion to the client's format, framing).
+    async fn synthesize(
+        &self,
+        cfg: &TtsSessionConfig,
+        request: SpeakRequest,
+        out: AudioSink,
+    ) -> Result<(), PluginError> {
         let (hz, unit_ms) = self.settings.get().copied().unwrap_or((600.0, 60));
-        Ok(Box::pin(async move {
-            let TtsIo { input, events } = io;
-            let mut requests = SpeakQueue::new(input);
-            // One chunk per 100 ms keeps frames small enough to stream, and keeps the work
-            // between two awaits small and bounded however long the text is.
-            let chunk = (cfg.sample_rate / 10).max(1) as usize;
-            let mut part = Vec::with_capacity(chunk);
-            while let Some(req) = requests.next().await {
-                let mut keyer = Keyer::new(&req.text, hz, unit_ms, cfg.sample_rate);
-                while keyer.fill(&mut part, chunk) {
-                    if requests.is_cancelled(req.id) {
-                        break;
-                    }
-                    let data: Vec<u8> = match cfg.encoding {
-                        AudioEncoding::Mulaw => part.iter().map(|&s| mulaw_encode(s)).collect(),
-                        _ => part.iter().flat_map(|s| s.to_le_bytes()).collect(),
-                    };
-                    let ev = TtsEvent::Audio {
-                        id: req.id,
-                        data: Bytes::from(data),
-                    };
-                    if events.send(ev).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                if events.send(TtsEvent::Done { id: req.id }).await.is_err() {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        }))
+        let mut keyer = Keyer::new(&request.text, hz, unit_ms, cfg.sample_rate);
+        // 100 ms per chunk: the work between two awaits stays small however long the text is.
+        let chunk = (cfg.sample_rate / 10).max(1) as usize;
+        let mut part = Vec::with_capacity(chunk);
+        while keyer.fill(&mut part, chunk) {
+            let data: Vec<u8> = part.iter().flat_map(|s| s.to_le_bytes()).collect();
+            out.send(Bytes::from(data)).await?;
+        }
+        Ok(())
     }
 }
 

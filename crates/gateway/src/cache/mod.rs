@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
-use waav_plugin_api::TtsSessionConfig;
+use waav_plugin_api::{AudioFormat, TtsSessionConfig};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 /// Entries larger than this are not cached (a long monologue is unlikely to repeat).
@@ -48,9 +48,9 @@ impl CachedAudio {
 pub struct CacheKey(pub u128);
 
 impl CacheKey {
-    /// Hashes `provider`, every audio-relevant field of `cfg`, a digest of `cfg.api_key` (the
-    /// credential scope), and `text`.
-    pub fn new(provider: &str, cfg: &TtsSessionConfig, text: &str) -> Self {
+    /// Hashes `provider`, every audio-relevant field of `cfg`, the client's audio format (what
+    /// the cache holds), a digest of `cfg.api_key` (the credential scope), and `text`.
+    pub fn new(provider: &str, cfg: &TtsSessionConfig, client: AudioFormat, text: &str) -> Self {
         let mut h = Xxh3::new();
         let mut field = |s: &[u8]| {
             h.update(&(s.len() as u64).to_le_bytes());
@@ -59,8 +59,9 @@ impl CacheKey {
         field(provider.as_bytes());
         field(cfg.voice_id.as_bytes());
         field(cfg.model.as_bytes());
-        field(cfg.encoding.as_str().as_bytes());
-        field(&cfg.sample_rate.to_le_bytes());
+        field(client.encoding.as_str().as_bytes());
+        field(&client.sample_rate.to_le_bytes());
+        field(&client.channels.to_le_bytes());
         field(&cfg.speaking_rate.to_bits().to_le_bytes());
         let e = &cfg.emotion;
         field(e.emotion.as_deref().unwrap_or("").as_bytes());
@@ -341,38 +342,39 @@ mod tests {
     use super::*;
     use waav_plugin_api::{AudioEncoding, Pronunciation, Secret};
 
+    const F: AudioFormat = AudioFormat::linear16(24_000);
+
     fn cfg() -> TtsSessionConfig {
         TtsSessionConfig::new(AudioEncoding::Linear16, 24_000).with_voice("v")
     }
 
     #[test]
     fn key_covers_every_audio_relevant_field() {
-        let base = CacheKey::new("p", &cfg(), "hello");
-        assert_eq!(base, CacheKey::new("p", &cfg(), "hello"));
-        assert_ne!(base, CacheKey::new("q", &cfg(), "hello"));
-        assert_ne!(base, CacheKey::new("p", &cfg(), "hello!"));
+        let base = CacheKey::new("p", &cfg(), F, "hello");
+        assert_eq!(base, CacheKey::new("p", &cfg(), F, "hello"));
+        assert_ne!(base, CacheKey::new("q", &cfg(), F, "hello"));
+        assert_ne!(base, CacheKey::new("p", &cfg(), F, "hello!"));
         let mut c = cfg();
         c.emotion.emotion = Some("happy".into());
-        assert_ne!(base, CacheKey::new("p", &c, "hello"));
+        assert_ne!(base, CacheKey::new("p", &c, F, "hello"));
         let mut c = cfg();
         c.emotion.intensity = Some(0.5);
-        assert_ne!(base, CacheKey::new("p", &c, "hello"));
+        assert_ne!(base, CacheKey::new("p", &c, F, "hello"));
         let mut c = cfg();
         c.pronunciations.push(Pronunciation {
             word: "a".into(),
             pronunciation: "b".into(),
         });
-        assert_ne!(base, CacheKey::new("p", &c, "hello"));
+        assert_ne!(base, CacheKey::new("p", &c, F, "hello"));
         let mut c = cfg();
         c.speaking_rate = 1.5;
-        assert_ne!(base, CacheKey::new("p", &c, "hello"));
-        let mut c = cfg();
-        c.sample_rate = 16_000;
-        assert_ne!(base, CacheKey::new("p", &c, "hello"));
+        assert_ne!(base, CacheKey::new("p", &c, F, "hello"));
+        let client = AudioFormat::linear16(16_000);
+        assert_ne!(base, CacheKey::new("p", &cfg(), client, "hello"));
         // Field boundaries matter: ("ab","c") differs from ("a","bc").
         assert_ne!(
-            CacheKey::new("ab", &cfg(), "c"),
-            CacheKey::new("a", &cfg().with_voice("v"), "bc")
+            CacheKey::new("ab", &cfg(), F, "c"),
+            CacheKey::new("a", &cfg().with_voice("v"), F, "bc")
         );
     }
 
@@ -384,7 +386,7 @@ mod tests {
             ..CacheConfig::default()
         };
         let cache = TtsCache::new(&config);
-        let key = CacheKey::new("p", &cfg(), "hi");
+        let key = CacheKey::new("p", &cfg(), F, "hi");
         assert!(cache.get(key).await.is_none());
         let audio = CachedAudio {
             data: Bytes::from(vec![7u8; 1000]),
@@ -415,24 +417,24 @@ mod tests {
         let with = |account: &str| {
             let mut creds = waav_plugin_api::Credentials::new();
             creds.set("account", Secret::new(account));
-            CacheKey::new("p", &cfg().with_credentials(creds), "hi")
+            CacheKey::new("p", &cfg().with_credentials(creds), F, "hi")
         };
         assert_eq!(with("a"), with("a"));
         assert_ne!(with("a"), with("b"));
-        assert_ne!(with("a"), CacheKey::new("p", &cfg(), "hi"));
+        assert_ne!(with("a"), CacheKey::new("p", &cfg(), F, "hi"));
     }
 
     #[test]
     fn key_is_scoped_to_the_api_key() {
         let with = |k: Option<&str>| {
             let c = cfg().with_api_key(k.map(Secret::new));
-            CacheKey::new("p", &c, "hello")
+            CacheKey::new("p", &c, F, "hello")
         };
         assert_ne!(with(Some("account-a")), with(Some("account-b")));
         assert_eq!(with(Some("account-a")), with(Some("account-a")));
         assert_ne!(with(None), with(Some("account-a")));
         assert_ne!(with(None), with(Some("")));
-        assert_eq!(with(None), CacheKey::new("p", &cfg(), "hello"));
+        assert_eq!(with(None), CacheKey::new("p", &cfg(), F, "hello"));
     }
 
     #[test]
@@ -470,7 +472,7 @@ mod tests {
         // Room for three 1004-byte entries, not four.
         let disk = DiskCache::open(dir.path().to_owned(), 3500, Duration::from_secs(3600)).unwrap();
         let keys: Vec<CacheKey> = (0..4)
-            .map(|i| CacheKey::new("p", &cfg(), &format!("t{i}")))
+            .map(|i| CacheKey::new("p", &cfg(), F, &format!("t{i}")))
             .collect();
         for (i, k) in keys[..3].iter().enumerate() {
             disk.write(*k, &audio(i as u8, 1000)).unwrap();
@@ -498,7 +500,7 @@ mod tests {
     #[test]
     fn start_up_counts_existing_entries_and_removes_stale_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let key = CacheKey::new("p", &cfg(), "hi");
+        let key = CacheKey::new("p", &cfg(), F, "hi");
         std::fs::write(dir.path().join(format!("{:032x}.pcm", key.0)), [0u8; 104]).unwrap();
         std::fs::write(dir.path().join("crashed.1234.tmp"), b"half").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
@@ -519,7 +521,7 @@ mod tests {
         let disk = Arc::new(
             DiskCache::open(dir.path().to_owned(), 1 << 30, Duration::from_secs(3600)).unwrap(),
         );
-        let key = CacheKey::new("p", &cfg(), "same text");
+        let key = CacheKey::new("p", &cfg(), F, "same text");
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let writers: Vec<_> = [1u8, 2]
             .into_iter()

@@ -1,16 +1,19 @@
 //! `waav-gateway transcribe FILE.wav` and `waav-gateway speak TEXT -o OUT.wav`: try a provider
 //! from the command line, through the same plugins, registry and isolation as the server.
 
+use crate::audio::{negotiate, Bridge};
 use crate::config::GatewayConfig;
 use crate::isolation::{guard, spawn_supervised};
 use crate::registry::Registry;
+use crate::session::protocol::TtsConfig;
+use crate::session::tts::{TtsProvider, TtsSignal};
 use bytes::Bytes;
 use std::path::Path;
 use std::time::Duration;
 use waav_plugin_api::codec::wav_header;
 use waav_plugin_api::{
-    AudioEncoding, PluginContext, SpeakRequest, SttEvent, SttInput, SttIo, SttSessionConfig,
-    TtsEvent, TtsInput, TtsIo, TtsSessionConfig,
+    AudioEncoding, AudioFormat, PluginContext, SpeakRequest, SttEvent, SttInput, SttIo,
+    SttSessionConfig, TtsEvent, TtsInput,
 };
 
 const CONNECT: Duration = Duration::from_secs(30);
@@ -48,9 +51,20 @@ pub async fn transcribe(
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let registry = registry(config).await?;
     let p = registry.stt(provider, None).map_err(|e| e.to_string())?;
-    let cfg = SttSessionConfig::new("en-US", spec.sample_rate)
+    // The same conversion as a session: the file's format into one the provider takes.
+    let client = AudioFormat {
+        encoding: AudioEncoding::Linear16,
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+    };
+    let taken = negotiate::stt_input(&p.entry.capabilities(), client)
+        .map_err(|e| format!("{provider}: {e}"))?;
+    let mut bridge = Bridge::build(client, taken, 0)
+        .await
+        .map_err(|e| format!("{provider}: {e}"))?;
+    let cfg = SttSessionConfig::new("en-US", taken.sample_rate)
         .with_model(model)
-        .with_format(AudioEncoding::Linear16, spec.channels)
+        .with_format(taken.encoding, taken.channels)
         .with_api_key(p.api_key.clone())
         .with_plugin_config(p.entry.plugin_config());
     let (io, peer) = SttIo::pair(64);
@@ -60,15 +74,17 @@ pub async fn transcribe(
     let handle = spawn_supervised(task);
     let frame = (spec.sample_rate as usize / 50) * usize::from(spec.channels);
     let feed = async move {
-        for chunk in samples.chunks(frame.max(1)) {
+        let mut converted = Vec::new();
+        'feed: for (i, chunk) in samples.chunks(frame.max(1)).enumerate() {
             let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-            if peer
-                .input
-                .send(SttInput::Audio(Bytes::from(bytes)))
-                .await
-                .is_err()
-            {
-                break;
+            bridge.push(Bytes::from(bytes), &mut |c| converted.push(c));
+            if (i + 1) * frame.max(1) >= samples.len() {
+                bridge.flush(&mut |c| converted.push(c));
+            }
+            for c in converted.drain(..) {
+                if peer.input.send(SttInput::Audio(c)).await.is_err() {
+                    break 'feed;
+                }
             }
         }
         let _ = peer.input.send(SttInput::Finalize).await;
@@ -105,38 +121,42 @@ pub async fn speak(
     sample_rate: u32,
 ) -> Result<f64, String> {
     let registry = registry(config).await?;
-    let p = registry.tts(provider, None).map_err(|e| e.to_string())?;
-    let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, sample_rate)
-        .with_voice(voice)
-        .with_api_key(p.api_key.clone())
-        .with_plugin_config(p.entry.plugin_config());
-    let (io, mut peer) = TtsIo::pair(64);
-    let task = guard("connect", CONNECT, p.plugin.connect(cfg, io))
+    let cfg: TtsConfig = serde_json::from_value(serde_json::json!({
+        "provider": provider,
+        "voice_id": voice,
+        "audio_format": "linear16",
+        "sample_rate": sample_rate,
+    }))
+    .map_err(|e| e.to_string())?;
+    let mut p = TtsProvider::open(&registry, &cfg, CONNECT, 4, 20)
         .await
         .map_err(|e| format!("{provider}: {e}"))?;
-    let handle = spawn_supervised(task);
     let req = SpeakRequest {
         id: 1,
         text: text.to_owned(),
         flush: true,
     };
-    peer.input
-        .send(TtsInput::Speak(req))
+    p.send(TtsInput::Speak(req), CONNECT)
         .await
         .map_err(|_| format!("{provider}: session ended"))?;
     let mut pcm = Vec::new();
+    let mut keep = |f: Bytes| pcm.extend_from_slice(&f);
     loop {
-        match peer.events.recv().await {
-            Some(TtsEvent::Audio { data, .. }) => pcm.extend_from_slice(&data),
-            Some(TtsEvent::Done { .. }) => break,
-            Some(TtsEvent::Error { error, .. }) => return Err(format!("{provider}: {error}")),
-            None => {
-                let result = handle.await.map_err(|e| e.to_string())?;
+        match p.next().await {
+            TtsSignal::Event(TtsEvent::Audio { data, .. }) => p.audio.push(data, &mut keep),
+            TtsSignal::Event(TtsEvent::Done { .. }) => {
+                p.audio.flush(&mut keep);
+                break;
+            }
+            TtsSignal::Event(TtsEvent::Error { error, .. }) => {
+                return Err(format!("{provider}: {error}"))
+            }
+            TtsSignal::Ended(result) => {
                 return Err(format!("{provider}: session ended early: {result:?}"));
             }
         }
     }
-    drop(peer);
+    p.close(Duration::from_secs(1)).await;
     let mut file = wav_header(sample_rate, 1, pcm.len() as u32).to_vec();
     file.extend_from_slice(&pcm);
     std::fs::write(out, file).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -198,6 +198,8 @@ pub struct SessionSettings {
     pub max_queued_speaks: usize,
     /// Bytes of `speak` text queued or in flight per session; past it `tts_queue_full`.
     pub max_queued_speak_bytes: usize,
+    /// Duration of each binary TTS audio frame sent to clients (PCM formats), in ms.
+    pub tts_frame_ms: u32,
 }
 
 impl Default for SessionSettings {
@@ -213,6 +215,7 @@ impl Default for SessionSettings {
             provider_stall_ms: 5000,
             max_queued_speaks: 64,
             max_queued_speak_bytes: 1024 * 1024,
+            tts_frame_ms: 20,
         }
     }
 }
@@ -378,7 +381,7 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const DAY_SECS: u64 = 86_400;
         let s = &self.session;
-        let checks: [(&str, u64, u64, u64); 12] = [
+        let checks: [(&str, u64, u64, u64); 13] = [
             (
                 "session.idle_timeout_secs",
                 s.idle_timeout_secs,
@@ -424,6 +427,7 @@ impl GatewayConfig {
                 1024,
                 1 << 30,
             ),
+            ("session.tts_frame_ms", u64::from(s.tts_frame_ms), 5, 1000),
             (
                 "server.shutdown_drain_secs",
                 self.server.shutdown_drain_secs,

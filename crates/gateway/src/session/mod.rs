@@ -416,9 +416,15 @@ impl Session {
                 Some(c) => {
                     let (timeout, request_timeout) = tts::timeouts(c, settings);
                     let limits = TtsLimits::from_settings(settings);
-                    TtsProvider::open(registry, c, timeout, limits.input_capacity())
-                        .await
-                        .map(|p| Some(TtsLink::new(p, request_timeout, limits, true)))
+                    TtsProvider::open(
+                        registry,
+                        c,
+                        timeout,
+                        limits.input_capacity(),
+                        settings.tts_frame_ms,
+                    )
+                    .await
+                    .map(|p| Some(TtsLink::new(p, request_timeout, limits, true)))
                 }
                 None => Ok(None),
             }

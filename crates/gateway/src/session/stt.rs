@@ -3,13 +3,14 @@
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
 use super::protocol::SttConfig;
+use crate::audio::{negotiate, Bridge};
 use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::Instant;
-use waav_plugin_api::{AudioEncoding, SttEvent, SttInput, SttIo, SttSessionConfig};
+use waav_plugin_api::{AudioEncoding, AudioFormat, SttEvent, SttInput, SttIo, SttSessionConfig};
 
 /// Audio chunks buffered towards the provider (about 1.3 s of 20 ms frames).
 const INPUT_CAPACITY: usize = 64;
@@ -26,6 +27,10 @@ pub struct SttLink {
     first_result: bool,
     /// Bytes of one sample across all channels (0: compressed, any size goes).
     sample_bytes: usize,
+    /// Converts the client's audio into the format the provider takes.
+    audio: Bridge,
+    /// Converted chunks of one client frame, reused.
+    chunks: Vec<Bytes>,
     /// Since when audio has been dropped because the provider is not reading.
     behind_since: Option<Instant>,
     stall: Duration,
@@ -53,16 +58,24 @@ impl SttLink {
             crate::registry::ClientCredentials::new(&cfg.api_key, &cfg.credentials),
         )?;
         let caps = p.entry.capabilities();
-        caps.check_model(&cfg.model)
-            .and_then(|()| caps.check_encoding(encoding))
-            .and_then(|()| caps.check_sample_rate(cfg.sample_rate))
+        let client = AudioFormat {
+            encoding,
+            sample_rate: cfg.sample_rate,
+            channels: cfg.channels,
+        };
+        let taken = caps
+            .check_model(&cfg.model)
+            .and_then(|()| negotiate::stt_input(&caps, client))
             .map_err(invalid)?;
+        let audio = Bridge::build(client, taken, 0)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         let provider = p.entry.id;
-        let mut session = SttSessionConfig::new(cfg.language.clone(), cfg.sample_rate)
+        let mut session = SttSessionConfig::new(cfg.language.clone(), taken.sample_rate)
             .with_model(cfg.model.clone())
             .with_api_key(p.api_key)
             .with_credentials(p.credentials)
-            .with_format(encoding, cfg.channels)
+            .with_format(taken.encoding, taken.channels)
             .with_plugin_config(p.entry.plugin_config());
         session.punctuation = cfg.punctuation;
         let (io, peer) = SttIo::pair(INPUT_CAPACITY);
@@ -78,6 +91,8 @@ impl SttLink {
             opened_at: Instant::now(),
             first_result: false,
             sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),
+            audio,
+            chunks: Vec::new(),
             behind_since: None,
             stall,
         })
@@ -94,6 +109,22 @@ impl SttLink {
                 sample_bytes: self.sample_bytes,
             });
         }
+        if self.audio.is_passthrough() {
+            return self.forward(audio).await;
+        }
+        let mut chunks = std::mem::take(&mut self.chunks);
+        self.audio.push(audio, &mut |c| chunks.push(c));
+        let mut result = Ok(());
+        for c in chunks.drain(..) {
+            if result.is_ok() {
+                result = self.forward(c).await;
+            }
+        }
+        self.chunks = chunks;
+        result
+    }
+
+    async fn forward(&mut self, audio: Bytes) -> Result<(), WsError> {
         let wait = BACKPRESSURE_WAIT.min(self.stall);
         match self.link.send_within(SttInput::Audio(audio), wait).await {
             Ok(()) | Err(SendError::Gone) => {

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::time::Duration;
-use waav_plugin_api::{PluginError, PluginHandle, SpeakRequest, TtsEvent, TtsInput};
+use waav_plugin_api::{AudioFormat, PluginError, PluginHandle, SpeakRequest, TtsEvent, TtsInput};
 
 /// Largest `text` accepted by `POST /speak`.
 pub const MAX_REST_TEXT: usize = 10 * 1024;
@@ -71,6 +71,17 @@ pub async fn speak(State(state): State<SharedState>, body: Bytes) -> Response {
     match synthesize(&state, &req.text, &req.tts_config).await {
         Ok((audio, cfg)) => {
             let enc = cfg.encoding;
+            let audio = match enc {
+                // The whole file: a header with its real length.
+                waav_plugin_api::AudioEncoding::Wav => {
+                    let len = u32::try_from(audio.len()).unwrap_or(u32::MAX - 36);
+                    let mut file =
+                        waav_plugin_api::codec::wav_header(cfg.sample_rate, 1, len).to_vec();
+                    file.extend_from_slice(&audio);
+                    Bytes::from(file)
+                }
+                _ => audio,
+            };
             let headers = [
                 (
                     header::CONTENT_TYPE,
@@ -95,7 +106,7 @@ async fn synthesize(
     state: &SharedState,
     text: &str,
     cfg: &TtsConfig,
-) -> Result<(Bytes, waav_plugin_api::TtsSessionConfig), WsError> {
+) -> Result<(Bytes, AudioFormat), WsError> {
     let (connect_timeout, request_timeout) = timeouts(cfg, &state.config.session);
 
     // Cache first: resolving the name gives the canonical id the key is made of.
@@ -109,11 +120,16 @@ async fn synthesize(
     let session = session
         .with_api_key(resolved.api_key)
         .with_credentials(resolved.credentials);
-    let key = CacheKey::new(provider_id, &session, text);
+    let client = AudioFormat {
+        encoding: session.encoding,
+        sample_rate: session.sample_rate,
+        channels: 1,
+    };
+    let key = CacheKey::new(provider_id, &session, client, text);
     let m = Metrics::get();
     if let Some(hit) = state.cache.get(key).await {
         m.cache_hits.increment(1);
-        return Ok((hit.data.clone(), session));
+        return Ok((hit.data.clone(), client));
     }
     m.cache_misses.increment(1);
 
@@ -124,7 +140,11 @@ async fn synthesize(
             provider: provider_id,
             error,
         })?;
-    let mut provider = TtsProvider::open(&state.registry, cfg, connect_timeout, 4).await?;
+    let frame_ms = state.config.session.tts_frame_ms;
+    let mut provider =
+        TtsProvider::open(&state.registry, cfg, connect_timeout, 4, frame_ms).await?;
+    // The response carries its own header with the real length.
+    let _ = provider.audio.take_header();
     let id = provider.provider;
     let request = SpeakRequest {
         id: 1,
@@ -145,31 +165,41 @@ async fn synthesize(
         }
         let mut audio = Vec::new();
         let mut frame = 0;
+        let mut frames = Vec::new();
         loop {
-            match provider.next().await {
+            let done = match provider.next().await {
                 TtsSignal::Event(TtsEvent::Audio { data, .. }) => {
-                    if audio.len() + data.len() > MAX_REST_AUDIO {
-                        return Err(PluginError::Permanent(format!(
-                            "audio longer than {} MiB; use /ws for long text",
-                            MAX_REST_AUDIO >> 20
-                        )));
-                    }
-                    frame = frame.max(data.len());
-                    audio.extend_from_slice(&data);
+                    provider.audio.push(data, &mut |f| frames.push(f));
+                    false
                 }
-                TtsSignal::Event(TtsEvent::Done { .. }) => return Ok((audio, frame)),
+                TtsSignal::Event(TtsEvent::Done { .. }) => {
+                    provider.audio.flush(&mut |f| frames.push(f));
+                    true
+                }
                 TtsSignal::Event(TtsEvent::Error { error, .. }) => return Err(error),
                 TtsSignal::Ended(r) => {
                     return Err(r.err().unwrap_or_else(|| {
                         PluginError::Transient("provider ended before finishing".into())
                     }))
                 }
+            };
+            for f in frames.drain(..) {
+                if audio.len() + f.len() > MAX_REST_AUDIO {
+                    return Err(PluginError::Permanent(format!(
+                        "audio longer than {} MiB; use /ws for long text",
+                        MAX_REST_AUDIO >> 20
+                    )));
+                }
+                frame = frame.max(f.len());
+                audio.extend_from_slice(&f);
+            }
+            if done {
+                return Ok((audio, frame));
             }
         }
     };
     let what = format!("TTS provider {id} synthesis");
     let result = guard(&what, request_timeout, collect).await;
-    let config = provider.config.clone();
     provider.close(Duration::from_secs(1)).await;
     let (audio, frame) = result.map_err(|error| WsError::Provider {
         role: "TTS",
@@ -184,7 +214,7 @@ async fn synthesize(
             frame_bytes: frame,
         },
     );
-    Ok((audio, config))
+    Ok((audio, client))
 }
 
 /// `GET /voices`: voices of every TTS provider that is configured and answers.

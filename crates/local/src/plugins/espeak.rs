@@ -1,17 +1,18 @@
 //! TTS plugin `espeak`: the espeak-ng program as a subprocess (never linked: it is GPL-3).
 
 use super::pool::Pool;
-use super::settings::{
-    engine_health, espeak_timeout_from, InitError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
-};
-use super::tts_session::{check_encoding, pool_from, Session, SynthFn, ENCODINGS};
+use super::settings::{engine_health, espeak_timeout_from, InitError};
+use super::tts_session::{check_format, pool_from, synthesize, SynthFn};
 use crate::espeak::{espeak_synthesize_with, espeak_voices, RunLimits};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use waav_plugin_api::{
-    Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    AudioEncoding, AudioSink, Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig,
+    PluginContext, PluginError, PluginInfo, SpeakRequest, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
+
+/// The rate espeak-ng writes its WAV output at.
+pub const ESPEAK_RATE: u32 = 22_050;
 
 struct EspeakLoaded {
     voices: Vec<VoiceInfo>,
@@ -41,11 +42,12 @@ impl Plugin for EspeakTts {
             .get()
             .map(|l| l.voices.clone())
             .unwrap_or_default();
+        // Linear16 at espeak-ng's own rate; the host converts to what clients ask for.
         Capabilities::new()
-            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+            .sample_rates([ESPEAK_RATE])
             .models([ModelInfo::new("espeak-ng", "eSpeak NG")])
             .voices(voices)
-            .encodings(ENCODINGS)
+            .encodings([AudioEncoding::Linear16])
             .features(true, true, false, false)
     }
 
@@ -102,8 +104,19 @@ impl EspeakTts {
 
 #[async_trait::async_trait]
 impl TtsPlugin for EspeakTts {
-    async fn connect(&self, cfg: TtsSessionConfig, io: TtsIo) -> Result<ProviderTask, PluginError> {
-        check_encoding(&cfg)?;
+    async fn prepare(&self, cfg: &TtsSessionConfig) -> Result<(), PluginError> {
+        if self.loaded.get().is_none() {
+            return Err(PluginError::Config("espeak TTS is not initialised".into()));
+        }
+        check_format(cfg, ESPEAK_RATE)
+    }
+
+    async fn synthesize(
+        &self,
+        cfg: &TtsSessionConfig,
+        request: SpeakRequest,
+        out: AudioSink,
+    ) -> Result<(), PluginError> {
         let (pool, timeout) = self
             .loaded
             .get()
@@ -118,8 +131,7 @@ impl TtsPlugin for EspeakTts {
             let wpm = (175.0 * rate) as u32;
             Ok(espeak_synthesize_with(text, &voice, wpm, limits)?)
         });
-        let session = Session::new(synth, pool, cfg, io, 40, timeout);
-        Ok(Box::pin(session.run()))
+        synthesize(&synth, &pool, timeout, cfg, request.text, out).await
     }
 }
 
@@ -127,7 +139,7 @@ impl TtsPlugin for EspeakTts {
 mod tests {
     use super::*;
     use crate::espeak::espeak_or_skip;
-    use waav_plugin_api::{AudioEncoding, SpeakRequest, TtsEvent, TtsInput};
+    use waav_plugin_api::CancelFlag;
 
     fn config(values: serde_json::Value) -> PluginConfig {
         PluginConfig::from_value("plugins.tts.espeak", values).unwrap()
@@ -168,53 +180,51 @@ mod tests {
         assert_eq!(tts.health(), HealthStatus::Healthy);
     }
 
-    /// The configured time limit reaches the espeak-ng process of a session: a limit of 0 fails
-    /// the request promptly with a timeout, and the session serves the next one.
+    /// The configured time limit reaches the espeak-ng process of a request: a limit of 0
+    /// fails it promptly with a timeout.
     #[tokio::test]
-    async fn the_timeout_applies_to_session_requests() {
+    async fn the_timeout_applies_to_requests() {
         if !espeak_or_skip() {
             return;
         }
         let tts = EspeakTts::default();
         let cfg = config(serde_json::json!({ "espeak_timeout_ms": 0 }));
         tts.init(&PluginContext::default(), &cfg).await.unwrap();
-        let (io, mut peer) = TtsIo::pair(8);
-        let session = tts
-            .connect(TtsSessionConfig::new(AudioEncoding::Linear16, 16_000), io)
-            .await
-            .unwrap();
-        let task = tokio::spawn(session);
+        let session = TtsSessionConfig::new(AudioEncoding::Linear16, ESPEAK_RATE);
+        tts.prepare(&session).await.unwrap();
         let started = std::time::Instant::now();
-        let text = "The quick brown fox jumps over the lazy dog. ".repeat(10);
-        peer.input
-            .send(TtsInput::Speak(SpeakRequest {
-                id: 1,
-                text,
-                flush: true,
-            }))
-            .await
-            .unwrap();
-        match peer.events.recv().await.unwrap() {
-            TtsEvent::Error {
-                id: 1,
-                error: PluginError::Timeout(m),
-            } => assert!(m.contains("espeak-ng"), "{m}"),
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let request = SpeakRequest {
+            id: 1,
+            text: "The quick brown fox jumps over the lazy dog. ".repeat(10),
+            flush: true,
+        };
+        let out = AudioSink::new(1, tx, CancelFlag::new());
+        match tts.synthesize(&session, request, out).await {
+            Err(PluginError::Timeout(m)) => assert!(m.contains("espeak-ng"), "{m}"),
             other => panic!("expected a timeout, got {other:?}"),
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
-        drop(peer);
-        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]
-    async fn connect_refuses_absurd_rates_first() {
+    async fn prepare_refuses_formats_it_does_not_produce() {
         let tts = EspeakTts::default();
-        let (io, _peer) = TtsIo::pair(1);
-        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, u32::MAX);
-        match tts.connect(cfg, io).await {
-            Err(PluginError::Config(m)) => assert!(m.contains("sample rate"), "{m}"),
-            Err(e) => panic!("{e}"),
-            Ok(_) => panic!("accepted"),
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, ESPEAK_RATE);
+        assert!(tts.prepare(&cfg).await.is_err(), "not initialised");
+        if !espeak_or_skip() {
+            return;
         }
+        tts.init(&PluginContext::default(), &config(serde_json::json!({})))
+            .await
+            .unwrap();
+        for rate in [u32::MAX, 0, 16_000] {
+            let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, rate);
+            assert!(matches!(
+                tts.prepare(&cfg).await,
+                Err(PluginError::Config(_))
+            ));
+        }
+        tts.prepare(&cfg).await.unwrap();
     }
 }

@@ -1,17 +1,15 @@
 //! TTS plugin `local`: Piper neural voices on ONNX Runtime.
 
 use super::pool::Pool;
-use super::settings::{
-    engine_health, espeak_timeout_from, models_from, InitError, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
-};
-use super::tts_session::{check_encoding, pool_from, Session, SynthFn, ENCODINGS};
+use super::settings::{engine_health, espeak_timeout_from, models_from, InitError};
+use super::tts_session::{check_format, pool_from, synthesize, SynthFn};
 use crate::espeak::RunLimits;
 use crate::piper::{PiperOptions, PiperVoice};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use waav_plugin_api::{
-    Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
+    AudioEncoding, AudioSink, Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig,
+    PluginContext, PluginError, PluginInfo, SpeakRequest, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 
 /// The Piper voice id.
@@ -22,8 +20,8 @@ pub const PIPER_MODEL: &str = "piper";
 #[derive(Clone)]
 struct PiperLoaded {
     voice: Arc<PiperVoice>,
+    synth: SynthFn,
     pool: Pool,
-    frame_ms: u32,
     espeak_timeout: Duration,
 }
 
@@ -54,18 +52,22 @@ impl Plugin for LocalTts {
             .description("Offline Piper neural TTS on ONNX Runtime (no API key)")
     }
 
+    /// Linear16 at the loaded voice's own rate; the host converts to what clients ask for.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        let caps = Capabilities::new()
             .models([ModelInfo::new(PIPER_MODEL, "Piper (VITS, ONNX)")])
             .voices([piper_voice_info()])
             .languages(["en-US"])
-            .encodings(ENCODINGS)
-            .features(true, true, false, false)
+            .encodings([AudioEncoding::Linear16])
+            .features(true, true, false, false);
+        match self.loaded.get() {
+            Some(l) => caps.sample_rates([l.voice.sample_rate()]),
+            None => caps,
+        }
     }
 
-    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (16), `frame_ms` (40),
-    /// `espeak_timeout_ms` (10000, per phonemizer run).
+    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (16), `espeak_timeout_ms`
+    /// (10000, per phonemizer run).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -96,42 +98,49 @@ impl LocalTts {
                 .await
                 .map_err(|e| PluginError::Panicked(e.to_string()))?
                 .map_err(|e| PluginError::Config(e.to_string()))?;
-        let frame_ms = config.u64("frame_ms")?.unwrap_or(40).clamp(10, 1000) as u32;
+        let voice = Arc::new(voice);
+        let synth: SynthFn = {
+            let voice = voice.clone();
+            Arc::new(move |text: &str, rate: f32, limits: &RunLimits| {
+                // Piper's length scale is the inverse of speed; 1.0 keeps the voice's own.
+                let base = voice.length_scale();
+                let pcm =
+                    voice.synthesize_with(text, Some(base / rate.clamp(0.25, 4.0)), limits)?;
+                Ok((pcm, voice.sample_rate()))
+            })
+        };
         let _ = self.loaded.set(PiperLoaded {
-            voice: Arc::new(voice),
+            voice,
+            synth,
             pool,
-            frame_ms,
             espeak_timeout: espeak_timeout_from(config)?,
         });
         Ok(())
     }
 }
 
+impl LocalTts {
+    fn loaded(&self) -> Result<&PiperLoaded, PluginError> {
+        self.loaded
+            .get()
+            .ok_or_else(|| PluginError::Config("local TTS is not initialised".into()))
+    }
+}
+
 #[async_trait::async_trait]
 impl TtsPlugin for LocalTts {
-    async fn connect(&self, cfg: TtsSessionConfig, io: TtsIo) -> Result<ProviderTask, PluginError> {
-        check_encoding(&cfg)?;
-        let loaded = self
-            .loaded
-            .get()
-            .cloned()
-            .ok_or_else(|| PluginError::Config("local TTS is not initialised".into()))?;
-        let voice = loaded.voice.clone();
-        let synth: SynthFn = Arc::new(move |text: &str, rate: f32, limits: &RunLimits| {
-            // Piper's length scale is the inverse of speed; 1.0 keeps the voice's own.
-            let base = voice.length_scale();
-            let pcm = voice.synthesize_with(text, Some(base / rate.clamp(0.25, 4.0)), limits)?;
-            Ok((pcm, voice.sample_rate()))
-        });
-        let session = Session::new(
-            synth,
-            loaded.pool,
-            cfg,
-            io,
-            loaded.frame_ms,
-            loaded.espeak_timeout,
-        );
-        Ok(Box::pin(session.run()))
+    async fn prepare(&self, cfg: &TtsSessionConfig) -> Result<(), PluginError> {
+        check_format(cfg, self.loaded()?.voice.sample_rate())
+    }
+
+    async fn synthesize(
+        &self,
+        cfg: &TtsSessionConfig,
+        request: SpeakRequest,
+        out: AudioSink,
+    ) -> Result<(), PluginError> {
+        let l = self.loaded()?;
+        synthesize(&l.synth, &l.pool, l.espeak_timeout, cfg, request.text, out).await
     }
 }
 
@@ -139,7 +148,6 @@ impl TtsPlugin for LocalTts {
 mod tests {
     use super::*;
     use crate::models::test_models;
-    use waav_plugin_api::AudioEncoding;
 
     fn config(models_dir: &std::path::Path) -> PluginConfig {
         PluginConfig::from_value(
@@ -194,16 +202,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connect_refuses_absurd_rates_first() {
+    async fn prepare_refuses_before_init_and_formats_it_does_not_produce() {
         let tts = LocalTts::default();
-        for rate in [u32::MAX, 0, 7_999, 192_001] {
-            let (io, _peer) = TtsIo::pair(1);
-            let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, rate);
-            match tts.connect(cfg, io).await {
-                Err(PluginError::Config(m)) => assert!(m.contains("sample rate"), "{m}"),
-                Err(e) => panic!("{rate} Hz: {e}"),
-                Ok(_) => panic!("{rate} Hz accepted"),
-            }
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, 22_050);
+        assert!(matches!(
+            tts.prepare(&cfg).await,
+            Err(PluginError::Config(_))
+        ));
+        let Some(models) = test_models() else { return };
+        tts.init(&PluginContext::default(), &config(models.root()))
+            .await
+            .expect("init");
+        let rate = tts.loaded().unwrap().voice.sample_rate();
+        assert_eq!(tts.capabilities().sample_rates, vec![rate]);
+        for bad in [u32::MAX, 0, rate + 1] {
+            let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, bad);
+            assert!(matches!(
+                tts.prepare(&cfg).await,
+                Err(PluginError::Config(_))
+            ));
         }
+        let cfg = TtsSessionConfig::new(AudioEncoding::Linear16, rate);
+        tts.prepare(&cfg).await.unwrap();
     }
 }

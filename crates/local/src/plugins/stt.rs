@@ -7,10 +7,7 @@
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
-use super::settings::{
-    check_channels, check_sample_rate, engine_health, models_from, InitError, MAX_SAMPLE_RATE,
-    MIN_SAMPLE_RATE,
-};
+use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
 use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine};
 use crate::LocalError;
@@ -62,14 +59,17 @@ impl Plugin for LocalStt {
     }
 
     fn capabilities(&self) -> Capabilities {
+        // 16 kHz mono linear16 is what Whisper and the VAD run on: the host converts client
+        // audio to it once (the plugin still accepts other formats when driven directly).
         Capabilities::new()
-            .sample_rate_range(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+            .sample_rates([crate::resample::SPEECH_RATE])
+            .max_channels(1)
             .models([ModelInfo::new(
                 MODEL_ID,
                 "Whisper tiny.en (INT8, CTranslate2)",
             )])
             .languages(["en", "en-US", "en-GB", "en-AU", "en-IN"])
-            .encodings([AudioEncoding::Linear16, AudioEncoding::Mulaw])
+            .encodings([AudioEncoding::Linear16])
             .features(true, true, true, false)
     }
 

@@ -56,6 +56,41 @@ impl SeenRequest {
     }
 }
 
+/// How a fake refuses a WebSocket upgrade: an HTTP status with headers and a body, as vendors
+/// do (`retry-after`, request ids, JSON error bodies).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reject {
+    /// HTTP status.
+    pub status: u16,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: String,
+}
+
+impl Reject {
+    /// A refusal with `status` and a short text body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: format!("rejected with {status}"),
+        }
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
 /// A WebSocket server on 127.0.0.1 that runs `handler` for every connection. Stops when dropped.
 #[derive(Debug)]
 pub struct WsFake {
@@ -73,7 +108,25 @@ impl WsFake {
         H: Fn(SeenRequest, FakeSocket) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        Self::start_with(
+            move |r: &SeenRequest| accept(r).map_err(Reject::status),
+            handler,
+        )
+        .await
+    }
+
+    /// Like [`WsFake::start`], refusing upgrades with headers and a body.
+    // tungstenite's handshake callback returns its HTTP response as the error type.
+    #[allow(clippy::result_large_err)]
+    pub async fn start_with<A, H, F>(accept: A, handler: H) -> Self
+    where
+        A: Fn(&SeenRequest) -> Result<(), Reject> + Send + Sync + 'static,
+        H: Fn(SeenRequest, FakeSocket) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let accept = Arc::new(accept);
@@ -97,22 +150,7 @@ impl WsFake {
                         };
                         let verdict = accept(&seen);
                         captured = Some(seen);
-                        match verdict {
-                            Ok(()) => Ok(resp),
-                            Err(status) => {
-                                let mut r = tokio_tungstenite::tungstenite::http::Response::new(
-                                    Some(format!("rejected with {status}")),
-                                );
-                                *r.status_mut() =
-                                    tokio_tungstenite::tungstenite::http::StatusCode::from_u16(
-                                        status,
-                                    )
-                                    .unwrap_or(
-                                        tokio_tungstenite::tungstenite::http::StatusCode::FORBIDDEN,
-                                    );
-                                Err(r)
-                            }
-                        }
+                        verdict.map(|()| resp).map_err(reject_response)
                     };
                     let ws = tokio_tungstenite::accept_hdr_async(tcp, callback).await;
                     let Some(req) = captured else { return };
@@ -142,6 +180,23 @@ impl WsFake {
     }
 }
 
+/// The handshake's refusal (tungstenite's callback error type is an HTTP response).
+fn reject_response(r: Reject) -> tokio_tungstenite::tungstenite::handshake::server::ErrorResponse {
+    use tokio_tungstenite::tungstenite::http;
+    let mut resp = http::Response::new(Some(r.body));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::FORBIDDEN);
+    for (name, value) in r.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::try_from(name),
+            http::HeaderValue::try_from(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
 impl Drop for WsFake {
     fn drop(&mut self) {
         self.task.abort();
@@ -158,7 +213,9 @@ pub struct HttpFake {
 impl HttpFake {
     /// Binds 127.0.0.1 on a free port and serves `router`.
     pub async fn start(router: axum::Router) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;

@@ -1,13 +1,18 @@
-//! A session's link to its TTS provider: the speak queue, cache, `clear` and interruption rules.
+//! A session's link to its TTS provider: the speak queue, cache, `clear` and interruption rules,
+//! and the conversion of the provider's audio into the client's format.
 //!
 //! Requests are answered strictly in order. A cache hit waits its turn behind earlier requests
-//! and is then streamed in the provider's own framing. `tts_playback_complete` is sent once the
-//! queue drains, after the last binary frame.
+//! and is then streamed in the session's framing. `tts_playback_complete` is sent once the
+//! queue drains, after the last binary frame. Audio passes one [`Bridge`] per session, so
+//! resampling is continuous across requests and a WAV stream has one header.
+
+mod driver;
 
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
 use super::outbound::Outbound;
 use super::protocol::{now_ms, ServerMessage, TtsConfig};
+use crate::audio::{negotiate, Bridge};
 use crate::cache::{CacheKey, CachedAudio, TtsCache};
 use crate::isolation::guard;
 use crate::metrics::Metrics;
@@ -119,8 +124,12 @@ pub fn timeouts(
 pub struct TtsProvider {
     /// Provider id.
     pub provider: &'static str,
-    /// The settings it was opened with.
+    /// The settings it was opened with (its format is the plugin's side of the bridge).
     pub config: TtsSessionConfig,
+    /// The format the client asked for.
+    pub client: AudioFormat,
+    /// Converts the provider's audio into the client's.
+    pub audio: Bridge,
     link: Link<TtsInput, TtsEvent>,
 }
 
@@ -128,48 +137,78 @@ pub struct TtsProvider {
 pub type TtsSignal = Signal<TtsEvent>;
 
 impl TtsProvider {
-    /// Resolves, validates and connects the provider for `cfg`.
+    /// Resolves, validates and connects the provider for `cfg`; PCM frames to the client carry
+    /// `frame_ms` of audio.
     pub async fn open(
         registry: &Registry,
         cfg: &TtsConfig,
         connect_timeout: Duration,
         input_capacity: usize,
+        frame_ms: u32,
     ) -> Result<Self, WsError> {
         let mut session = session_config(cfg)?;
         let p = registry.tts_with(
             &cfg.provider,
             crate::registry::ClientCredentials::new(&cfg.api_key, &cfg.credentials),
         )?;
+        let invalid = |message: String| WsError::InvalidConfig {
+            section: "tts_config",
+            message,
+        };
+        let client = AudioFormat {
+            encoding: session.encoding,
+            sample_rate: session.sample_rate,
+            channels: 1,
+        };
         let caps = p.entry.capabilities();
-        caps.check_model(&session.model)
+        let produced = caps
+            .check_model(&session.model)
             .and_then(|()| caps.check_voice(&session.voice_id))
-            .and_then(|()| caps.check_encoding(session.encoding))
-            .and_then(|()| caps.check_sample_rate(session.sample_rate))
-            .map_err(|message| WsError::InvalidConfig {
-                section: "tts_config",
-                message,
-            })?;
+            .and_then(|()| negotiate::tts_output(&caps, client))
+            .map_err(invalid)?;
+        session.encoding = produced.encoding;
+        session.sample_rate = produced.sample_rate;
+        let frame_samples = (u64::from(client.sample_rate) * u64::from(frame_ms) / 1000) as usize;
+        let frame_bytes = client.frame_bytes().map_or(0, |b| b * frame_samples.max(1));
+        let audio = Bridge::build(produced, client, frame_bytes)
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
         let provider = p.entry.id;
         session = session
             .with_api_key(p.api_key)
             .with_credentials(p.credentials)
             .with_plugin_config(p.entry.plugin_config());
-        let (io, peer) = TtsIo::pair(input_capacity.max(1));
+        let capacity = input_capacity.max(1);
         let started = Instant::now();
         let what = format!("TTS provider {provider} connect");
-        let task = guard(
-            &what,
-            connect_timeout,
-            p.plugin.connect(session.clone(), io),
-        )
-        .await
-        .map_err(|e| connect_error("TTS", provider, e))?;
+        let plugin = p.plugin.clone();
+        let opening = async {
+            plugin.prepare(&session).await?;
+            let (io, peer) = TtsIo::pair(capacity);
+            Ok(match plugin.open_stream(&session, io).await? {
+                Some(task) => (task, peer),
+                None => {
+                    let (io, peer) = TtsIo::pair(capacity);
+                    (driver::run(plugin.clone(), session.clone(), io), peer)
+                }
+            })
+        };
+        let (task, peer) = guard(&what, connect_timeout, opening)
+            .await
+            .map_err(|e| connect_error("TTS", provider, e))?;
         Metrics::get().provider_latency(provider, "connect", started.elapsed());
         Ok(Self {
             provider,
             config: session,
+            client,
+            audio,
             link: Link::spawn(provider, peer, task),
         })
+    }
+
+    /// The cache key of `text` spoken in this session.
+    pub fn cache_key(&self, text: &str) -> CacheKey {
+        CacheKey::new(self.provider, &self.config, self.client, text)
     }
 
     /// Sends a request or a cancel to the provider, waiting at most `stall` for room.
@@ -234,7 +273,8 @@ impl TtsLimits {
 #[derive(Debug)]
 pub struct TtsLink {
     provider: TtsProvider,
-    format: AudioFormat,
+    /// Frames converted from one provider chunk, reused.
+    frames: Vec<Bytes>,
     request_timeout: Duration,
     limits: TtsLimits,
     next_id: u64,
@@ -253,14 +293,9 @@ impl TtsLink {
         limits: TtsLimits,
         cache_fill: bool,
     ) -> Self {
-        let format = AudioFormat {
-            encoding: provider.config.encoding,
-            sample_rate: provider.config.sample_rate,
-            channels: 1,
-        };
         Self {
             provider,
-            format,
+            frames: Vec::new(),
             request_timeout,
             limits,
             next_id: 1,
@@ -298,7 +333,7 @@ impl TtsLink {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let key = CacheKey::new(self.provider.provider, &self.provider.config, &text);
+        let key = self.provider.cache_key(&text);
         let cached = cache.get(key).await;
         let m = Metrics::get();
         if cached.is_some() {
@@ -361,7 +396,6 @@ impl TtsLink {
         match ev {
             TtsEvent::Audio { id, data } if Some(id) == head => {
                 self.last_progress = Instant::now();
-                let cache_fill = self.cache_fill;
                 let p = self.queue.front_mut().expect("head exists");
                 if !p.first_byte {
                     p.first_byte = true;
@@ -371,16 +405,23 @@ impl TtsLink {
                         p.started.elapsed(),
                     );
                 }
-                if cache_fill && p.collected.len() + data.len() <= MAX_COLLECT {
-                    p.frame_bytes = p.frame_bytes.max(data.len());
-                    p.collected.extend_from_slice(&data);
-                }
-                let interruptible = p.interruptible;
-                self.play(data, interruptible, out).await;
+                let mut frames = std::mem::take(&mut self.frames);
+                self.provider.audio.push(data, &mut |f| frames.push(f));
+                self.play_frames(&mut frames, out).await;
+                self.frames = frames;
             }
             // Audio for a cleared (or unknown) request is dropped.
             TtsEvent::Audio { .. } => {}
             TtsEvent::Done { id } if Some(id) == head => {
+                // Back-to-back requests share the resampler's state (continuous audio); when
+                // no provider audio follows at once, what it still holds is this request's end.
+                let continues = self.queue.get(1).is_some_and(|n| n.cached.is_none());
+                if !continues {
+                    let mut frames = std::mem::take(&mut self.frames);
+                    self.provider.audio.flush(&mut |f| frames.push(f));
+                    self.play_frames(&mut frames, out).await;
+                    self.frames = frames;
+                }
                 let p = self.queue.pop_front().expect("head exists");
                 if self.cache_fill && !p.collected.is_empty() && p.collected.len() <= MAX_COLLECT {
                     cache.insert(
@@ -395,8 +436,23 @@ impl TtsLink {
             }
             TtsEvent::Done { .. } => {}
             TtsEvent::Error { id, error } => {
+                let was_head = head == Some(id);
                 let was_pending = self.queue.iter().any(|p| p.id == id);
                 self.queue.retain(|p| p.id != id);
+                if was_head {
+                    // What the resampler still holds is earlier audio: let it play.
+                    let mut frames = std::mem::take(&mut self.frames);
+                    self.provider.audio.flush(&mut |f| frames.push(f));
+                    if !frames.is_empty() {
+                        if let Some(h) = self.provider.audio.take_header() {
+                            out.binary(h).await;
+                        }
+                    }
+                    for f in frames.drain(..) {
+                        out.binary(f).await;
+                    }
+                    self.frames = frames;
+                }
                 if was_pending {
                     let e = WsError::Provider {
                         role: "TTS",
@@ -427,6 +483,9 @@ impl TtsLink {
         while let Some(p) = self.queue.front() {
             let Some(audio) = p.cached.clone() else { break };
             let interruptible = p.interruptible;
+            if let Some(h) = self.provider.audio.take_header() {
+                out.binary(h).await;
+            }
             for frame in audio.frames() {
                 self.play(frame, interruptible, out).await;
             }
@@ -436,11 +495,40 @@ impl TtsLink {
         played
     }
 
+    /// Sends converted frames of the head request (collecting them for the cache).
+    async fn play_frames(&mut self, frames: &mut Vec<Bytes>, out: &Outbound) {
+        if frames.is_empty() {
+            return;
+        }
+        if let Some(h) = self.provider.audio.take_header() {
+            out.binary(h).await;
+        }
+        let cache_fill = self.cache_fill;
+        let interruptible = match self.queue.front_mut() {
+            Some(p) => {
+                if cache_fill {
+                    for f in frames.iter() {
+                        if p.collected.len() + f.len() <= MAX_COLLECT {
+                            p.frame_bytes = p.frame_bytes.max(f.len());
+                            p.collected.extend_from_slice(f);
+                        }
+                    }
+                }
+                p.interruptible
+            }
+            None => true,
+        };
+        for f in frames.drain(..) {
+            self.play(f, interruptible, out).await;
+        }
+    }
+
     async fn play(&mut self, data: Bytes, interruptible: bool, out: &Outbound) {
         if !interruptible {
             // Estimate playback end from the audio sent: the client plays it in real time.
             let ms = self
-                .format
+                .provider
+                .client
                 .duration_ms(data.len())
                 .unwrap_or(data.len() as f64 / 16.0); // compressed: assume ~128 kbit/s
             let now = Instant::now();
@@ -458,6 +546,7 @@ impl TtsLink {
         }
         if let Some(last) = self.queue.back().map(|p| p.id) {
             self.queue.clear();
+            self.provider.audio.discard();
             self.cancel(last).await;
         }
     }
@@ -503,6 +592,7 @@ impl TtsLink {
         };
         out.send(e.into()).await;
         if let Some(p) = self.queue.pop_front() {
+            self.provider.audio.discard();
             self.cancel(p.id).await;
         }
         self.after_head(out).await;
