@@ -431,8 +431,47 @@ async fn audio_during_a_finalize_waits_for_the_next_turn() {
 
 #[tokio::test]
 async fn a_connection_the_service_closed_between_turns_is_redialled_lazily() {
+    for code in [1000, 1001, 1011] {
+        let fake = start(AzureFakeConfig {
+            close_after_turn: Some(code),
+            ..AzureFakeConfig::default()
+        })
+        .await;
+        let (mut peer, task) = open(session(&fake, json!({}))).await.unwrap();
+        feed(&peer, &voiced(200)).await;
+        peer.input.send(SttInput::Finalize).await.unwrap();
+        until_utterance_end(&mut peer).await;
+        eventually("the service's close was answered", || {
+            fake.connections()[0].close_code.is_some()
+        })
+        .await;
+        // Let the close reach the plugin before more audio.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !task.is_finished(),
+            "{code}: a close between turns is not fatal"
+        );
+        feed(&peer, &voiced(100)).await;
+        peer.input.send(SttInput::Finalize).await.unwrap();
+        let last = transcripts(&until_final(&mut peer).await).pop().unwrap();
+        assert_eq!(
+            last.text, "Hello.",
+            "the script restarts on a new connection"
+        );
+        assert!((last.words[0].start - 0.2).abs() < 1e-9, "{:?}", last.words);
+        finish(peer, task).await.0.unwrap();
+        let conns = fake.connections();
+        assert_eq!(conns.len(), 2, "{code}");
+        assert_eq!(conns[1].messages[0].path(), "speech.config");
+        assert_ne!(
+            conns[0].request.header("x-connectionid"),
+            conns[1].request.header("x-connectionid")
+        );
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+    // A close that is not a passing failure ends the session even between turns.
     let fake = start(AzureFakeConfig {
-        close_after_turn: true,
+        close_after_turn: Some(1008),
         ..AzureFakeConfig::default()
     })
     .await;
@@ -440,26 +479,8 @@ async fn a_connection_the_service_closed_between_turns_is_redialled_lazily() {
     feed(&peer, &voiced(200)).await;
     peer.input.send(SttInput::Finalize).await.unwrap();
     until_utterance_end(&mut peer).await;
-    // Let the close arrive before more audio.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(fake.connections().len(), 1);
-    feed(&peer, &voiced(100)).await;
-    peer.input.send(SttInput::Finalize).await.unwrap();
-    let last = transcripts(&until_final(&mut peer).await).pop().unwrap();
-    assert_eq!(
-        last.text, "Hello.",
-        "the script restarts on a new connection"
-    );
-    assert!((last.words[0].start - 0.2).abs() < 1e-9, "{:?}", last.words);
-    finish(peer, task).await.0.unwrap();
-    let conns = fake.connections();
-    assert_eq!(conns.len(), 2);
-    assert_eq!(conns[1].messages[0].path(), "speech.config");
-    assert_ne!(
-        conns[0].request.header("x-connectionid"),
-        conns[1].request.header("x-connectionid")
-    );
-    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    let e = task_result(task).await.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
 }
 
 #[tokio::test]

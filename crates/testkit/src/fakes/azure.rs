@@ -98,8 +98,8 @@ pub struct AzureFakeConfig {
     pub speaker: Option<String>,
     /// `PrimaryLanguage.Language` on phrases.
     pub language: Option<String>,
-    /// Close the socket (code 1000) after every `turn.end`.
-    pub close_after_turn: bool,
+    /// Close the socket with this code after every `turn.end` (1000: an idle connection ended).
+    pub close_after_turn: Option<u16>,
     /// The fault to inject.
     pub fault: AzureFault,
 }
@@ -118,7 +118,7 @@ impl Default for AzureFakeConfig {
             confidence: 0.9,
             speaker: None,
             language: None,
-            close_after_turn: false,
+            close_after_turn: None,
             fault: AzureFault::None,
         }
     }
@@ -594,7 +594,7 @@ impl Conn {
                 "0123456789ABCDEF0123456789ABCDEF",
                 r#"{"RecognitionStatus":"Success","DisplayText":"other turn","NBest":[{"Display":"other turn"}]}"#,
             ),
-            WsMessage::text(format!("Path:speech.phrase\r\n\r\n{{\"RecognitionStatus\":\"Success\",\"DisplayText\":\"no id\"}}")),
+            WsMessage::text("Path:speech.phrase\r\n\r\n{\"RecognitionStatus\":\"Success\",\"DisplayText\":\"no id\"}"),
             WsMessage::binary(Bytes::from_static(&[0xff, 0xff, 1, 2, 3])),
             WsMessage::binary(Bytes::new()),
             server_message("speech.phrase", &id, &format!("[\"{}\"]", "x".repeat(200_000))),
@@ -612,10 +612,9 @@ impl Conn {
         if script.is_empty() {
             return vec!["word".to_owned(); n];
         }
-        let out = (0..n)
+        (0..n)
             .map(|i| script[(self.word_cursor + i) % script.len()].clone())
-            .collect();
-        out
+            .collect()
     }
 
     async fn pcm(&mut self, ws: &mut FakeSocket, pcm: &[u8]) -> Next {
@@ -657,8 +656,7 @@ impl Conn {
         }
         // Hypotheses every `hypothesis_every_ms` of the segment's audio.
         let hyp_ms = u64::from(self.config.hypothesis_every_ms);
-        loop {
-            let Some(t) = self.turn.as_mut() else { break };
+        while let Some(t) = self.turn.as_mut() {
             let seg = t.received - t.segment_start;
             if hyp_ms == 0 {
                 break;
@@ -810,10 +808,10 @@ impl Conn {
         {
             return Next::Stop;
         }
-        if self.config.close_after_turn {
+        if let Some(code) = self.config.close_after_turn {
             let _ = ws
                 .close(Some(CloseFrame {
-                    code: CloseCode::Normal,
+                    code: CloseCode::from(code),
                     reason: "idle".into(),
                 }))
                 .await;

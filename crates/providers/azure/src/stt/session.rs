@@ -40,8 +40,9 @@
 //! `Finalize` sends the end-of-audio message (as `stopRecognizing` does) and waits, bounded by
 //! `finalize_timeout`, for `turn.end`. Audio that arrives meanwhile is held (at most
 //! `max_pending_ms` of it) and opens the next turn on the same connection once `turn.end` came,
-//! as the SDK does after a turn. If the service closes the socket normally between turns, the
-//! next audio dials a new connection (lazily). When the input closes, an open turn is ended the
+//! as the SDK does after a turn. If the service closes the socket between turns (normally, or
+//! with a passing failure such as 1001/1011 or a reset), the next audio dials a new connection
+//! (lazily); a failure during a turn ends the session. When the input closes, an open turn is ended the
 //! same way and drained for at most `drain_timeout`, then the socket is closed with 1000
 //! "Normal closure by client" (`WebsocketMessageAdapter.close`).
 
@@ -216,7 +217,7 @@ impl Session {
                 msg = recv(&mut self.conn) => match msg {
                     Ok(Some(m)) => self.message(m).await,
                     Ok(None) => self.vendor_closed().map(Ok),
-                    Err(e) => Err(e),
+                    Err(e) => self.vendor_failed(e).map(Ok),
                 },
                 () = sleep_until(deadline), if deadline.is_some() => {
                     let wait = if self.closing {
@@ -364,6 +365,22 @@ impl Session {
             Some(_) => self.end_audio(self.settings.drain_timeout).await?,
             None => {}
         }
+        Ok(())
+    }
+
+    /// A connection failure between turns that may pass (a going-away close, a reset, an idle
+    /// timeout) only drops the connection: the next audio dials again. Anything else, or any
+    /// failure during a turn, ends the session.
+    fn vendor_failed(&mut self, e: PluginError) -> Result<(), PluginError> {
+        let passing = matches!(
+            e.category(),
+            ErrorCategory::Transient | ErrorCategory::Timeout
+        );
+        if self.turn.is_some() || self.closing || !passing {
+            return Err(e);
+        }
+        tracing::debug!("{CONTEXT}: connection lost between turns ({e}); redialling on demand");
+        self.conn = None;
         Ok(())
     }
 
