@@ -58,6 +58,7 @@ impl Plugin for AzureStt {
         Capabilities::new()
             .encodings([AudioEncoding::Linear16])
             .sample_rates(SAMPLE_RATES)
+            .max_channels(1)
             .features(true, false, true, true)
     }
 

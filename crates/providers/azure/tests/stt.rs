@@ -528,6 +528,16 @@ async fn rejected_upgrades_are_categorised() {
         .await;
         assert_eq!(e.category(), want, "{status}: {e}");
     }
+    let e = connect_error(AzureFakeConfig {
+        reject_status: Some(429),
+        reject_retry_after: Some(7),
+        ..AzureFakeConfig::default()
+    })
+    .await;
+    assert!(
+        matches!(e, PluginError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(7)),
+        "{e:?}"
+    );
 }
 
 /// Streams voiced audio into a faulty fake and returns how the task ended.
@@ -733,6 +743,7 @@ async fn plugin_metadata_and_init() {
     let caps = AzureStt.capabilities();
     assert_eq!(caps.encodings, [AudioEncoding::Linear16]);
     assert_eq!(caps.sample_rates, [8_000, 16_000]);
+    assert_eq!(caps.max_channels, 1);
     assert!(caps.streaming && caps.interim_results && caps.word_timings);
     let ctx = PluginContext::default();
     let ok = PluginConfig::from_value("plugins.stt.microsoft-azure", json!({"region": "eastus"}));

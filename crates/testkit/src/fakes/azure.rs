@@ -24,7 +24,7 @@
 //! Server messages are written `Name:value` without a space after the colon, as captures of the
 //! service show (**UNCONFIRMED**: from captures, not a spec); clients must trim.
 
-use super::{FakeSocket, SeenRequest, WsFake, WsMessage};
+use super::{FakeSocket, Reject, SeenRequest, WsFake, WsMessage};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -84,6 +84,8 @@ pub struct AzureFakeConfig {
     pub key: String,
     /// Reject every upgrade with this HTTP status (after the key check).
     pub reject_status: Option<u16>,
+    /// A `Retry-After` header (seconds) on that rejection.
+    pub reject_retry_after: Option<u64>,
     /// Words transcripts are made of, cycling.
     pub script: Vec<String>,
     /// Audio per word.
@@ -109,6 +111,7 @@ impl Default for AzureFakeConfig {
         Self {
             key: "azure-test-key".into(),
             reject_status: None,
+            reject_retry_after: None,
             script: ["hello", "world", "from", "the", "azure", "fake"]
                 .map(String::from)
                 .to_vec(),
@@ -203,12 +206,19 @@ impl AzureFake {
         let config = Arc::new(config);
         let accept_cfg = config.clone();
         let log2 = log.clone();
-        let ws = WsFake::start(
+        let ws = WsFake::start_with(
             move |req: &SeenRequest| {
                 if req.header("ocp-apim-subscription-key") != Some(accept_cfg.key.as_str()) {
-                    return Err(401);
+                    return Err(Reject::status(401));
                 }
-                accept_cfg.reject_status.map_or(Ok(()), Err)
+                let Some(status) = accept_cfg.reject_status else {
+                    return Ok(());
+                };
+                let mut r = Reject::status(status);
+                if let Some(secs) = accept_cfg.reject_retry_after {
+                    r = r.header("Retry-After", secs.to_string());
+                }
+                Err(r)
             },
             move |req, socket| {
                 let (config, log) = (config.clone(), log2.clone());
