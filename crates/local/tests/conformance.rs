@@ -1,11 +1,15 @@
-//! The local Whisper STT plugin against the testkit's STT conformance suite, with real speech.
+//! The local engines against the testkit's conformance suites: Whisper STT with real speech,
+//! Piper and espeak TTS.
 
 mod common;
 
 use common::{espeak_or_skip, models_or_skip, FOX};
-use waav_local::plugins::LocalStt;
-use waav_plugin_api::{Plugin, PluginConfig, PluginContext, SttSessionConfig};
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_local::plugins::{EspeakTts, LocalStt, LocalTts};
+use waav_plugin_api::{
+    AudioEncoding, Plugin, PluginConfig, PluginContext, SttSessionConfig, TtsPlugin,
+    TtsSessionConfig,
+};
+use waav_testkit::conformance::{check_stt, check_tts, SttFixture, TtsFixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_stt_conforms() {
@@ -37,4 +41,51 @@ async fn local_stt_conforms() {
         .expect("fox");
     let report = check_stt(&plugin, &fixture).await;
     report.assert_ok();
+}
+
+/// Initialises `plugin` with `settings` and runs the TTS suite at the rate it declares.
+async fn tts_conforms(plugin: &dyn TtsPlugin, section: &str, settings: serde_json::Value) {
+    let serde_json::Value::Object(settings) = settings else {
+        unreachable!()
+    };
+    plugin
+        .init(
+            &PluginContext::default(),
+            &PluginConfig::new(section, settings),
+        )
+        .await
+        .expect("the engine loads");
+    let rate = plugin.capabilities().sample_rates[0];
+    let fixture = TtsFixture::new(TtsSessionConfig::new(AudioEncoding::Linear16, rate));
+    check_tts(plugin, &fixture).await.assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tts_conforms() {
+    let Some(paths) = models_or_skip() else {
+        return;
+    };
+    if !espeak_or_skip() {
+        return;
+    }
+    let dir = paths.root().display().to_string();
+    tts_conforms(
+        &LocalTts::default(),
+        "plugins.tts.local",
+        serde_json::json!({ "models_dir": dir }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn espeak_tts_conforms() {
+    if !espeak_or_skip() {
+        return;
+    }
+    tts_conforms(
+        &EspeakTts::default(),
+        "plugins.tts.espeak",
+        serde_json::json!({}),
+    )
+    .await;
 }

@@ -196,6 +196,17 @@ impl<'a> Keyer<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn conforms_to_the_tts_contract() {
+        use waav_plugin_api::{AudioEncoding, TtsSessionConfig};
+        use waav_testkit::conformance::{check_tts, TtsFixture};
+        let plugin = super::MorsePlugin::default();
+        let session = TtsSessionConfig::new(AudioEncoding::Linear16, 8_000);
+        check_tts(&plugin, &TtsFixture::new(session))
+            .await
+            .assert_ok();
+    }
+
     #[test]
     fn sos_has_the_right_length() {
         // S = 5 units, gap 3, O = 11, gap 3, S = 5, gap 3, word gap 4 → 34 units.

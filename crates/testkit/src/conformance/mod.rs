@@ -1,5 +1,6 @@
-//! The STT plugin conformance suite: what every speech-to-text plugin must do, checked through
-//! the plugin contract alone (no gateway), so a provider crate runs it against itself.
+//! The plugin conformance suites: what every speech-to-text ([`check_stt`]) and text-to-speech
+//! ([`check_tts`]) plugin must do, checked through the plugin contract alone (no gateway), so a
+//! provider crate runs them against itself.
 //!
 //! ```no_run
 //! # async fn check() {
@@ -20,6 +21,10 @@
 //! - `garbage`: odd-sized and random chunks never panic the task;
 //! - `refuse`: an absurd sample rate or channel count is refused by `connect` with a
 //!   `PluginError::Config`, never a panic.
+
+mod tts;
+
+pub use tts::{check_tts, TtsFixture};
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -92,7 +97,7 @@ impl SttFixture {
 pub struct Report {
     /// Failed checks, as `check: what went wrong`.
     pub failures: Vec<String>,
-    /// Final transcripts seen by the `stream` check.
+    /// Final transcripts seen by the STT `stream` check.
     pub finals: Vec<String>,
 }
 
@@ -101,7 +106,7 @@ impl Report {
     pub fn assert_ok(&self) {
         assert!(
             self.failures.is_empty(),
-            "STT conformance failed:\n  {}",
+            "conformance failed:\n  {}",
             self.failures.join("\n  ")
         );
     }

@@ -16,7 +16,9 @@ use tokio_tungstenite::WebSocketStream;
 
 pub mod assemblyai;
 pub mod azure;
+pub mod cartesia;
 pub mod deepgram;
+pub mod elevenlabs;
 
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
 

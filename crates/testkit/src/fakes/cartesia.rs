@@ -1,0 +1,1 @@
+//! Fake cartesia service (in progress).

@@ -1,0 +1,1 @@
+//! Fake elevenlabs service (in progress).
