@@ -6,7 +6,26 @@
 //! (`SpeechConnectionFactory.ts`). On it the client sends `speech.config` once, then for every
 //! turn `speech.context`, a WAV header and the audio (`ServiceRecognizerBase.ts`,
 //! `configureConnection` / `sendPrePayloadJSON` / `sendWaveHeader` / `sendAudio`); see
-//! [`session`] for the turn life cycle and the result mapping.
+//! `stt/session.rs` for the turn life cycle and the result mapping.
+//!
+//! # Sources
+//!
+//! Checked against `microsoft/cognitive-services-speech-sdk-js` (snapshot 9e88223):
+//! `WebsocketMessageFormatter.ts`, `SpeechConnectionMessage.Internal.ts`, `HeaderNames.ts`,
+//! `QueryParameterNames.ts`, `SpeechConnectionFactory.ts`, `ConnectionFactoryBase.ts`,
+//! `ServiceRecognizerBase.ts`, `SpeechServiceRecognizer.ts`, `EnumTranslation.ts`,
+//! `RecognizerConfig.ts`, `RequestSession.ts`, `SpeechServiceConfig.ts`, `SpeechContext.ts`,
+//! `DynamicGrammarBuilder.ts`, `ServiceMessages/*.ts`, `sdk/Audio/AudioStreamFormat.ts`; and
+//! Microsoft Learn, "How to use the audio input stream" (PCM16 mono, 8 or 16 kHz).
+//! Differences from the SDK, on purpose: the key goes in the `Ocp-Apim-Subscription-Key`
+//! header, not the query string (the browser SDK cannot set headers); the default endpoint is
+//! the v1 conversation path, while the newest SDK defaults to `/stt/speech/universal/v2`
+//! (`RecognizerConfig.recognitionEndpointVersion`); no telemetry message is sent.
+//!
+//! **UNCONFIRMED** (no primary source): that the service takes a new turn on the same
+//! connection after the client's own end of audio (the SDK starts one after a `turn.end` while
+//! recognising continuously; if the service closes instead, we redial); how and when the
+//! service closes idle or long (~10 min) connections; `Retry-After` on a 429 upgrade.
 
 mod messages;
 mod session;
@@ -129,7 +148,10 @@ fn plan(config: &SttSessionConfig) -> Result<Plan, PluginError> {
     ws.idle_timeout = settings.idle_timeout;
     ws.max_message_size = settings.max_message_bytes;
     // The SDK reports 1007 as `BadRequestParameters` (`ServiceRecognizerBase` constructor,
-    // ConnectionClosedEvent handler): the request or audio format is wrong, not a passing fault.
+    // ConnectionClosedEvent handler), and the service closes with it for a bad audio header
+    // ("Unsupported audio format", "Invalid audio channel configuration": issues #1432, #2168,
+    // #2180 of Azure-Samples/cognitive-services-speech-sdk): a config fault, not a passing one.
+    // Other codes keep the kit's table (1011 and 1001 Transient, 1008 Auth, 4xxx Permanent).
     ws.close_codes = vec![(1007, ErrorCategory::Config)];
     Ok(Plan { settings, ws })
 }
