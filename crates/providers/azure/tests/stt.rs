@@ -264,6 +264,26 @@ async fn audio_reaches_the_service_byte_exact_in_sdk_framing() {
 }
 
 #[tokio::test]
+async fn large_chunks_are_sent_as_100_ms_audio_messages() {
+    let fake = start(AzureFakeConfig::default()).await;
+    let (mut peer, task) = open(session(&fake, json!({}))).await.unwrap();
+    let audio = voiced(1010);
+    peer.input
+        .send(SttInput::Audio(Bytes::from(audio.clone())))
+        .await
+        .unwrap();
+    peer.input.send(SttInput::Finalize).await.unwrap();
+    until_utterance_end(&mut peer).await;
+    finish(peer, task).await.0.unwrap();
+    let conn = &fake.connections()[0];
+    assert_eq!(conn.turns[0].audio, audio);
+    let sizes: Vec<usize> = conn.messages[3..].iter().map(|m| m.body.len()).collect();
+    // 10 × 100 ms, 10 ms, then the end of audio.
+    assert_eq!(sizes[..10], [3200; 10]);
+    assert_eq!(sizes[10..], [320, 0]);
+}
+
+#[tokio::test]
 async fn hypotheses_phrases_and_detection_map_to_events() {
     let fake = start(AzureFakeConfig {
         speaker: Some("Guest-1".into()),

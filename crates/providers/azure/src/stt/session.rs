@@ -100,6 +100,8 @@ pub struct Session {
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     max_pending_bytes: usize,
+    /// Largest PCM payload per `audio` message (100 ms).
+    max_chunk: usize,
     dropped_reported: bool,
     closing: bool,
     input: mpsc::Receiver<SttInput>,
@@ -166,6 +168,8 @@ impl Session {
             pending: VecDeque::new(),
             pending_bytes: 0,
             max_pending_bytes,
+            // Whole sample frames: the rate over 10, times 2 bytes times the channels.
+            max_chunk: (bytes_per_sec / 10).max(2) as usize,
             dropped_reported: false,
             closing: false,
             input: io.input,
@@ -319,7 +323,19 @@ impl Session {
         Ok(self.emit(SttEvent::Error(e)).await)
     }
 
-    async fn send_audio(&mut self, audio: Bytes) -> Result<(), PluginError> {
+    /// Sends PCM, opening a connection and a turn if needed. The SDK's push stream sends at
+    /// most 100 ms per `audio` message (`AudioInputStream.ts`:
+    /// `ChunkedArrayBufferStream(avgBytesPerSec / 10)`): larger chunks are cut to that size
+    /// (zero-copy slices), smaller ones go as they are.
+    async fn send_audio(&mut self, mut audio: Bytes) -> Result<(), PluginError> {
+        while audio.len() > self.max_chunk {
+            let head = audio.split_to(self.max_chunk);
+            self.send_message(head).await?;
+        }
+        self.send_message(audio).await
+    }
+
+    async fn send_message(&mut self, audio: Bytes) -> Result<(), PluginError> {
         if self.conn.is_none() {
             self.reconnect().await?;
         }
