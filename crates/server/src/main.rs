@@ -1,6 +1,12 @@
 //! The `waav-gateway` binary: the gateway with every provider crate this build enables.
 
 // Linking a provider crate registers its plugins.
+#[cfg(feature = "assemblyai")]
+use waav_assemblyai as _;
+#[cfg(feature = "azure")]
+use waav_azure as _;
+#[cfg(feature = "deepgram")]
+use waav_deepgram as _;
 #[cfg(feature = "local")]
 use waav_local as _;
 

@@ -144,7 +144,7 @@ fn check_audio(report: &mut Report, check: &str, fixture: &TtsFixture, audio: &[
         return false;
     }
     if let Some(b) = fixture.session.encoding.bytes_per_sample() {
-        if audio.len() % b != 0 {
+        if !audio.len().is_multiple_of(b) {
             report.fail(
                 check,
                 format!("{} bytes is not whole {b}-byte samples", audio.len()),
