@@ -128,6 +128,7 @@ impl Plugin for AssemblyAiStt {
             .languages(["en", "en-US", "es", "fr", "de", "it", "pt"])
             .encodings([AudioEncoding::Linear16, AudioEncoding::Mulaw])
             .sample_rate_range(MIN_RATE, MAX_RATE)
+            .max_channels(1)
             .features(true, false, true, true)
     }
 }
