@@ -34,6 +34,7 @@
 //!                         Transcript::interim(format!("{heard} bytes"), 0.5)
 //!                     }
 //!                     SttInput::Finalize => Transcript::final_result(format!("{heard} bytes"), 1.0, true),
+//!                     _ => continue, // VAD boundaries: this plugin does not segment
 //!                 };
 //!                 if io.events.send(SttEvent::Transcript(Box::new(event))).await.is_err() {
 //!                     break; // the host hung up
@@ -95,7 +96,8 @@ pub use realtime::{
 };
 pub use registration::{registrations, PluginHandle, PluginRegistration};
 pub use stt::{
-    ProviderTask, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript, Word,
+    ProviderTask, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript,
+    VadEvent, Word,
 };
 pub use tts::{
     AudioSink, CancelFlag, Emotion, Pronunciation, SinkClosed, SpeakRequest, TtsEvent, TtsInput,

@@ -87,11 +87,31 @@ impl SttSessionConfig {
 
 /// What the host sends to an STT session, in order.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum SttInput {
     /// A chunk of audio in the session's format (any size).
     Audio(Bytes),
     /// Finish the current utterance now (flush buffered audio into a final result).
     Finalize,
+    /// The session's voice activity detector (a pre-STT processor) marked a speech boundary.
+    /// Providers that cut utterances themselves (request/response transcription) segment on
+    /// these; streaming providers with their own endpointing may ignore them.
+    Vad(VadEvent),
+}
+
+/// A speech boundary from the session's VAD, timed on the audio stream sent to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VadEvent {
+    /// Speech began this many ms into the stream.
+    SpeechStarted {
+        /// Offset in the stream, ms.
+        at_ms: u64,
+    },
+    /// Speech ended this many ms into the stream.
+    SpeechEnded {
+        /// Offset in the stream, ms.
+        at_ms: u64,
+    },
 }
 
 /// One word with timing, when the provider reports them.

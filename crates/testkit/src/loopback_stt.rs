@@ -94,6 +94,7 @@ async fn run(knobs: Knobs, bytes_per_ms: f64, mut io: SttIo) -> Result<(), Plugi
         let out = match input {
             SttInput::Audio(bytes) => st.on_audio(&bytes, bytes_per_ms),
             SttInput::Finalize => Some(st.finish(true)),
+            _ => None,
         };
         if let Some(t) = out {
             if !st.emit(t, &io).await? {

@@ -262,6 +262,8 @@ impl Stream {
                 msg = io.input.recv(), if input_open => match msg {
                     Some(SttInput::Audio(bytes)) => self.on_audio(&bytes),
                     Some(SttInput::Finalize) => self.end_utterance(),
+                    // Segmented by the plugin's own VAD until the pipeline's takes over.
+                    Some(_) => {}
                     None => {
                         input_open = false;
                         self.end_utterance();

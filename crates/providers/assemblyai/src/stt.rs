@@ -302,6 +302,8 @@ async fn run(
                     tx.send_text(messages::FORCE_ENDPOINT).await?;
                     last_audio = Instant::now();
                 }
+                // AssemblyAI endpoints turns itself.
+                Some(_) => {}
                 None => {
                     // Graceful end (docs "Message Sequence"): Terminate, then the server sends
                     // in-flight Turns and Termination and closes with 1000.

@@ -213,6 +213,8 @@ impl Session {
                         let wait = self.settings.finalize_timeout;
                         self.end_audio(wait).await.map(Ok)
                     }
+                    // The service segments phrases itself.
+                    Some(_) => continue,
                     None => {
                         input_open = false;
                         self.input_closed().await.map(Ok)

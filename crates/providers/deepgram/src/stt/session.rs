@@ -83,6 +83,8 @@ pub async fn run(
                     Some(SttInput::Audio(bytes)) if bytes.is_empty() => continue,
                     Some(SttInput::Audio(bytes)) => tx.send_binary(bytes).await.map_err(refine)?,
                     Some(SttInput::Finalize) => tx.send_text(FINALIZE).await.map_err(refine)?,
+                    // Deepgram endpoints itself (`endpointing`, `utterance_end_ms`).
+                    Some(_) => continue,
                     None => {
                         tx.send_text(CLOSE_STREAM).await.map_err(refine)?;
                         closing = true;
