@@ -19,6 +19,7 @@ pub mod azure;
 pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod openai;
 
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
 

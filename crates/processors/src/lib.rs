@@ -1,0 +1,1 @@
+//! Built-in audio processors (in progress).

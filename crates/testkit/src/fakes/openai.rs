@@ -1,0 +1,1 @@
+//! Fake OpenAI-compatible audio API (in progress).
