@@ -21,6 +21,9 @@
 //!
 //! Everything received is recorded per connection ([`SessionLog`]) for assertions, and
 //! [`Fault`] makes it misbehave in the ways the real service can (or worse).
+//!
+//! The text-to-speech side (`/v1/speak` REST and WebSocket, `/v1/models`) is in [`tts`]
+//! ([`DeepgramTtsFake`]).
 
 use super::{FakeSocket, SeenRequest, WsMessage};
 use futures::{SinkExt, StreamExt};
@@ -34,6 +37,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+pub mod tts;
+pub use tts::{DeepgramTtsFake, SpeakLog, StreamLog, TtsFakeOptions, TtsFault};
 
 /// Words the fake "hears", in order.
 pub const VOCABULARY: &[&str] = &[

@@ -127,6 +127,35 @@ pub async fn synthesize(
     {
         tracing::debug!(request_id = id, "deepgram tts: speaking");
     }
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/json") || content_type.starts_with("text/") {
+        // A 200 that is not audio (a proxy page, a callback acknowledgement): never play it.
+        let mut resp = resp;
+        let mut head = Vec::new();
+        let read = async {
+            while head.len() < 256 {
+                match resp.chunk().await {
+                    Ok(Some(c)) => head.extend_from_slice(&c),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(settings.read_timeout, read).await;
+        return Err(errors::make(
+            ErrorCategory::Permanent,
+            format!(
+                "{CONTEXT}: expected audio, got {content_type}: {}",
+                errors::excerpt(&head, 200)
+            ),
+            None,
+            &redactor,
+        ));
+    }
     let mut body = resp.bytes_stream();
     loop {
         let chunk = match tokio::time::timeout(settings.read_timeout, body.next()).await {
