@@ -65,10 +65,7 @@ impl CartesiaTts {
     }
 
     fn init_settings(&self) -> Settings {
-        self.settings
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.settings.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The instance's pooled HTTP client (built on first use). Reads are bounded per request by

@@ -101,7 +101,8 @@ struct RawWords {
 /// an object): the caller logs and skips it. A `chunk` whose audio is not base64 is an
 /// [`ServerMessage::Error`] for its context.
 pub fn parse(text: &str, redactor: &Redactor) -> Result<ServerMessage, String> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| format!("not a Cartesia message: {e}"))?;
+    let raw: Raw =
+        serde_json::from_str(text).map_err(|e| format!("not a Cartesia message: {e}"))?;
     let done = raw.done.unwrap_or(false);
     let kind = raw.kind.clone().unwrap_or_default();
     Ok(match kind.as_str() {
@@ -355,10 +356,15 @@ mod tests {
     #[test]
     fn rest_errors() {
         assert_eq!(
-            rest_error_text(br#"{"error_code":null,"title":"Invalid request","message":"bad voice"}"#),
+            rest_error_text(
+                br#"{"error_code":null,"title":"Invalid request","message":"bad voice"}"#
+            ),
             "Invalid request: bad voice"
         );
-        assert_eq!(rest_error_text(b"Bad Request: transcript is empty\n"), "Bad Request: transcript is empty");
+        assert_eq!(
+            rest_error_text(b"Bad Request: transcript is empty\n"),
+            "Bad Request: transcript is empty"
+        );
         let r = Redactor::new();
         let e = categorise(Some(400), None, "transcript is empty", &r);
         assert_eq!(e.category(), ErrorCategory::Permanent);

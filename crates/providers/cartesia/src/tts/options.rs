@@ -260,7 +260,10 @@ impl Settings {
         }
         if let Some(v) = c.string("cartesia_version")? {
             if !is_date(&v) {
-                return Err(bad("cartesia_version", format!("{v:?} is not a YYYY-MM-DD date")));
+                return Err(bad(
+                    "cartesia_version",
+                    format!("{v:?} is not a YYYY-MM-DD date"),
+                ));
             }
             s.version = v;
         }
@@ -304,7 +307,9 @@ impl Settings {
                 other => {
                     return Err(bad(
                         "controls",
-                        format!("{other:?}; expected auto, generation_config, experimental or none"),
+                        format!(
+                            "{other:?}; expected auto, generation_config, experimental or none"
+                        ),
                     ))
                 }
             };
@@ -567,7 +572,11 @@ pub fn sonic3_speed(rate: f32) -> Option<f64> {
     }
     let r = f64::from(rate).clamp(0.6, 1.5);
     if r != f64::from(rate) {
-        tracing::debug!(rate, clamped = r, "cartesia: speaking rate clamped to 0.6–1.5");
+        tracing::debug!(
+            rate,
+            clamped = r,
+            "cartesia: speaking rate clamped to 0.6–1.5"
+        );
     }
     Some((r * 100.0).round() / 100.0)
 }
@@ -629,7 +638,10 @@ pub fn experimental_emotion(e: &Emotion) -> Vec<String> {
         "sad" | "sadness" | "melancholic" | "disappointed" | "dejected" => "sadness",
         "curious" | "curiosity" | "inquisitive" => "curiosity",
         other => {
-            tracing::debug!(emotion = other, "cartesia: no experimental control for it; ignored");
+            tracing::debug!(
+                emotion = other,
+                "cartesia: no experimental control for it; ignored"
+            );
             return Vec::new();
         }
     };
@@ -687,8 +699,10 @@ mod tests {
             s.websocket_url("k y&"),
             "wss://api.cartesia.ai/tts/websocket?api_key=k+y%26&cartesia_version=2024-11-13"
         );
-        let s = cfg(json!({"base_url": "http://127.0.0.1:9/x/", "auth_scheme": "bearer",
-            "cartesia_version": "2026-03-01"}))
+        let s = cfg(
+            json!({"base_url": "http://127.0.0.1:9/x/", "auth_scheme": "bearer",
+            "cartesia_version": "2026-03-01"}),
+        )
         .unwrap();
         assert_eq!(s.base_url, "http://127.0.0.1:9/x");
         assert_eq!(

@@ -44,7 +44,13 @@ async fn send(
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
     let resp = match tokio::time::timeout(deadline, req.send()).await {
-        Err(_) => return Err(errors::timeout(&format!("cartesia: {what}"), deadline, redactor)),
+        Err(_) => {
+            return Err(errors::timeout(
+                &format!("cartesia: {what}"),
+                deadline,
+                redactor,
+            ))
+        }
         Ok(Err(e)) => return Err(redactor.redact_error(http.map_error(e))),
         Ok(Ok(r)) => r,
     };
@@ -244,7 +250,10 @@ pub async fn list_voices(
         }
         after = cursor;
     }
-    tracing::warn!(voices = out.len(), "cartesia: voice listing cut at {MAX_PAGES} pages");
+    tracing::warn!(
+        voices = out.len(),
+        "cartesia: voice listing cut at {MAX_PAGES} pages"
+    );
     Ok(out)
 }
 
@@ -269,7 +278,11 @@ async fn read_bounded(
         Ok(())
     };
     match tokio::time::timeout(deadline, read).await {
-        Err(_) => Err(errors::timeout("cartesia: GET /voices body", deadline, redactor)),
+        Err(_) => Err(errors::timeout(
+            "cartesia: GET /voices body",
+            deadline,
+            redactor,
+        )),
         Ok(Err(e)) => Err(redactor.redact_error(e)),
         Ok(Ok(())) => Ok(out.freeze()),
     }

@@ -29,8 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use waav_plugin_api::{
-    ErrorCategory, PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo,
-    TtsSessionConfig,
+    ErrorCategory, PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsSessionConfig,
 };
 use waav_provider_kit::errors;
 use waav_provider_kit::redact::Redactor;
@@ -337,8 +336,7 @@ impl Session {
     }
 
     async fn cancel(&mut self, up_to: u64) {
-        let (gone, kept): (Vec<Req>, Vec<Req>) =
-            self.queue.drain(..).partition(|r| r.id <= up_to);
+        let (gone, kept): (Vec<Req>, Vec<Req>) = self.queue.drain(..).partition(|r| r.id <= up_to);
         self.queue = kept.into();
         for r in gone.iter().filter(|r| r.state == State::Sent) {
             self.send_cancel(r).await;
@@ -504,7 +502,11 @@ impl Session {
         if over {
             // Too much audio waiting behind the head: drop it and ask again when it is due.
             let r = &self.queue[i];
-            tracing::debug!(id = r.id, bytes = r.held_bytes, "cartesia: prefetch overflow");
+            tracing::debug!(
+                id = r.id,
+                bytes = r.held_bytes,
+                "cartesia: prefetch overflow"
+            );
             self.send_cancel(r).await;
             let r = &mut self.queue[i];
             r.held.clear();
