@@ -2,7 +2,7 @@
 //!
 //! Precedence, highest first: command-line flags, environment variables, the YAML file, built-in
 //! defaults. `${VAR}` / `${VAR:-default}` placeholders in the file are substituted first (see
-//! [`substitute`]); an unset variable without a default is an error naming it and its YAML path.
+//! `substitute`); an unset variable without a default is an error naming it and its YAML path.
 
 mod substitute;
 

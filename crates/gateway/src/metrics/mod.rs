@@ -42,7 +42,7 @@ const SERVER_TYPES: [&str; 8] = [
 pub struct Metrics {
     handle: PrometheusHandle,
     /// Upkeep passes so far; the upkeep thread holds it weakly and stops once it is dropped.
-    upkeep_runs: Arc<AtomicU64>,
+    _upkeep_runs: Arc<AtomicU64>,
     /// Open `/ws` sessions.
     pub active_sessions: Gauge,
     /// Binary frames received.
@@ -91,7 +91,7 @@ impl Metrics {
             );
             Metrics {
                 handle,
-                upkeep_runs,
+                _upkeep_runs: upkeep_runs,
                 active_sessions: gauge!("waav_active_sessions"),
                 audio_frames_in: counter!("waav_audio_frames_in_total"),
                 audio_bytes_in: counter!("waav_audio_bytes_in_total"),
@@ -135,11 +135,6 @@ impl Metrics {
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         self.handle.render()
-    }
-
-    /// How many times the recorder's periodic upkeep has run.
-    pub fn upkeep_runs(&self) -> u64 {
-        self.upkeep_runs.load(Ordering::Relaxed)
     }
 }
 

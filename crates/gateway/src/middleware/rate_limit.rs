@@ -129,11 +129,6 @@ impl<C: Clock> RateLimit<C> {
     pub fn len(&self) -> usize {
         self.inner.limiter.len()
     }
-
-    /// Whether no client IP is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.inner.limiter.is_empty()
-    }
 }
 
 impl<C> RateLimit<C>

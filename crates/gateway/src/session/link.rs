@@ -30,8 +30,6 @@ pub enum SendError {
 /// One provider session.
 #[derive(Debug)]
 pub struct Link<I, E> {
-    /// Provider id.
-    pub provider: &'static str,
     input: Sender<I>,
     events: tokio::sync::mpsc::Receiver<E>,
     task: Option<JoinHandle<Result<(), PluginError>>>,
@@ -39,18 +37,12 @@ pub struct Link<I, E> {
 
 impl<I, E> Link<I, E> {
     /// Spawns `task` under supervision, talking over `peer`.
-    pub fn spawn(provider: &'static str, peer: SessionPeer<I, E>, task: ProviderTask) -> Self {
+    pub fn spawn(peer: SessionPeer<I, E>, task: ProviderTask) -> Self {
         Self {
-            provider,
             input: peer.input,
             events: peer.events,
             task: Some(spawn_supervised(task)),
         }
-    }
-
-    /// The provider's input channel.
-    pub fn input(&self) -> &Sender<I> {
-        &self.input
     }
 
     /// The next event, or the provider's end once its events are drained.
@@ -129,7 +121,7 @@ mod tests {
             drop(input);
             Err(PluginError::Transient("gone".into()))
         });
-        let mut link = Link::spawn("test", peer, task);
+        let mut link = Link::spawn(peer, task);
         let mut lost = 0;
         let ended = loop {
             tokio::select! {
@@ -152,7 +144,7 @@ mod tests {
             std::future::pending::<()>().await;
             Ok(())
         });
-        let link = Link::spawn("test", peer, task);
+        let link = Link::spawn(peer, task);
         let stall = Duration::from_millis(20);
         assert_eq!(link.send_within(1, stall).await, Ok(()));
         assert_eq!(link.send_within(2, stall).await, Err(SendError::Stalled));

@@ -2,13 +2,13 @@
 //! in order, drives the STT and TTS provider links, applies the turn logic, and writes every
 //! reply through one outgoing FIFO.
 
-pub mod errors;
-pub mod link;
+pub(crate) mod errors;
+pub(crate) mod link;
 pub mod outbound;
 pub mod protocol;
-pub mod stt;
+pub(crate) mod stt;
 pub mod tts;
-pub mod turn;
+pub(crate) mod turn;
 
 use crate::metrics::Metrics;
 use crate::middleware::auth;

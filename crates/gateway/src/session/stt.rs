@@ -87,7 +87,7 @@ impl SttLink {
         Metrics::get().provider_latency(provider, "connect", started.elapsed());
         Ok(Self {
             provider,
-            link: Link::spawn(provider, peer, task),
+            link: Link::spawn(peer, task),
             opened_at: Instant::now(),
             first_result: false,
             sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),

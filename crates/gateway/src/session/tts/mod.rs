@@ -202,7 +202,7 @@ impl TtsProvider {
             config: session,
             client,
             audio,
-            link: Link::spawn(provider, peer, task),
+            link: Link::spawn(peer, task),
         })
     }
 
