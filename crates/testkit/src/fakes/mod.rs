@@ -15,10 +15,12 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::WebSocketStream;
 
 pub mod assemblyai;
+pub mod aws;
 pub mod azure;
 pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod ibm;
 pub mod openai;
 
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;

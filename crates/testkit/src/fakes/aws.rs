@@ -1,0 +1,1 @@
+//! Fake aws services (in progress).

@@ -1,0 +1,1 @@
+//! Fake ibm services (in progress).
