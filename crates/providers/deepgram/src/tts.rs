@@ -24,8 +24,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 use waav_plugin_api::{
     AudioSink, Capabilities, CredentialField, Plugin, PluginConfig, PluginContext, PluginError,
-    PluginInfo, ProviderTask, Secret, SpeakRequest, TtsIo, TtsPlugin, TtsSessionConfig,
-    VoiceInfo,
+    PluginInfo, ProviderTask, Secret, SpeakRequest, TtsIo, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
 use waav_provider_kit::http::{HttpClient, HttpClientConfig};
 use waav_provider_kit::ws::WsConfig;
@@ -86,10 +85,7 @@ impl DeepgramTts {
     }
 
     fn init_settings(&self) -> Option<Settings> {
-        self.settings
-            .read()
-            .ok()
-            .and_then(|s| s.as_ref().cloned())
+        self.settings.read().ok().and_then(|s| s.as_ref().cloned())
     }
 }
 

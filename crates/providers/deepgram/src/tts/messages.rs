@@ -260,6 +260,7 @@ mod tests {
         assert_eq!(v[0].gender, "female");
         assert_eq!(v[0].accent, "American");
         assert_eq!(v[1].name, "aura-zeus-en");
-        assert!(voices(b"[]").is_err());
+        assert!(voices(b"not json").is_err());
+        assert!(voices(b"{}").unwrap().is_empty());
     }
 }

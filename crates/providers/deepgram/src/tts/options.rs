@@ -224,7 +224,9 @@ fn normalise_base(url: &str) -> Result<String, String> {
         other => return Err(format!("unsupported scheme {other:?} (use https or http)")),
     };
     if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ', '@']) {
-        return Err(format!("expected {scheme}://host[:port][/prefix], got {url:?}"));
+        return Err(format!(
+            "expected {scheme}://host[:port][/prefix], got {url:?}"
+        ));
     }
     Ok(format!("{scheme}://{rest}"))
 }
@@ -299,7 +301,11 @@ pub fn resolve(settings: &Settings, cfg: &TtsSessionConfig) -> Result<Request, P
     } else {
         let clamped = rate.clamp(SPEED_RANGE.0, SPEED_RANGE.1);
         if clamped != rate {
-            tracing::debug!(rate, clamped, "deepgram tts: speaking rate clamped to 0.7–1.5");
+            tracing::debug!(
+                rate,
+                clamped,
+                "deepgram tts: speaking rate clamped to 0.7–1.5"
+            );
         }
         Some(clamped)
     };
@@ -396,16 +402,23 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        let s = settings(json!({"base_url": "http://127.0.0.1:9/", "voice": "aura-2-zeus-en",
-            "tag": "a", "bit_rate": 48000}))
+        let s = settings(
+            json!({"base_url": "http://127.0.0.1:9/", "voice": "aura-2-zeus-en",
+            "tag": "a", "bit_rate": 48000}),
+        )
         .unwrap();
         assert_eq!(s.base_url, "http://127.0.0.1:9");
         assert_eq!(s.ws_base(), "ws://127.0.0.1:9");
         assert_eq!(s.voice, "aura-2-zeus-en");
         assert_eq!(s.tags, ["a"]);
-        assert_eq!(settings(json!({})).unwrap().ws_base(), "wss://api.deepgram.com");
         assert_eq!(
-            settings(json!({"base_url": "wss://x.example"})).unwrap().base_url,
+            settings(json!({})).unwrap().ws_base(),
+            "wss://api.deepgram.com"
+        );
+        assert_eq!(
+            settings(json!({"base_url": "wss://x.example"}))
+                .unwrap()
+                .base_url,
             "https://x.example"
         );
         for bad in [
@@ -432,7 +445,8 @@ mod tests {
             ws_url(&s, &r),
             "wss://api.deepgram.com/v1/speak?model=aura-2-thalia-en&encoding=linear16&sample_rate=16000"
         );
-        let mut cfg = TtsSessionConfig::new(AudioEncoding::Mp3, 24_000).with_voice("aura-2-zeus-en");
+        let mut cfg =
+            TtsSessionConfig::new(AudioEncoding::Mp3, 24_000).with_voice("aura-2-zeus-en");
         cfg.speaking_rate = 3.0;
         let r = resolve(&s, &cfg).unwrap();
         assert!(!ws_supports(&r));

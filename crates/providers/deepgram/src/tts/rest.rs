@@ -6,7 +6,6 @@
 
 use super::messages;
 use super::options::{self, Request, Settings};
-use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
 use waav_plugin_api::{AudioSink, ErrorCategory, PluginError, Secret, VoiceInfo};
@@ -66,8 +65,7 @@ async fn error_from_response(
         }
     };
     let _ = tokio::time::timeout(timeout, read).await;
-    let mut category =
-        errors::status_category(status.as_u16()).unwrap_or(ErrorCategory::Permanent);
+    let mut category = errors::status_category(status.as_u16()).unwrap_or(ErrorCategory::Permanent);
     let detail = messages::error_message(&body);
     if status.as_u16() == 400 {
         let about_text = detail
@@ -87,7 +85,10 @@ async fn error_from_response(
     let detail = detail.unwrap_or_else(|| errors::excerpt(&body, errors::BODY_EXCERPT_LIMIT));
     if !detail.is_empty() {
         msg.push_str(": ");
-        msg.push_str(&errors::excerpt(detail.as_bytes(), errors::BODY_EXCERPT_LIMIT));
+        msg.push_str(&errors::excerpt(
+            detail.as_bytes(),
+            errors::BODY_EXCERPT_LIMIT,
+        ));
     }
     if let Some(id) = headers.get("dg-request-id").and_then(|v| v.to_str().ok()) {
         msg.push_str(&format!(" (request {id})"));
@@ -170,7 +171,7 @@ pub async fn synthesize(
             Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
             Ok(Some(Ok(c))) => c,
         };
-        if out.send(Bytes::from(chunk)).await.is_err() {
+        if out.send(chunk).await.is_err() {
             // Cancelled or the host went away: stop reading (dropping `body` closes it).
             return Ok(());
         }

@@ -377,7 +377,10 @@ impl Session {
         let e = err.unwrap_or_else(|| {
             errors::make(
                 ErrorCategory::Transient,
-                format!("{}: the socket closed before the audio ended", super::rest::CONTEXT),
+                format!(
+                    "{}: the socket closed before the audio ended",
+                    super::rest::CONTEXT
+                ),
                 None,
                 &self.redactor,
             )
@@ -433,9 +436,7 @@ impl Session {
         if tx.send_text(messages::CLOSE.to_owned()).await.is_err() {
             return;
         }
-        let drain = async {
-            while let Ok(Some(_)) = rx.recv().await {}
-        };
+        let drain = async { while let Ok(Some(_)) = rx.recv().await {} };
         if tokio::time::timeout(self.settings.drain_timeout, drain)
             .await
             .is_err()
@@ -445,9 +446,7 @@ impl Session {
     }
 }
 
-async fn recv(
-    conn: &mut Option<(WsSender, WsReceiver)>,
-) -> Result<Option<Message>, PluginError> {
+async fn recv(conn: &mut Option<(WsSender, WsReceiver)>) -> Result<Option<Message>, PluginError> {
     match conn {
         Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,

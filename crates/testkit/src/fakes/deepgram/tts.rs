@@ -302,7 +302,10 @@ impl DeepgramTtsFake {
         timeout: Duration,
         pred: impl Fn(&StreamLog) -> bool,
     ) -> Option<StreamLog> {
-        poll(timeout, || self.sessions().into_iter().nth(index).filter(&pred)).await
+        poll(timeout, || {
+            self.sessions().into_iter().nth(index).filter(&pred)
+        })
+        .await
     }
 }
 
@@ -323,10 +326,20 @@ async fn poll<T>(timeout: Duration, f: impl Fn() -> Option<T>) -> Option<T> {
 /// divided by `speed`, in `encoding` (wire name) at `sample_rate`. linear16 is PCM16 LE, mulaw
 /// and alaw are G.711; mp3, opus, flac and aac are deterministic stand-in bytes (starting with
 /// the format's magic) of a plausible size. No container.
-pub fn speech(text: &str, encoding: &str, sample_rate: u32, speed: f64, ms_per_char: u32) -> Vec<u8> {
+pub fn speech(
+    text: &str,
+    encoding: &str,
+    sample_rate: u32,
+    speed: f64,
+    ms_per_char: u32,
+) -> Vec<u8> {
     let chars = text.chars().count().max(1) as f64;
     let ms = chars * f64::from(ms_per_char) / speed.clamp(0.1, 10.0);
-    let rate = if sample_rate == 0 { 24_000 } else { sample_rate };
+    let rate = if sample_rate == 0 {
+        24_000
+    } else {
+        sample_rate
+    };
     let n = (ms * f64::from(rate) / 1000.0).round().max(1.0) as usize;
     let step = 2.0 * std::f64::consts::PI * 440.0 / f64::from(rate);
     let sample = |i: usize| ((i as f64 * step).sin() * 8_000.0) as i16;
@@ -449,10 +462,13 @@ fn bad_request(msg: impl Into<String>, request_id: &str) -> Response {
 }
 
 /// `None` when the credential is right; the 401 otherwise (`required`: a missing header too).
-fn check_auth(headers: &HeaderMap, key: &str, request_id: &str, required: bool) -> Option<Response> {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
+fn check_auth(
+    headers: &HeaderMap,
+    key: &str,
+    request_id: &str,
+    required: bool,
+) -> Option<Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     let ok = match auth {
         None => !required,
         Some(a) => ["Token ", "Bearer "].iter().any(|p| {
@@ -509,7 +525,9 @@ fn valid_model(m: &str) -> bool {
     let parts: Vec<&str> = m.split('-').collect();
     parts.first() == Some(&"aura")
         && matches!(parts.len(), 3 | 4)
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
         && (parts.len() == 3 || parts[1] == "2")
 }
 
@@ -684,7 +702,13 @@ async fn rest_speak(
         }
         _ => {}
     }
-    let mut audio = speech(&text, &p.encoding, p.sample_rate, p.speed, st.opts.ms_per_char);
+    let mut audio = speech(
+        &text,
+        &p.encoding,
+        p.sample_rate,
+        p.speed,
+        st.opts.ms_per_char,
+    );
     if p.container == "wav" {
         let (bits, format) = match p.encoding.as_str() {
             "mulaw" => (8, 7),
@@ -731,9 +755,7 @@ async fn produce(
     for (i, chunk) in chunks.into_iter().enumerate() {
         if let TtsFault::Truncate { after_chunks } = opts.fault {
             if i >= after_chunks {
-                let _ = tx
-                    .send(Err(std::io::Error::other("fake: truncated")))
-                    .await;
+                let _ = tx.send(Err(std::io::Error::other("fake: truncated"))).await;
                 return;
             }
         }
@@ -864,7 +886,11 @@ async fn serve(
     let mut release = st.release.subscribe();
     let metadata = json!({"type": "Metadata", "request_id": request_id, "model_name": p.model,
         "model_version": "2025-04-07.0", "model_uuid": "0d1b7e0c-aaaa-bbbb-cccc-000000000001"});
-    if !silent && send_text(&mut ws, &log, opts, metadata.to_string()).await.is_err() {
+    if !silent
+        && send_text(&mut ws, &log, opts, metadata.to_string())
+            .await
+            .is_err()
+    {
         return;
     }
     let mut buffer = String::new();
@@ -1056,7 +1082,11 @@ mod tests {
     #[test]
     fn query_validation() {
         let ok = |q: &str, ws| parse_params(&format!("/v1/speak?{q}").parse().unwrap(), ws);
-        let p = ok("model=aura-2-thalia-en&encoding=linear16&container=none&sample_rate=16000", false).unwrap();
+        let p = ok(
+            "model=aura-2-thalia-en&encoding=linear16&container=none&sample_rate=16000",
+            false,
+        )
+        .unwrap();
         assert_eq!((p.container.as_str(), p.sample_rate), ("none", 16_000));
         assert_eq!(ok("encoding=linear16", false).unwrap().container, "wav");
         assert_eq!(ok("", false).unwrap().encoding, "mp3");
