@@ -36,6 +36,9 @@ const MODELS: &[(&str, &str)] = &[
     ("eleven_multilingual_v1", "Eleven Multilingual v1"),
 ];
 
+/// Cached voice listings by (base URL, API key), with the time each was fetched.
+type VoiceCache = HashMap<(String, Secret), (Instant, Vec<VoiceInfo>)>;
+
 /// ElevenLabs text-to-speech. Plugin id `elevenlabs` (aliases `eleven-labs`, `11labs`).
 ///
 /// Config section (all optional): `base_url` (default `https://api.elevenlabs.io`; `http://`
@@ -62,7 +65,7 @@ pub struct ElevenLabsTts {
     /// One pooled client per instance.
     http: OnceLock<HttpClient>,
     /// Voice listings by (base URL, key).
-    voices: Mutex<HashMap<(String, Secret), (Instant, Vec<VoiceInfo>)>>,
+    voices: Mutex<VoiceCache>,
 }
 
 impl ElevenLabsTts {

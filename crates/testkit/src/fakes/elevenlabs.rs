@@ -716,21 +716,27 @@ impl Session {
         let contexts: Contexts = Arc::default();
         let audio_count = Arc::new(AtomicUsize::new(0));
         let opts = self.app.opts.clone();
+        let mut last_input = tokio::time::Instant::now();
         loop {
-            let idle = {
-                let c = contexts.lock().expect("lock");
-                c.values().all(|c| !c.generating)
-            };
             let next = tokio::select! {
                 m = stream.next() => m,
                 _ = kill.notified() => break,
-                _ = tokio::time::sleep(opts.inactivity), if idle && opts.fault != Fault::Silent => {
-                    let msg = json!({"message": format!("Have not received a new text input within the timeout of {}s.", opts.inactivity.as_secs()), "error": "input_timeout_exceeded", "code": 1008});
-                    let _ = tx.send(Out::Msg(Message::Text(msg.to_string().into())));
-                    let _ = tx.send(Out::Close(1008, "input_timeout_exceeded".into()));
-                    break;
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    // The inactivity clock runs while no context is generating.
+                    let idle = contexts.lock().expect("lock").values().all(|c| !c.generating);
+                    if !idle {
+                        last_input = tokio::time::Instant::now();
+                    }
+                    if idle && opts.fault != Fault::Silent && last_input.elapsed() >= opts.inactivity {
+                        let msg = json!({"message": format!("Have not received a new text input within the timeout of {}s.", opts.inactivity.as_secs()), "error": "input_timeout_exceeded", "code": 1008});
+                        let _ = tx.send(Out::Msg(Message::Text(msg.to_string().into())));
+                        let _ = tx.send(Out::Close(1008, "input_timeout_exceeded".into()));
+                        break;
+                    }
+                    continue;
                 }
             };
+            last_input = tokio::time::Instant::now();
             let text = match next {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Text(t))) => t.to_string(),
@@ -925,7 +931,7 @@ impl Session {
             if flush_first && !c.buffer.trim().is_empty() && !c.generating {
                 c.flushed = true;
             }
-            !c.generating && !(flush_first && !c.buffer.trim().is_empty())
+            !c.generating && (!flush_first || c.buffer.trim().is_empty())
         };
         if idle {
             contexts.lock().expect("lock").remove(ctx);
