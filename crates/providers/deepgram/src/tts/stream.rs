@@ -319,8 +319,11 @@ impl Session {
                 };
                 r.heard = true;
                 let id = r.id();
+                // The host paces us by not taking audio: time spent handing it over is not
+                // vendor silence, so the clock restarts after the hand-over.
+                self.emit(TtsEvent::Audio { id, data }).await?;
                 self.last_heard = Instant::now();
-                self.emit(TtsEvent::Audio { id, data }).await
+                Ok(())
             }
             Ok(Some(Message::Text(t))) => match messages::parse_server(t.as_str()) {
                 Server::Flushed { sequence_id } => {
@@ -328,7 +331,6 @@ impl Session {
                         // A flush from before the Clear: its requests were dropped.
                         return Ok(());
                     }
-                    self.last_heard = Instant::now();
                     match self.groups.pop_front() {
                         Some(g) => {
                             for r in g {
@@ -337,6 +339,7 @@ impl Session {
                         }
                         None => tracing::debug!(?sequence_id, "deepgram tts: stray Flushed"),
                     }
+                    self.last_heard = Instant::now();
                     Ok(())
                 }
                 Server::Cleared { sequence_id } => {
@@ -353,6 +356,8 @@ impl Session {
                     Ok(())
                 }
                 Server::Warning { code, description } => {
+                    // E.g. the flush limit (20 per 60 s, docs tts-ws-flush): Deepgram then
+                    // ignores the Flush, and the request it ended fails by `response_timeout`.
                     tracing::warn!(%code, %description, "deepgram tts: warning");
                     Ok(())
                 }
