@@ -771,10 +771,50 @@ async fn websocket_garbage_is_skipped() {
 }
 
 #[tokio::test]
-async fn websocket_retries_a_request_whose_connection_died_before_its_audio() {
-    // The vendor drops the socket right after the first context's first chunk: request 1 fails
-    // (audio went out), request 2 (prefetched, none of its audio emitted) is sent again on a new
-    // socket... which the fake drops too, so it fails after its one retry.
+async fn websocket_resends_a_prefetched_request_whose_connection_closed() {
+    // The vendor closes the socket (1011) after 6 chunks, interleaved between the two contexts:
+    // request 1's audio had started, so it fails; request 2 was sent ahead and part of its audio
+    // held, none emitted, so it is sent again on a fresh socket (a new context attempt, 5 chunks,
+    // under the limit) and the host gets exactly its audio, once.
+    let fake = CartesiaFake::with_options(CartesiaOptions {
+        chunk_delay: Duration::from_millis(3),
+        ..CartesiaOptions::new(KEY).fault(Fault::CloseAfterChunks {
+            after_chunks: 6,
+            code: 1011,
+        })
+    })
+    .await;
+    let cfg = session(
+        &fake,
+        AudioEncoding::Linear16,
+        16_000,
+        json!({"prefetch": 1}),
+    );
+    let (mut peer, _task) = open(&CartesiaTts::new(), &cfg).await;
+    let (one, two) = (&"A long first sentence. ".repeat(4), "Ten chars!");
+    peer.input.send(TtsInput::Speak(req(1, one))).await.unwrap();
+    peer.input.send(TtsInput::Speak(req(2, two))).await.unwrap();
+    let (audio, end) = until_end(&mut peer, 1).await;
+    assert!(!audio.is_empty());
+    assert_eq!(end.unwrap_err().category(), ErrorCategory::Transient);
+    let (audio, end) = until_end(&mut peer, 2).await;
+    end.unwrap_or_else(|e| panic!("{e}: {:#?}", fake.ws_sessions()));
+    assert_eq!(audio, expected_audio(two, "pcm_s16le", 16_000, 20));
+    let sessions = fake.ws_sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(
+        sessions[0].received.len(),
+        2,
+        "request 2 was sent ahead on the first socket"
+    );
+    let ctx = sessions[1].received[0]["context_id"].as_str().unwrap();
+    assert!(ctx.ends_with("-2-1"), "a new attempt: {ctx}");
+}
+
+#[tokio::test]
+async fn websocket_fails_a_request_whose_audio_had_started() {
+    // Dropped after the first chunk on every socket: request 1 fails (its audio went out and
+    // cannot be replayed); the next request dials a fresh socket.
     let fake = CartesiaFake::with_options(
         CartesiaOptions::new(KEY).fault(Fault::Truncate { after_chunks: 1 }),
     )
@@ -785,17 +825,16 @@ async fn websocket_retries_a_request_whose_connection_died_before_its_audio() {
         .send(TtsInput::Speak(req(1, &"Words. ".repeat(10))))
         .await
         .unwrap();
-    let (_, e) = until_end(&mut peer, 1).await;
+    let (audio, e) = until_end(&mut peer, 1).await;
+    assert!(!audio.is_empty());
     assert_eq!(e.unwrap_err().category(), ErrorCategory::Transient);
     peer.input
-        .send(TtsInput::Speak(req(2, "Later.")))
+        .send(TtsInput::Speak(req(2, "Later on.")))
         .await
         .unwrap();
-    let (audio, _) = until_end(&mut peer, 2).await;
-    // Either its single chunk made it (the request is one chunk long) or it failed; no hang,
-    // and a fresh socket was dialled for it.
-    assert!(audio.len() <= expected_audio("Later.", "pcm_s16le", 16_000, 20).len());
-    assert!(fake.ws_upgrades().len() >= 2);
+    let (_, e) = until_end(&mut peer, 2).await;
+    assert_eq!(e.unwrap_err().category(), ErrorCategory::Transient);
+    assert_eq!(fake.ws_upgrades().len(), 2);
 }
 
 #[tokio::test]
