@@ -1,0 +1,225 @@
+//! A streaming resampler shared by the processors: interleaved `f32` in, interleaved `f32` out,
+//! any block size, state kept from one block to the next.
+//!
+//! rubato's synchronous [`Fft`] resampler is used whenever the two rates share a large enough
+//! common divisor (every usual rate pair does: 8/11.025/16/22.05/24/32/44.1/48/96/192 kHz); for
+//! odd pairs whose smallest FFT block would be longer than [`MAX_FFT_BLOCK_SECONDS`] (for example
+//! 8001 → 16000 Hz) an asynchronous sinc resampler takes over, so the delay stays small.
+//!
+//! The output is *not* trimmed of the resampler's start-up delay: the stream starts with
+//! [`Stream::delay_frames`] frames of (near) silence and from then on has exactly the resampled
+//! length of the input it consumed, so a block of whole chunks in gives a block of exactly
+//! `ratio ×` as many frames out. Values pass through unscaled (the resampler is linear), so
+//! callers may work at i16 scale.
+
+use audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{
+    Async, Fft, FixedAsync, FixedSync, Resampler, SincInterpolationParameters,
+    SincInterpolationType, WindowFunction,
+};
+
+/// Input frames per chunk, as a fraction of a second (10 ms).
+const CHUNKS_PER_SECOND: usize = 100;
+/// The longest minimum FFT block (in seconds of input) accepted before falling back to sinc.
+pub(crate) const MAX_FFT_BLOCK_SECONDS: f64 = 0.05;
+
+/// One direction of streaming resampling.
+pub(crate) struct Stream {
+    inner: Box<dyn Resampler<f32>>,
+    channels: usize,
+    /// Input not yet processed (interleaved).
+    pending: Vec<f32>,
+    /// Output scratch, sized for the largest chunk.
+    output: Vec<f32>,
+    from: u32,
+    to: u32,
+    /// Whether `inner` is the FFT resampler (fixed output per chunk).
+    fft: bool,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("channels", &self.channels)
+            .field("chunk", &self.inner.input_frames_max())
+            .finish_non_exhaustive()
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl Stream {
+    /// A resampler from `from` to `to` Hz for `channels` interleaved channels. Plans FFTs and
+    /// allocates every buffer it needs for blocks of up to `max_block_frames` input frames.
+    pub(crate) fn new(
+        from: u32,
+        to: u32,
+        channels: usize,
+        max_block_frames: usize,
+    ) -> Result<Self, String> {
+        if from == 0 || to == 0 || channels == 0 {
+            return Err(format!(
+                "invalid layout {from} Hz → {to} Hz, {channels} channels"
+            ));
+        }
+        let (fu, tu) = (from as usize, to as usize);
+        let chunk = (fu / CHUNKS_PER_SECOND).max(1);
+        let min_block = fu / gcd(fu, tu);
+        let fft = min_block as f64 <= f64::from(from) * MAX_FFT_BLOCK_SECONDS;
+        let inner: Box<dyn Resampler<f32>> = if fft {
+            let chunk = chunk.div_ceil(min_block) * min_block;
+            // One FFT block per chunk: the chunk is a whole number of minimum blocks, so every
+            // chunk yields exactly `chunk × to / from` frames and the delay is half a chunk.
+            Box::new(
+                Fft::<f32>::new_custom(
+                    fu,
+                    tu,
+                    chunk,
+                    1,
+                    channels,
+                    WindowFunction::BlackmanHarris2,
+                    FixedSync::Input,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        } else {
+            let params = SincInterpolationParameters {
+                sinc_len: 64,
+                f_cutoff: None,
+                oversampling_factor: 256,
+                interpolation: SincInterpolationType::Linear,
+                window: WindowFunction::BlackmanHarris2,
+            };
+            Box::new(
+                Async::<f32>::new_sinc(
+                    f64::from(to) / f64::from(from),
+                    1.0,
+                    &params,
+                    chunk,
+                    channels,
+                    FixedAsync::Input,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        };
+        let output = vec![0.0; inner.output_frames_max() * channels];
+        let pending_cap = (inner.input_frames_max() + max_block_frames) * channels;
+        Ok(Self {
+            inner,
+            channels,
+            pending: Vec::with_capacity(pending_cap),
+            output,
+            from,
+            to,
+            fft,
+        })
+    }
+
+    /// Input frames consumed per chunk.
+    pub(crate) fn chunk_frames(&self) -> usize {
+        self.inner.input_frames_max()
+    }
+
+    /// Output frames one chunk can produce at most.
+    pub(crate) fn max_output_frames(&self) -> usize {
+        self.inner.output_frames_max()
+    }
+
+    /// The resampler's delay, in output frames.
+    pub(crate) fn delay_frames(&self) -> usize {
+        self.inner.output_delay()
+    }
+
+    /// Whether whole chunks always produce the same number of output frames (FFT resampler with
+    /// a chunk that is a multiple of its FFT block).
+    pub(crate) fn output_per_chunk(&self) -> Option<usize> {
+        let (fu, tu) = (self.from as usize, self.to as usize);
+        let chunk = self.chunk_frames();
+        (self.fft && (chunk * tu) % fu == 0).then_some(chunk * tu / fu)
+    }
+
+    /// Queues input samples (interleaved).
+    pub(crate) fn push(&mut self, samples: impl IntoIterator<Item = f32>) {
+        self.pending.extend(samples);
+    }
+
+    /// Queues input samples from a slice (interleaved).
+    pub(crate) fn push_slice(&mut self, samples: &[f32]) {
+        self.pending.extend_from_slice(samples);
+    }
+
+    /// Resamples every whole chunk queued, handing each chunk's output (interleaved) to `sink`.
+    pub(crate) fn run(&mut self, mut sink: impl FnMut(&[f32])) {
+        let ch = self.channels;
+        let mut pos = 0;
+        loop {
+            let need = self.inner.input_frames_next();
+            if self.pending.len() - pos < need * ch {
+                break;
+            }
+            let out_frames = self.output.len() / ch;
+            let input = InterleavedSlice::new(&self.pending[pos..pos + need * ch], ch, need);
+            let output = InterleavedSlice::new_mut(&mut self.output[..], ch, out_frames);
+            let written = match (input, output) {
+                (Ok(input), Ok(mut output)) => self
+                    .inner
+                    .process_into_buffer(&input, &mut output, None)
+                    .map(|(_, written)| written)
+                    // Sizes come from the resampler itself, so this cannot fail; if it ever
+                    // did, the chunk is replaced by silence of its resampled length.
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            pos += need * ch;
+            sink(&self.output[..written * ch]);
+        }
+        if pos > 0 {
+            self.pending.drain(..pos);
+        }
+    }
+
+    /// Forgets all state and queued input.
+    pub(crate) fn reset(&mut self) {
+        self.inner.reset();
+        self.pending.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usual_rates_use_fixed_output_chunks() {
+        for (from, to) in [
+            (16_000, 48_000),
+            (48_000, 16_000),
+            (8_000, 16_000),
+            (44_100, 48_000),
+        ] {
+            let s = Stream::new(from, to, 1, 960).unwrap();
+            let out = s.output_per_chunk().unwrap();
+            assert_eq!(out * from as usize, s.chunk_frames() * to as usize);
+        }
+    }
+
+    #[test]
+    fn odd_rates_fall_back_to_sinc_and_keep_length() {
+        let mut s = Stream::new(8_001, 16_000, 1, 960).unwrap();
+        assert!(s.output_per_chunk().is_none());
+        let mut produced = 0usize;
+        for _ in 0..100 {
+            s.push(std::iter::repeat_n(0.1f32, 80));
+            s.run(|o| produced += o.len());
+        }
+        let expected = 8_000.0 * 16_000.0 / 8_001.0;
+        assert!((produced as f64 - expected).abs() < 200.0, "{produced}");
+    }
+}
