@@ -23,9 +23,30 @@ const CHUNKS_PER_SECOND: usize = 100;
 /// The longest minimum FFT block (in seconds of input) accepted before falling back to sinc.
 pub(crate) const MAX_FFT_BLOCK_SECONDS: f64 = 0.05;
 
+/// Exclusive access only: a `&Exclusive<T>` gives nothing, so it can be `Sync` whatever `T` is
+/// (the same idea as the unstable `std::sync::Exclusive`). rubato's sinc resampler is `Send` but
+/// not `Sync`, and [`AudioProcessor`](waav_plugin_api::AudioProcessor) must be both.
+struct Exclusive<T>(T);
+
+// SAFETY: no method reaches the inner value through `&self`; all access needs `&mut self`, which
+// is itself exclusive, so sharing `&Exclusive<T>` between threads cannot race.
+unsafe impl<T: Send> Sync for Exclusive<T> {}
+
+impl<T> Exclusive<T> {
+    fn get_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
 /// One direction of streaming resampling.
 pub(crate) struct Stream {
-    inner: Box<dyn Resampler<f32>>,
+    inner: Exclusive<Box<dyn Resampler<f32>>>,
+    /// Input frames per chunk.
+    chunk: usize,
+    /// Most output frames per chunk.
+    max_out: usize,
+    /// Delay in output frames.
+    delay: usize,
     channels: usize,
     /// Input not yet processed (interleaved).
     pending: Vec<f32>,
@@ -43,7 +64,7 @@ impl std::fmt::Debug for Stream {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("channels", &self.channels)
-            .field("chunk", &self.inner.input_frames_max())
+            .field("chunk", &self.chunk)
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +133,10 @@ impl Stream {
         let output = vec![0.0; inner.output_frames_max() * channels];
         let pending_cap = (inner.input_frames_max() + max_block_frames) * channels;
         Ok(Self {
-            inner,
+            chunk: inner.input_frames_max(),
+            max_out: inner.output_frames_max(),
+            delay: inner.output_delay(),
+            inner: Exclusive(inner),
             channels,
             pending: Vec::with_capacity(pending_cap),
             output,
@@ -124,17 +148,17 @@ impl Stream {
 
     /// Input frames consumed per chunk.
     pub(crate) fn chunk_frames(&self) -> usize {
-        self.inner.input_frames_max()
+        self.chunk
     }
 
     /// Output frames one chunk can produce at most.
     pub(crate) fn max_output_frames(&self) -> usize {
-        self.inner.output_frames_max()
+        self.max_out
     }
 
     /// The resampler's delay, in output frames.
     pub(crate) fn delay_frames(&self) -> usize {
-        self.inner.output_delay()
+        self.delay
     }
 
     /// Whether whole chunks always produce the same number of output frames (FFT resampler with
@@ -158,9 +182,10 @@ impl Stream {
     /// Resamples every whole chunk queued, handing each chunk's output (interleaved) to `sink`.
     pub(crate) fn run(&mut self, mut sink: impl FnMut(&[f32])) {
         let ch = self.channels;
+        let inner = self.inner.get_mut();
         let mut pos = 0;
         loop {
-            let need = self.inner.input_frames_next();
+            let need = inner.input_frames_next();
             if self.pending.len() - pos < need * ch {
                 break;
             }
@@ -168,8 +193,7 @@ impl Stream {
             let input = InterleavedSlice::new(&self.pending[pos..pos + need * ch], ch, need);
             let output = InterleavedSlice::new_mut(&mut self.output[..], ch, out_frames);
             let written = match (input, output) {
-                (Ok(input), Ok(mut output)) => self
-                    .inner
+                (Ok(input), Ok(mut output)) => inner
                     .process_into_buffer(&input, &mut output, None)
                     .map(|(_, written)| written)
                     // Sizes come from the resampler itself, so this cannot fail; if it ever
@@ -187,7 +211,7 @@ impl Stream {
 
     /// Forgets all state and queued input.
     pub(crate) fn reset(&mut self) {
-        self.inner.reset();
+        self.inner.get_mut().reset();
         self.pending.clear();
     }
 }

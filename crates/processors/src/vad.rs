@@ -17,6 +17,10 @@ pub const VAD_RATE: u32 = 16_000;
 pub const VAD_FRAME: usize = 256;
 /// Milliseconds per earshot frame.
 pub const VAD_FRAME_MS: f64 = VAD_FRAME as f64 * 1000.0 / VAD_RATE as f64;
+/// A rise of the score by more than this restarts the "falling since" mark.
+const FALL_EPSILON: f32 = 0.005;
+/// The end of speech is placed at most this many frames (~130 ms) before the first silent frame.
+const MAX_FALL_FRAMES: u64 = 8;
 /// Blocks up to this many frames are handled without growing any buffer.
 const WARM_BLOCK_FRAMES: usize = 9_600;
 
@@ -141,6 +145,9 @@ pub struct VadProcessor {
     /// Frames scored since the start (or the last reset).
     frames: u64,
     last_score: f32,
+    prev_score: f32,
+    /// While in speech: the frame where the score last began to fall.
+    falling_since: u64,
     last_boundary: Option<u64>,
 }
 
@@ -182,6 +189,8 @@ impl VadProcessor {
             run_start: 0,
             frames: 0,
             last_score: 0.0,
+            prev_score: 0.0,
+            falling_since: 0,
             last_boundary: None,
         };
         p.set_layout(rate, channels)?;
@@ -238,6 +247,14 @@ impl VadProcessor {
         self.last_score = score;
         let index = self.frames;
         self.frames += 1;
+        if self.in_speech {
+            // Track where the score last started to fall: earshot's score decays over ~100 ms
+            // after speech stops, so the end of speech is where that decline began.
+            if score > self.prev_score + FALL_EPSILON {
+                self.falling_since = index + 1;
+            }
+        }
+        self.prev_score = score;
         let (counts, needed) = if self.in_speech {
             (score < self.settings.neg_threshold, self.silence_frames)
         } else {
@@ -248,12 +265,20 @@ impl VadProcessor {
             return;
         }
         if self.run == 0 {
-            self.run_start = index;
+            self.run_start = if self.in_speech {
+                // The decline that led here, at most MAX_FALL_FRAMES back.
+                self.falling_since
+                    .max(index.saturating_sub(MAX_FALL_FRAMES))
+                    .min(index)
+            } else {
+                index
+            };
         }
         self.run += 1;
         if self.run >= needed {
             self.in_speech = !self.in_speech;
             self.run = 0;
+            self.falling_since = index;
             self.last_boundary = Some(self.run_start);
             events.push(if self.in_speech {
                 ProcessorEvent::SpeechStarted
@@ -336,6 +361,8 @@ impl AudioProcessor for VadProcessor {
         self.run = 0;
         self.frames = 0;
         self.last_score = 0.0;
+        self.prev_score = 0.0;
+        self.falling_since = 0;
         self.last_boundary = None;
     }
 }
