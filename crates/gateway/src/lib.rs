@@ -13,6 +13,7 @@
 //! - [`session`]: one `/ws` voice session: protocol, STT/TTS links, turn logic, outgoing FIFO.
 //! - `transport`: HTTP and WebSocket routes; `middleware`: auth and connection caps.
 //! - [`audio`]: format negotiation and conversion between clients and plugins.
+//! - [`pipeline`]: a session's audio processors per stage, with accounting and containment.
 //! - [`cache`]: the TTS cache. `metrics`: Prometheus metrics.
 //! - [`server`]: start, serve, graceful stop. [`cli`]: the command line.
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ pub mod config;
 pub(crate) mod isolation;
 pub(crate) mod metrics;
 pub(crate) mod middleware;
+pub mod pipeline;
 pub mod registry;
 pub mod server;
 pub mod session;

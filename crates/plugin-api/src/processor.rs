@@ -36,9 +36,10 @@ pub enum ProcessorEvent {
 /// A per-session audio processor.
 ///
 /// Real-time safe: `process` never blocks or awaits and, once warmed up, does not allocate.
+/// `Sync` because a session is shared by reference across its own awaits (never across tasks).
 /// It transforms `audio` in place (it may change its length or sample rate, for resampling) and
 /// pushes any events onto `events` (which the pipeline clears between frames).
-pub trait AudioProcessor: Send {
+pub trait AudioProcessor: Send + Sync {
     /// Processes one block of audio.
     fn process(
         &mut self,

@@ -5,8 +5,12 @@
 use waav_assemblyai as _;
 #[cfg(feature = "azure")]
 use waav_azure as _;
+#[cfg(feature = "cartesia")]
+use waav_cartesia as _;
 #[cfg(feature = "deepgram")]
 use waav_deepgram as _;
+#[cfg(feature = "elevenlabs")]
+use waav_elevenlabs as _;
 #[cfg(feature = "local")]
 use waav_local as _;
 

@@ -1,7 +1,7 @@
 //! Test support for WaaV Gateway.
 //!
 //! Linking this crate registers deterministic **loopback** providers (STT and TTS, id `loopback`)
-//! and a `faulty` STT plugin whose `init` can be told to fail. They exist for tests and benchmarks
+//! a `faulty` STT plugin whose `init` can be told to fail, and a `level-vad` processor. They exist for tests and benchmarks
 //! and are never linked into the production binary.
 //!
 //! Loopback behaviour is tuned per session through the `model` string, as comma-separated knobs
@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod fakes;
 mod faulty;
 mod knobs;
+mod level_vad;
 mod loopback_stt;
 mod loopback_tts;
 mod route;
@@ -20,6 +21,7 @@ pub mod stamp;
 
 pub use faulty::FaultyPlugin;
 pub use knobs::{Fault, Knobs};
+pub use level_vad::LevelVad;
 pub use loopback_stt::LoopbackStt;
 pub use loopback_tts::{tone_ms_for_text, LoopbackTts};
 pub use route::TestRoutes;
@@ -29,6 +31,7 @@ waav_plugin_api::register_plugin!(Tts, LoopbackTts);
 waav_plugin_api::register_plugin!(Stt, FaultyPlugin);
 waav_plugin_api::register_plugin!(Stt, KeyedStt);
 waav_plugin_api::register_plugin!(Route, TestRoutes);
+waav_plugin_api::register_plugin!(Processor, LevelVad);
 
 /// STT plugin `keyed`: the loopback STT behind an API key (`WAAV_TESTKIT_KEYED_API_KEY` or a
 /// per-session `api_key`), to exercise key resolution.

@@ -10,7 +10,7 @@ pub use lookup::{ClientCredentials, LookupError, Provider};
 use crate::config::{ConfigError, PluginSection, PluginsConfig};
 use crate::isolation::{guard, guard_sync};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 use waav_plugin_api::{
@@ -127,10 +127,36 @@ pub struct PluginHealth {
     pub required: bool,
 }
 
+/// A configured processor instance.
+#[derive(Debug, Clone)]
+struct ProcessorInstance {
+    plugin: &'static str,
+    config: PluginConfig,
+}
+
+/// A processor made for one session.
+pub struct CreatedProcessor {
+    /// The plugin id implementing it.
+    pub plugin: &'static str,
+    /// The session's processor.
+    pub processor: Box<dyn waav_plugin_api::AudioProcessor>,
+}
+
+impl std::fmt::Debug for CreatedProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedProcessor")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Every plugin this build links, indexed by kind and name.
 pub struct Registry {
     entries: Vec<Entry>,
     index: HashMap<(PluginKind, String), usize>,
+    /// Processor instances by name: the plugin id implementing each, and its settings.
+    processors: BTreeMap<String, ProcessorInstance>,
+    pipelines: crate::config::PipelinesConfig,
     broken: Vec<BrokenRegistration>,
     init_order: Mutex<Vec<usize>>,
 }
@@ -251,6 +277,24 @@ impl Registry {
             }
         }
         check_pipelines(config)?;
+        let processors = config
+            .processors
+            .iter()
+            .filter(|(_, c)| c.enabled)
+            .filter_map(|(name, c)| {
+                let i = plugins.get(PluginKind::Processor, &c.kind)?;
+                Some((
+                    name.clone(),
+                    ProcessorInstance {
+                        plugin: protos[i].info.id,
+                        config: PluginConfig::new(
+                            format!("plugins.processors.{name}.config"),
+                            c.config.clone(),
+                        ),
+                    },
+                ))
+            })
+            .collect();
 
         let mut entries: Vec<Entry> = protos
             .into_iter()
@@ -277,6 +321,8 @@ impl Registry {
         Ok(Self {
             entries,
             index,
+            processors,
+            pipelines: config.pipelines.clone(),
             broken,
             init_order: Mutex::new(Vec::new()),
         })
@@ -346,6 +392,51 @@ impl Registry {
         self.index
             .get(&(kind, name.to_ascii_lowercase()))
             .map(|&i| &self.entries[i])
+    }
+
+    /// The configured default processor chains.
+    pub fn pipelines(&self) -> &crate::config::PipelinesConfig {
+        &self.pipelines
+    }
+
+    /// Creates processor instance `name` (from `plugins.processors`) for one session.
+    pub fn processor(
+        &self,
+        name: &str,
+        ctx: &waav_plugin_api::ProcessorContext,
+    ) -> Result<CreatedProcessor, LookupError> {
+        let inst = self
+            .processors
+            .get(name)
+            .ok_or_else(|| LookupError::Unsupported(format!("processor {name}")))?;
+        let entry = self
+            .find(PluginKind::Processor, inst.plugin)
+            .ok_or_else(|| LookupError::Unsupported(format!("processor {name}")))?;
+        if entry.state() != PluginState::Ready {
+            return Err(LookupError::Unavailable {
+                id: name.to_owned(),
+                reason: format!("processor plugin {} is {:?}", entry.id, entry.state()),
+            });
+        }
+        let PluginHandle::Processor(p) = &entry.handle else {
+            return Err(LookupError::Unsupported(format!("processor {name}")));
+        };
+        if !p.stages().contains(&ctx.stage) {
+            return Err(LookupError::Unavailable {
+                id: name.to_owned(),
+                reason: format!("{} does not run at stage {:?}", entry.id, ctx.stage),
+            });
+        }
+        let processor = p
+            .create(ctx, &inst.config)
+            .map_err(|e| LookupError::Unavailable {
+                id: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(CreatedProcessor {
+            plugin: entry.id,
+            processor,
+        })
     }
 
     /// Health of every plugin, and whether all required ones are healthy.

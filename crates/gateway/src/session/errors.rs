@@ -101,6 +101,15 @@ pub enum WsError {
         /// Plugin id.
         provider: &'static str,
     },
+    /// An audio processor failed (error or panic) and is disabled for the rest of the session;
+    /// audio keeps flowing without it.
+    #[error("audio processor {name} failed and is disabled for this session: {error}")]
+    ProcessorFailed {
+        /// The processor instance.
+        name: String,
+        /// What went wrong.
+        error: PluginError,
+    },
     /// Too many `speak` requests queued or in flight.
     #[error("TTS queue full: {queued} requests and {bytes} bytes of text pending (max {max_requests} requests, {max_bytes} bytes); wait for tts_playback_complete or send clear")]
     TtsQueueFull {
@@ -151,6 +160,7 @@ impl WsError {
             Self::CustomHandler { .. } => "custom_handler_failed",
             Self::LiveKitNotConfigured => "livekit_not_configured",
             Self::ProviderStalled { .. } => "provider_stalled",
+            Self::ProcessorFailed { .. } => "processor_failed",
             Self::TtsQueueFull { .. } => "tts_queue_full",
             Self::AuthTimeout(_) => "auth_timeout",
             Self::ShuttingDown => "server_shutdown",

@@ -5,6 +5,7 @@
 pub(crate) mod errors;
 pub(crate) mod link;
 pub mod outbound;
+mod pre_stt;
 pub mod protocol;
 pub(crate) mod stt;
 pub mod tts;
@@ -59,6 +60,10 @@ struct Session {
     turn: TurnTimer,
     /// An STT-side error already reported for the current config (avoids one per frame).
     stt_problem_reported: bool,
+    /// Clear interruptible TTS when the VAD hears the user.
+    barge_in: bool,
+    /// Pre-STT processor events of one frame, reused.
+    processor_events: Vec<pre_stt::TimedEvent>,
 }
 
 /// Runs a session on an upgraded socket until either side ends it.
@@ -84,6 +89,8 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
             Duration::from_millis(settings.end_of_turn_max_ms),
         ),
         stt_problem_reported: false,
+        barge_in: false,
+        processor_events: Vec::new(),
     };
     // A pending socket holds a slot, so it gets a short deadline, not the idle timeout.
     let auth_timeout = Duration::from_secs(settings.auth_timeout_secs);
@@ -266,6 +273,7 @@ impl Session {
             (Some(stt), true) => stt.send_audio(audio).await,
             (None, true) => Err(WsError::SttNotConfigured),
         };
+        self.on_processor_news().await;
         match result {
             Ok(()) => self.stt_problem_reported = false,
             Err(e @ WsError::ProviderStalled { .. }) => {
@@ -285,6 +293,44 @@ impl Session {
             Err(_) => {}
         }
         Flow::Continue
+    }
+
+    /// Speech boundaries and failures the pre-STT processors reported for the last frame.
+    async fn on_processor_news(&mut self) {
+        let Some(stt) = self.stt.as_mut() else { return };
+        let mut events = std::mem::take(&mut self.processor_events);
+        let disabled = stt.take_processor_news(&mut events);
+        if let Some(d) = disabled {
+            self.error(WsError::ProcessorFailed {
+                name: d.name,
+                error: d.error,
+            })
+            .await;
+        }
+        for (event, audio_ms) in events.drain(..) {
+            let event = match event {
+                waav_plugin_api::ProcessorEvent::SpeechStarted => "started",
+                waav_plugin_api::ProcessorEvent::SpeechEnded => "stopped",
+                _ => continue,
+            };
+            self.out
+                .send(ServerMessage::SpeechEvent { event, audio_ms })
+                .await;
+            // Barge-in: the user talks over the agent; interruptible audio stops as `clear` does.
+            if event == "started" && self.barge_in {
+                if let Some(tts) = self.tts.as_mut() {
+                    if tts.is_speaking() && !tts.suppresses_interruptions() {
+                        tts.clear().await;
+                        self.out
+                            .send(ServerMessage::TtsInterrupted {
+                                timestamp: protocol::now_ms(),
+                            })
+                            .await;
+                    }
+                }
+            }
+        }
+        self.processor_events = events;
     }
 
     async fn on_client(&mut self, msg: ClientMessage) {
@@ -377,6 +423,7 @@ impl Session {
         self.stt = stt;
         self.tts = tts;
         self.audio_enabled = audio;
+        self.barge_in = cfg.barge_in.unwrap_or(false);
         if cfg.livekit.is_some() {
             self.error(WsError::LiveKitNotConfigured).await;
         }

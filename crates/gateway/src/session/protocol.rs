@@ -121,6 +121,10 @@ pub struct ConfigMessage {
     /// TTS settings.
     #[serde(default)]
     pub tts_config: Option<TtsConfig>,
+    /// Barge-in: when the session's VAD hears the user start speaking over interruptible TTS
+    /// audio, the TTS is cleared and `tts_interrupted` sent (additive; default off).
+    #[serde(default)]
+    pub barge_in: Option<bool>,
     /// LiveKit room settings.
     #[serde(default)]
     pub livekit: Option<serde_json::Value>,
@@ -149,6 +153,10 @@ pub struct SttConfig {
     /// Per-session values of the provider's other credential fields (additive; see `/plugins`).
     #[serde(default)]
     pub credentials: Option<std::collections::BTreeMap<String, String>>,
+    /// Pre-STT processor instances (names from `plugins.processors`), in order; replaces
+    /// `plugins.pipelines.default_stt_pre` for this session, `[]` runs none (additive).
+    #[serde(default)]
+    pub pipeline: Option<Vec<String>>,
 }
 
 /// A pronunciation override.
@@ -275,6 +283,18 @@ impl SttConfig {
             self.api_key.as_deref().unwrap_or(""),
             MAX_API_KEY,
         )?;
+        if let Some(p) = &self.pipeline {
+            if p.len() > crate::pipeline::MAX_PROCESSORS {
+                return Err(format!(
+                    "pipeline has {} processors; at most {}",
+                    p.len(),
+                    crate::pipeline::MAX_PROCESSORS
+                ));
+            }
+            for name in p {
+                check_len("pipeline entry", name, MAX_NAME)?;
+            }
+        }
         check_credentials(self.credentials.as_ref())
     }
 }
@@ -371,6 +391,18 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         speaker: Option<String>,
     },
+    /// The session's VAD heard speech start or stop (additive; only with a VAD processor).
+    SpeechEvent {
+        /// `started` or `stopped`.
+        event: &'static str,
+        /// When, in ms of audio received.
+        audio_ms: u64,
+    },
+    /// The user spoke over interruptible TTS audio, which was cleared (barge-in; additive).
+    TtsInterrupted {
+        /// Milliseconds since the Unix epoch.
+        timestamp: u64,
+    },
     /// The TTS queue drained.
     TtsPlaybackComplete {
         /// Milliseconds since the Unix epoch.
@@ -410,6 +442,8 @@ impl ServerMessage {
         match self {
             Self::Ready { .. } => "ready",
             Self::SttResult { .. } => "stt_result",
+            Self::SpeechEvent { .. } => "speech_event",
+            Self::TtsInterrupted { .. } => "tts_interrupted",
             Self::TtsPlaybackComplete { .. } => "tts_playback_complete",
             Self::Error { .. } => "error",
             Self::SipTransferError { .. } => "sip_transfer_error",

@@ -2,15 +2,20 @@
 
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
+use super::pre_stt::{PreStt, TimedEvent};
 use super::protocol::SttConfig;
 use crate::audio::{negotiate, Bridge};
 use crate::isolation::guard;
 use crate::metrics::Metrics;
+use crate::pipeline::{AudioPipeline, Disabled};
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::Instant;
-use waav_plugin_api::{AudioEncoding, AudioFormat, SttEvent, SttInput, SttIo, SttSessionConfig};
+use waav_plugin_api::{
+    AudioEncoding, AudioFormat, ProcessorContext, ProcessorEvent, Stage, SttEvent, SttInput, SttIo,
+    SttSessionConfig, VadEvent,
+};
 
 /// Audio chunks buffered towards the provider (about 1.3 s of 20 ms frames).
 const INPUT_CAPACITY: usize = 64;
@@ -29,6 +34,8 @@ pub struct SttLink {
     sample_bytes: usize,
     /// Converts the client's audio into the format the provider takes.
     audio: Bridge,
+    /// The session's pre-STT processors, when it has any (boxed: most sessions have none).
+    pre: Option<Box<PreStt>>,
     /// Converted chunks of one client frame, reused.
     chunks: Vec<Bytes>,
     /// Since when audio has been dropped because the provider is not reading.
@@ -67,6 +74,21 @@ impl SttLink {
             .check_model(&cfg.model)
             .and_then(|()| negotiate::stt_input(&caps, client))
             .map_err(invalid)?;
+        let names = cfg
+            .pipeline
+            .as_ref()
+            .unwrap_or(&registry.pipelines().default_stt_pre);
+        let pre = if names.is_empty() {
+            None
+        } else {
+            let ctx = ProcessorContext::new(Stage::PreStt, client.sample_rate, client.channels);
+            let pipeline = AudioPipeline::build(registry, names, ctx).map_err(invalid)?;
+            Some(Box::new(
+                PreStt::new(client, taken, pipeline)
+                    .await
+                    .map_err(|e| invalid(e.to_string()))?,
+            ))
+        };
         let audio = Bridge::build(client, taken, 0)
             .await
             .map_err(|e| invalid(e.to_string()))?;
@@ -92,6 +114,7 @@ impl SttLink {
             first_result: false,
             sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),
             audio,
+            pre,
             chunks: Vec::new(),
             behind_since: None,
             stall,
@@ -109,24 +132,63 @@ impl SttLink {
                 sample_bytes: self.sample_bytes,
             });
         }
-        if self.audio.is_passthrough() {
-            return self.forward(audio).await;
-        }
         let mut chunks = std::mem::take(&mut self.chunks);
+        if let Some(pre) = self.pre.as_mut() {
+            let before = pre.events.len();
+            if let Err(e) = pre.process(audio, &mut chunks).await {
+                self.chunks = chunks;
+                return Err(WsError::InvalidConfig {
+                    section: "stt_config",
+                    message: e.to_string(),
+                });
+            }
+            // Speech boundaries go to the provider right after the audio they close.
+            let vad: Vec<VadEvent> = pre.events[before..]
+                .iter()
+                .filter_map(|&(e, at_ms)| match e {
+                    ProcessorEvent::SpeechStarted => Some(VadEvent::SpeechStarted { at_ms }),
+                    ProcessorEvent::SpeechEnded => Some(VadEvent::SpeechEnded { at_ms }),
+                    _ => None,
+                })
+                .collect();
+            let mut result = Ok(());
+            for c in chunks.drain(..) {
+                if result.is_ok() {
+                    result = self.forward(SttInput::Audio(c)).await;
+                }
+            }
+            for v in vad {
+                if result.is_ok() {
+                    result = self.forward(SttInput::Vad(v)).await;
+                }
+            }
+            self.chunks = chunks;
+            return result;
+        }
+        if self.audio.is_passthrough() {
+            return self.forward(SttInput::Audio(audio)).await;
+        }
         self.audio.push(audio, &mut |c| chunks.push(c));
         let mut result = Ok(());
         for c in chunks.drain(..) {
             if result.is_ok() {
-                result = self.forward(c).await;
+                result = self.forward(SttInput::Audio(c)).await;
             }
         }
         self.chunks = chunks;
         result
     }
 
-    async fn forward(&mut self, audio: Bytes) -> Result<(), WsError> {
+    /// Takes what the pre-STT processors reported since the last call.
+    pub fn take_processor_news(&mut self, events: &mut Vec<TimedEvent>) -> Option<Disabled> {
+        let pre = self.pre.as_mut()?;
+        events.append(&mut pre.events);
+        pre.disabled.pop()
+    }
+
+    async fn forward(&mut self, input: SttInput) -> Result<(), WsError> {
         let wait = BACKPRESSURE_WAIT.min(self.stall);
-        match self.link.send_within(SttInput::Audio(audio), wait).await {
+        match self.link.send_within(input, wait).await {
             Ok(()) | Err(SendError::Gone) => {
                 // A provider that ended reports it through `next`.
                 self.behind_since = None;
@@ -162,6 +224,9 @@ impl SttLink {
 
     /// Stops the provider, aborting it after `grace`.
     pub async fn close(self, grace: Duration) {
+        if let Some(pre) = &self.pre {
+            pre.log_stats();
+        }
         self.link.close(grace).await;
     }
 }

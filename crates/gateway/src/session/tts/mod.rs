@@ -281,6 +281,8 @@ pub struct TtsLink {
     queue: VecDeque<Pending>,
     /// Non-interruptible audio is being played until then.
     playing_until: Instant,
+    /// Any audio sent is being played until then (estimated).
+    audio_until: Instant,
     last_progress: Instant,
     cache_fill: bool,
 }
@@ -301,6 +303,7 @@ impl TtsLink {
             next_id: 1,
             queue: VecDeque::new(),
             playing_until: Instant::now(),
+            audio_until: Instant::now(),
             last_progress: Instant::now(),
             cache_fill,
         }
@@ -524,16 +527,17 @@ impl TtsLink {
     }
 
     async fn play(&mut self, data: Bytes, interruptible: bool, out: &Outbound) {
+        // Estimate playback end from the audio sent: the client plays it in real time.
+        let ms = self
+            .provider
+            .client
+            .duration_ms(data.len())
+            .unwrap_or(data.len() as f64 / 16.0); // compressed: assume ~128 kbit/s
+        let now = Instant::now();
+        let length = Duration::from_micros((ms * 1000.0) as u64);
+        self.audio_until = self.audio_until.max(now) + length;
         if !interruptible {
-            // Estimate playback end from the audio sent: the client plays it in real time.
-            let ms = self
-                .provider
-                .client
-                .duration_ms(data.len())
-                .unwrap_or(data.len() as f64 / 16.0); // compressed: assume ~128 kbit/s
-            let now = Instant::now();
-            self.playing_until =
-                self.playing_until.max(now) + Duration::from_micros((ms * 1000.0) as u64);
+            self.playing_until = self.playing_until.max(now) + length;
         }
         out.binary(data).await;
     }
@@ -544,6 +548,7 @@ impl TtsLink {
         if self.suppresses_interruptions() {
             return;
         }
+        self.audio_until = Instant::now();
         if let Some(last) = self.queue.back().map(|p| p.id) {
             self.queue.clear();
             self.provider.audio.discard();
@@ -565,6 +570,11 @@ impl TtsLink {
             role: "TTS",
             provider: self.provider.provider,
         }
+    }
+
+    /// Whether audio is queued, in flight or still playing at the client.
+    pub fn is_speaking(&self) -> bool {
+        !self.queue.is_empty() || Instant::now() < self.audio_until
     }
 
     /// Whether non-interruptible speech is queued or playing (STT results are held back then).

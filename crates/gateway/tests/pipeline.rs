@@ -1,0 +1,186 @@
+//! Processor pipelines in real `/ws` sessions: configured chains run in order on client audio,
+//! their speech boundaries reach the client (and drive barge-in), their costs reach `/metrics`,
+//! and a failing processor is disabled for its session only.
+
+mod common;
+
+use common::ws::{stt_config, tts_config, utterance, Frame, WsClient};
+use common::TestServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const YAML: &str = r#"
+plugins:
+  processors:
+    vad: { type: level-vad, config: { silence_frames: 3 } }
+    loud: { type: level-vad, config: { gain: 2, level: 30000 } }
+    crashy: { type: level-vad, config: { panic_after: 2 } }
+    broken: { type: level-vad, config: { error_after: 1 } }
+  pipelines: { default_stt_pre: [vad] }
+"#;
+
+/// Sends frames and collects every JSON message until `until` has been seen `times` times.
+async fn send_and_collect(
+    c: &mut WsClient,
+    frames: &[Vec<u8>],
+    until: &str,
+    times: usize,
+) -> Vec<Value> {
+    for f in frames {
+        c.send_binary(f.clone()).await;
+    }
+    let mut seen = Vec::new();
+    let mut hits = 0;
+    while hits < times {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Json(v)) => {
+                if v["type"] == until {
+                    hits += 1;
+                }
+                seen.push(v);
+            }
+            Ok(_) => {}
+            Err(_) => panic!("no {until} within 10 s; saw {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn the_default_chain_reports_speech_boundaries_timed_on_the_stream() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+        .await;
+    // 200 ms of tone then 200 ms of silence: started at the first frame, stopped 3 frames
+    // (60 ms) into the silence.
+    let seen = send_and_collect(&mut c, &utterance(200, 200, 16_000), "speech_event", 2).await;
+    let events: Vec<(&str, u64)> = seen
+        .iter()
+        .filter(|v| v["type"] == "speech_event")
+        .map(|v| {
+            (
+                v["event"].as_str().unwrap(),
+                v["audio_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(events, vec![("started", 20), ("stopped", 260)]);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("waav_processor_frames_total{processor=\"vad\",stage=\"pre_stt\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("waav_processor_seconds"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_session_chooses_its_own_chain_or_none() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "", 16000);
+    stt["pipeline"] = json!([]);
+    c.configure(json!({"type":"config","stt_config":stt})).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    // The loopback STT still answers (a final after the gap), and no VAD event comes first.
+    loop {
+        match c.recv().await {
+            Frame::Json(v) if v["type"] == "speech_event" => panic!("no VAD configured: {v}"),
+            Frame::Json(v) if v["type"] == "stt_result" && v["is_final"] == true => break,
+            _ => {}
+        }
+    }
+    let mut stt = stt_config("loopback", "", 16000);
+    stt["pipeline"] = json!(["nope"]);
+    c.send_json(json!({"type":"config","stt_config":stt})).await;
+    let msg = c.expect_error("invalid_config").await;
+    assert!(msg.contains("nope"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_failing_processor_is_disabled_for_its_session_only_and_audio_keeps_flowing() {
+    let server = TestServer::start(YAML).await;
+    for bad in ["crashy", "broken"] {
+        let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+        let mut stt = stt_config("loopback", "", 16000);
+        stt["pipeline"] = json!([bad, "vad"]);
+        c.configure(json!({"type":"config","stt_config":stt})).await;
+        let mut other = WsClient::connect(&server.ws_url("/ws")).await;
+        other
+            .configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+            .await;
+        let seen = send_and_collect(&mut c, &utterance(200, 600, 16_000), "stt_result", 1).await;
+        let errors: Vec<&Value> = seen.iter().filter(|v| v["type"] == "error").collect();
+        assert_eq!(errors.len(), 1, "{bad}: reported once: {seen:?}");
+        assert_eq!(errors[0]["code"], "processor_failed");
+        assert!(errors[0]["message"].as_str().unwrap().contains(bad));
+        // The processor after it still runs.
+        assert!(seen.iter().any(|v| v["type"] == "speech_event"), "{seen:?}");
+        // Another session is untouched.
+        let seen =
+            send_and_collect(&mut other, &utterance(200, 200, 16_000), "speech_event", 2).await;
+        assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+        // The failed session keeps transcribing: its next utterance gets results too.
+        send_and_collect(&mut c, &utterance(200, 600, 16_000), "stt_result", 1).await;
+    }
+}
+
+#[tokio::test]
+async fn barge_in_clears_interruptible_speech_when_the_user_talks() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","barge_in":true,
+        "stt_config":stt_config("loopback","",16000),
+        "tts_config":tts_config("loopback","realtime=1,ms_per_char=100")}))
+        .await;
+    c.send_json(json!({"type":"speak","text":"a long answer the user will talk over"}))
+        .await;
+    c.until_binary().await;
+    for f in utterance(60, 0, 16_000) {
+        c.send_binary(f).await;
+    }
+    let mut interrupted = false;
+    let mut after = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(800), c.recv()).await {
+            Ok(Frame::Json(v)) if v["type"] == "tts_interrupted" => interrupted = true,
+            Ok(Frame::Binary(_)) if interrupted => after += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(interrupted, "no tts_interrupted");
+    // Frames already in the socket may still arrive; the provider's stream stopped.
+    assert!(after <= 2, "{after} audio frames after the interruption");
+}
+
+#[tokio::test]
+async fn without_barge_in_speech_over_tts_changes_nothing() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config",
+        "stt_config":stt_config("loopback","",16000),
+        "tts_config":tts_config("loopback","realtime=1,ms_per_char=20")}))
+        .await;
+    c.send_json(json!({"type":"speak","text":"short answer"}))
+        .await;
+    c.until_binary().await;
+    for f in utterance(60, 0, 16_000) {
+        c.send_binary(f).await;
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), c.recv()).await {
+            Ok(Frame::Json(v)) if v["type"] == "tts_interrupted" => panic!("barge-in is off"),
+            Ok(Frame::Json(v)) if v["type"] == "tts_playback_complete" => break,
+            Ok(_) => {}
+            Err(_) => panic!("playback never completed"),
+        }
+    }
+}
