@@ -20,8 +20,12 @@ pub mod azure;
 pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod google;
+pub mod hume;
 pub mod ibm;
+pub mod lmnt;
 pub mod openai;
+pub mod playht;
 
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
 

@@ -1,0 +1,1 @@
+//! WaaV Gateway providers for lmnt (in progress).

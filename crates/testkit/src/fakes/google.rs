@@ -1,0 +1,1 @@
+//! Fake google services (in progress).

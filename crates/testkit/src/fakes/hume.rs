@@ -1,0 +1,1 @@
+//! Fake hume services (in progress).

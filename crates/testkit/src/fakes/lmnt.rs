@@ -1,0 +1,1 @@
+//! Fake lmnt services (in progress).

@@ -1,0 +1,1 @@
+//! Fake playht services (in progress).
