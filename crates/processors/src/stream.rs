@@ -76,6 +76,23 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
     a
 }
 
+/// The FFT resampler's chunk: a whole number of minimum blocks, chosen where possible to divide
+/// a 20 ms frame (so every 10/20 ms block yields the same number of frames), nearest 10 ms.
+fn fft_chunk(rate: usize, min_block: usize) -> usize {
+    let target = (rate / CHUNKS_PER_SECOND).max(1);
+    let frame20 = rate / 50;
+    if rate % 50 == 0 && frame20 % min_block == 0 {
+        let blocks = frame20 / min_block;
+        if let Some(k) = (1..=blocks)
+            .filter(|k| blocks % k == 0)
+            .min_by_key(|k| (k * min_block).abs_diff(target))
+        {
+            return k * min_block;
+        }
+    }
+    target.div_ceil(min_block) * min_block
+}
+
 impl Stream {
     /// A resampler from `from` to `to` Hz for `channels` interleaved channels. Plans FFTs and
     /// allocates every buffer it needs for blocks of up to `max_block_frames` input frames.
@@ -95,7 +112,7 @@ impl Stream {
         let min_block = fu / gcd(fu, tu);
         let fft = min_block as f64 <= f64::from(from) * MAX_FFT_BLOCK_SECONDS;
         let inner: Box<dyn Resampler<f32>> = if fft {
-            let chunk = chunk.div_ceil(min_block) * min_block;
+            let chunk = fft_chunk(fu, min_block);
             // One FFT block per chunk: the chunk is a whole number of minimum blocks, so every
             // chunk yields exactly `chunk × to / from` frames and the delay is half a chunk.
             Box::new(
@@ -219,6 +236,15 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_divide_20ms_frames() {
+        assert_eq!(fft_chunk(16_000, 1), 160);
+        assert_eq!(fft_chunk(22_050, 147), 147);
+        assert_eq!(fft_chunk(44_100, 441), 441);
+        assert_eq!(fft_chunk(11_025, 441), 441);
+        assert_eq!(fft_chunk(48_000, 3), 480);
+    }
 
     #[test]
     fn usual_rates_use_fixed_output_chunks() {
