@@ -160,11 +160,11 @@ impl DenoiseProcessor {
                 let up_hold = u.chunk_frames() - 1;
                 let up_out = u.output_per_chunk();
                 let rnn_hold = match up_out {
-                    Some(o) if o % DENOISE_FRAME == 0 => 0,
+                    Some(o) if o.is_multiple_of(DENOISE_FRAME) => 0,
                     _ => DENOISE_FRAME - 1 + u.max_output_frames(),
                 };
                 let down_hold = match d.output_per_chunk() {
-                    Some(_) if DENOISE_FRAME % d.chunk_frames() == 0 => 0,
+                    Some(_) if DENOISE_FRAME.is_multiple_of(d.chunk_frames()) => 0,
                     _ => d.chunk_frames() - 1 + DENOISE_FRAME,
                 };
                 let slack = usize::from(up_out.is_none() || d.output_per_chunk().is_none()) * 2;

@@ -121,7 +121,7 @@ pub(crate) fn check_block(
     len: usize,
 ) -> Result<(), PluginError> {
     check_format(rate, channels).map_err(|e| PluginError::Permanent(format!("{id}: {e}")))?;
-    if len % usize::from(channels) != 0 {
+    if !len.is_multiple_of(usize::from(channels)) {
         return Err(PluginError::Permanent(format!(
             "{id}: {len} samples is not a whole number of {channels}-channel frames"
         )));

@@ -81,10 +81,10 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 fn fft_chunk(rate: usize, min_block: usize) -> usize {
     let target = (rate / CHUNKS_PER_SECOND).max(1);
     let frame20 = rate / 50;
-    if rate % 50 == 0 && frame20 % min_block == 0 {
+    if rate.is_multiple_of(50) && frame20.is_multiple_of(min_block) {
         let blocks = frame20 / min_block;
         if let Some(k) = (1..=blocks)
-            .filter(|k| blocks % k == 0)
+            .filter(|k| blocks.is_multiple_of(*k))
             .min_by_key(|k| (k * min_block).abs_diff(target))
         {
             return k * min_block;
@@ -183,7 +183,7 @@ impl Stream {
     pub(crate) fn output_per_chunk(&self) -> Option<usize> {
         let (fu, tu) = (self.from as usize, self.to as usize);
         let chunk = self.chunk_frames();
-        (self.fft && (chunk * tu) % fu == 0).then_some(chunk * tu / fu)
+        (self.fft && (chunk * tu).is_multiple_of(fu)).then_some(chunk * tu / fu)
     }
 
     /// Queues input samples (interleaved).
