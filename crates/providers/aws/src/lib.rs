@@ -16,7 +16,10 @@
 
 pub mod auth;
 pub mod polly;
+pub mod transcribe;
 
 pub use polly::PollyTts;
+pub use transcribe::TranscribeStt;
 
 waav_plugin_api::register_plugin!(Tts, PollyTts::new());
+waav_plugin_api::register_plugin!(Stt, TranscribeStt);
