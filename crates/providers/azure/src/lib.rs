@@ -29,7 +29,9 @@
 
 pub mod protocol;
 pub mod stt;
+pub mod tts;
 
 pub use stt::AzureStt;
 
 waav_plugin_api::register_plugin!(Stt, AzureStt);
+waav_plugin_api::register_plugin!(Tts, tts::AzureTts::default());
