@@ -27,7 +27,6 @@
 //! each body chunk).
 
 use crate::common::{self, AccountHeaders, ClientSlot, Subject};
-use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
 use waav_plugin_api::{
@@ -430,7 +429,7 @@ impl TtsPlugin for OpenAiTts {
                     Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
                     Ok(Some(Ok(c))) => c,
                 };
-                if out.send(Bytes::from(chunk)).await.is_err() {
+                if out.send(chunk).await.is_err() {
                     // Cancelled or the host went away: dropping `body` closes the connection.
                     return Ok(());
                 }

@@ -794,17 +794,18 @@ async fn transcribe_inner(
         );
     }
     let (pcm, rate) = if ext == "wav" {
-        let wav =
-            match parse_wav(&file.data) {
-                Ok(w) => w,
-                Err(e) => return invalid(
+        let wav = match parse_wav(&file.data) {
+            Ok(w) => w,
+            Err(e) => {
+                return invalid(
                     &format!(
                         "The audio file could not be decoded or its format is not supported: {e}"
                     ),
                     Some("file"),
                     Some("invalid_value"),
-                ),
-            };
+                )
+            }
+        };
         log.lock().expect("log lock").wav = Some(wav.clone());
         let consistent = wav.format == 1
             && wav.bits == 16
