@@ -1,11 +1,11 @@
 //! Speech-to-speech (realtime) provider plugins and their per-session channels.
 
-use crate::{Credentials, Plugin, PluginConfig, PluginError, ProviderTask, Secret};
+use crate::{AudioFormat, Credentials, Plugin, PluginConfig, PluginError, ProviderTask, Secret};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Per-session realtime settings (the client's `config` / `update_session` on `/realtime`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RealtimeSessionConfig {
     /// Model id; empty means the provider default.
@@ -35,6 +35,13 @@ pub struct RealtimeSessionConfig {
     /// Transcribe the user's audio too.
     #[serde(default)]
     pub transcribe_input: bool,
+    /// Format of the input audio the plugin receives, chosen by the host from the plugin's
+    /// declared capabilities (the host converts the client's audio to it).
+    #[serde(skip, default = "default_format")]
+    pub input_format: AudioFormat,
+    /// Format of the output audio the plugin produces (the host converts it for the client).
+    #[serde(skip, default = "default_format")]
+    pub output_format: AudioFormat,
     /// The API key to use.
     #[serde(skip)]
     pub api_key: Option<Secret>,
@@ -46,10 +53,35 @@ pub struct RealtimeSessionConfig {
     pub credentials: Credentials,
 }
 
+fn default_format() -> AudioFormat {
+    AudioFormat::linear16(24_000)
+}
+
+impl Default for RealtimeSessionConfig {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            voice: String::new(),
+            instructions: None,
+            temperature: None,
+            max_response_tokens: None,
+            turn_detection: None,
+            tools: Vec::new(),
+            modalities: Vec::new(),
+            transcribe_input: false,
+            input_format: default_format(),
+            output_format: default_format(),
+            api_key: None,
+            plugin_config: PluginConfig::default(),
+            credentials: Credentials::default(),
+        }
+    }
+}
+
 /// What the host sends to a realtime session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RealtimeInput {
-    /// User audio.
+    /// User audio, in [`RealtimeSessionConfig::input_format`].
     Audio(Bytes),
     /// User text.
     Text(String),
@@ -119,12 +151,15 @@ pub enum RealtimeEvent {
         /// Arguments (JSON text).
         arguments: String,
     },
-    /// A response finished.
+    /// A response finished (or was cancelled).
     ResponseDone {
         /// Provider response id.
         response_id: String,
     },
-    /// Output audio.
+    /// The provider detected the user talking over the response and stopped it (barge-in);
+    /// audio already sent for it should not be played further.
+    Interrupted,
+    /// Output audio, in [`RealtimeSessionConfig::output_format`].
     Audio(Bytes),
     /// A non-fatal error.
     Error(PluginError),
@@ -136,9 +171,14 @@ pub type RealtimeIo = crate::SessionIo<RealtimeInput, RealtimeEvent>;
 pub type RealtimePeer = crate::SessionPeer<RealtimeInput, RealtimeEvent>;
 
 /// A speech-to-speech provider.
+///
+/// Declare the audio formats the vendor takes and produces in [`Plugin::capabilities`]
+/// (`encodings`, `sample_rates`): the host converts the client's audio both ways, so a plugin
+/// handles only its vendor's formats.
 #[async_trait::async_trait]
 pub trait RealtimePlugin: Plugin {
-    /// Opens a session and returns its task.
+    /// Opens a session (the host applies a connect timeout) and returns its task, which emits
+    /// [`RealtimeEvent::SessionCreated`] first, then events in order until `io.input` closes.
     async fn connect(
         &self,
         config: RealtimeSessionConfig,

@@ -13,6 +13,8 @@ use waav_deepgram as _;
 use waav_elevenlabs as _;
 #[cfg(feature = "local")]
 use waav_local as _;
+#[cfg(feature = "openai")]
+use waav_openai as _;
 
 fn main() -> std::process::ExitCode {
     waav_gateway::cli::main()

@@ -14,6 +14,7 @@ pub mod fakes;
 mod faulty;
 mod knobs;
 mod level_vad;
+mod loopback_realtime;
 mod loopback_stt;
 mod loopback_tts;
 mod route;
@@ -22,6 +23,7 @@ pub mod stamp;
 pub use faulty::FaultyPlugin;
 pub use knobs::{Fault, Knobs};
 pub use level_vad::LevelVad;
+pub use loopback_realtime::LoopbackRealtime;
 pub use loopback_stt::LoopbackStt;
 pub use loopback_tts::{tone_ms_for_text, LoopbackTts};
 pub use route::TestRoutes;
@@ -32,6 +34,7 @@ waav_plugin_api::register_plugin!(Stt, FaultyPlugin);
 waav_plugin_api::register_plugin!(Stt, KeyedStt);
 waav_plugin_api::register_plugin!(Route, TestRoutes);
 waav_plugin_api::register_plugin!(Processor, LevelVad);
+waav_plugin_api::register_plugin!(Realtime, LoopbackRealtime);
 
 /// STT plugin `keyed`: the loopback STT behind an API key (`WAAV_TESTKIT_KEYED_API_KEY` or a
 /// per-session `api_key`), to exercise key resolution.

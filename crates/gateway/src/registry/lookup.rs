@@ -229,10 +229,21 @@ impl Registry {
         name: &str,
         client_key: Option<&str>,
     ) -> Result<Provider<'_, dyn RealtimePlugin>, LookupError> {
-        let client = ClientCredentials {
-            api_key: client_key,
-            fields: None,
-        };
+        self.realtime_with(
+            name,
+            ClientCredentials {
+                api_key: client_key,
+                fields: None,
+            },
+        )
+    }
+
+    /// Resolves a realtime provider with the client's credentials.
+    pub fn realtime_with(
+        &self,
+        name: &str,
+        client: ClientCredentials<'_>,
+    ) -> Result<Provider<'_, dyn RealtimePlugin>, LookupError> {
         self.provider(PluginKind::Realtime, name, client, |h| match h {
             PluginHandle::Realtime(p) => Some(p),
             _ => None,

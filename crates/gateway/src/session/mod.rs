@@ -7,6 +7,7 @@ pub(crate) mod link;
 pub mod outbound;
 mod pre_stt;
 pub mod protocol;
+pub(crate) mod realtime;
 pub(crate) mod stt;
 pub mod tts;
 pub(crate) mod turn;
@@ -29,11 +30,11 @@ use turn::TurnTimer;
 use waav_plugin_api::{CustomMessageContext, SttEvent, Transcript};
 
 /// Time a provider gets to finish after its session is closed, before it is aborted.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// WebSocket close code for failed authentication.
-const CLOSE_AUTH_FAILED: u16 = 4001;
+pub(crate) const CLOSE_AUTH_FAILED: u16 = 4001;
 /// WebSocket close code when the server stops (RFC 6455 "going away").
-const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Whether the connection must authenticate with an `auth` message first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,12 +176,12 @@ async fn next_tts(link: &mut Option<TtsLink>) -> TtsSignal {
 }
 
 /// Resolves once a graceful stop has begun.
-async fn stopping(rx: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopping(rx: &mut tokio::sync::watch::Receiver<bool>) {
     // Only an error (the state dropped) ends the wait early; then the server is gone anyway.
     let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

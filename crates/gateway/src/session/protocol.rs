@@ -403,6 +403,42 @@ pub enum ServerMessage {
         /// Milliseconds since the Unix epoch.
         timestamp: u64,
     },
+    /// `/realtime`: the provider session exists.
+    SessionCreated {
+        /// Provider session id.
+        session_id: String,
+        /// Provider id.
+        provider: &'static str,
+        /// Model in use.
+        model: String,
+    },
+    /// `/realtime`: settings were applied.
+    SessionUpdated,
+    /// `/realtime`: transcript text of either side.
+    Transcript {
+        /// The text.
+        text: String,
+        /// `user` or `assistant`.
+        role: waav_plugin_api::Role,
+        /// Final or partial.
+        is_final: bool,
+    },
+    /// `/realtime`: the model calls a function; answer with `function_result`.
+    FunctionCall {
+        /// Call id.
+        call_id: String,
+        /// Function name.
+        name: String,
+        /// Arguments (JSON text).
+        arguments: String,
+    },
+    /// `/realtime`: a response finished or was cancelled.
+    ResponseDone {
+        /// Provider response id.
+        response_id: String,
+    },
+    /// `/realtime`: the user spoke over the response, which stopped (additive).
+    ResponseInterrupted,
     /// The TTS queue drained.
     TtsPlaybackComplete {
         /// Milliseconds since the Unix epoch.
@@ -445,6 +481,12 @@ impl ServerMessage {
             Self::SpeechEvent { .. } => "speech_event",
             Self::TtsInterrupted { .. } => "tts_interrupted",
             Self::TtsPlaybackComplete { .. } => "tts_playback_complete",
+            Self::SessionCreated { .. } => "session_created",
+            Self::SessionUpdated => "session_updated",
+            Self::Transcript { .. } => "transcript",
+            Self::FunctionCall { .. } => "function_call",
+            Self::ResponseDone { .. } => "response_done",
+            Self::ResponseInterrupted => "response_interrupted",
             Self::Error { .. } => "error",
             Self::SipTransferError { .. } => "sip_transfer_error",
             Self::AuthRequired => "auth_required",
@@ -528,5 +570,215 @@ mod tests {
         );
         let v = serde_json::to_value(ServerMessage::AuthRequired).unwrap();
         assert_eq!(v, serde_json::json!({"type":"auth_required"}));
+    }
+}
+
+/// Largest `instructions` of a `/realtime` session.
+pub const MAX_INSTRUCTIONS: usize = 64 * 1024;
+/// Most tools of a `/realtime` session.
+pub const MAX_TOOLS: usize = 128;
+
+/// A `/realtime` client message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RealtimeClientMessage {
+    /// Open (or replace) the provider session.
+    Config(Box<RealtimeConfig>),
+    /// Change settings of the open session.
+    UpdateSession(Box<RealtimeConfig>),
+    /// User text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Ask for a response now.
+    CreateResponse,
+    /// Stop the response in progress.
+    CancelResponse,
+    /// Commit buffered input audio (manual turn detection).
+    CommitAudio,
+    /// Discard buffered input audio.
+    ClearAudio,
+    /// Answer a `function_call`.
+    FunctionResult {
+        /// The call answered.
+        call_id: String,
+        /// Its result (usually JSON text).
+        result: String,
+    },
+    /// Authenticate a pending connection.
+    Auth {
+        /// The token.
+        token: String,
+    },
+}
+
+impl RealtimeClientMessage {
+    /// The `type` tag, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::UpdateSession(_) => "update_session",
+            Self::Text { .. } => "text",
+            Self::CreateResponse => "create_response",
+            Self::CancelResponse => "cancel_response",
+            Self::CommitAudio => "commit_audio",
+            Self::ClearAudio => "clear_audio",
+            Self::FunctionResult { .. } => "function_result",
+            Self::Auth { .. } => "auth",
+        }
+    }
+}
+
+/// `/realtime` settings (`config` and `update_session`); every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Provider id or alias (default `openai`).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Voice.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// System instructions.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// Sampling temperature (0–2).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Cap on response tokens (1–100000).
+    #[serde(default)]
+    pub max_response_tokens: Option<u32>,
+    /// `{mode: server_vad, threshold?, silence_duration_ms?, prefix_padding_ms?}`,
+    /// `{mode: semantic, eagerness?}` or `{mode: manual}`.
+    #[serde(default)]
+    pub turn_detection: Option<serde_json::Value>,
+    /// Tools `[{type, function: {name, description?, parameters?}}]`.
+    #[serde(default)]
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// Output modalities (`audio`, `text`).
+    #[serde(default)]
+    pub modalities: Option<Vec<String>>,
+    /// Transcribe the user's audio too.
+    #[serde(default)]
+    pub transcribe_input: Option<bool>,
+    /// Client audio in: `pcm16` (linear16, default 24 kHz), `g711_ulaw`, `g711_alaw` (8 kHz), or
+    /// any encoding name `/ws` takes.
+    #[serde(default)]
+    pub input_audio_format: Option<String>,
+    /// Client audio out, same names.
+    #[serde(default)]
+    pub output_audio_format: Option<String>,
+    /// Rate of the input audio (additive; default by format).
+    #[serde(default)]
+    pub input_sample_rate: Option<u32>,
+    /// Rate of the output audio (additive; default by format).
+    #[serde(default)]
+    pub output_sample_rate: Option<u32>,
+    /// Per-session key override (additive).
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+impl RealtimeConfig {
+    /// Checks every number and size before anything is resolved or dialled.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("provider", &self.provider),
+            ("model", &self.model),
+            ("voice", &self.voice),
+            ("input_audio_format", &self.input_audio_format),
+            ("output_audio_format", &self.output_audio_format),
+        ] {
+            check_len(field, value.as_deref().unwrap_or(""), MAX_NAME)?;
+        }
+        check_len(
+            "instructions",
+            self.instructions.as_deref().unwrap_or(""),
+            MAX_INSTRUCTIONS,
+        )?;
+        check_len(
+            "api_key",
+            self.api_key.as_deref().unwrap_or(""),
+            MAX_API_KEY,
+        )?;
+        if let Some(t) = self.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+            return Err(format!("temperature {t} is out of range 0–2"));
+        }
+        if let Some(n) = self
+            .max_response_tokens
+            .filter(|n| !(1..=100_000).contains(n))
+        {
+            return Err(format!("max_response_tokens {n} is out of range 1–100000"));
+        }
+        for rate in [self.input_sample_rate, self.output_sample_rate]
+            .into_iter()
+            .flatten()
+        {
+            check_rate(rate)?;
+        }
+        if let Some(tools) = &self.tools {
+            if tools.len() > MAX_TOOLS {
+                return Err(format!("{} tools; at most {MAX_TOOLS}", tools.len()));
+            }
+            for t in tools {
+                let name = t
+                    .pointer("/function/name")
+                    .or_else(|| t.get("name"))
+                    .and_then(|n| n.as_str());
+                if name.is_none_or(|n| n.is_empty() || n.len() > MAX_NAME) {
+                    return Err("every tool needs a function name (1–256 bytes)".into());
+                }
+            }
+        }
+        if let Some(m) = &self.modalities {
+            if m.iter().any(|m| m != "audio" && m != "text") || m.len() > 2 {
+                return Err("modalities are \"audio\" and/or \"text\"".into());
+            }
+        }
+        if let Some(td) = &self.turn_detection {
+            check_turn_detection(td)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_turn_detection(td: &serde_json::Value) -> Result<(), String> {
+    let mode = td
+        .get("mode")
+        .and_then(|m| m.as_str())
+        .ok_or("turn_detection needs a mode: server_vad, semantic or manual")?;
+    let num = |key: &str, range: std::ops::RangeInclusive<f64>| -> Result<(), String> {
+        match td.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(()),
+            Some(v) => match v.as_f64() {
+                Some(n) if range.contains(&n) => Ok(()),
+                _ => Err(format!(
+                    "turn_detection.{key} must be a number in {}–{}",
+                    range.start(),
+                    range.end()
+                )),
+            },
+        }
+    };
+    match mode {
+        "server_vad" => {
+            num("threshold", 0.0..=1.0)?;
+            num("silence_duration_ms", 0.0..=10_000.0)?;
+            num("prefix_padding_ms", 0.0..=10_000.0)
+        }
+        "semantic" => match td.get("eagerness").and_then(|e| e.as_str()) {
+            None | Some("low" | "medium" | "high" | "auto") => Ok(()),
+            Some(e) => Err(format!(
+                "turn_detection.eagerness {e:?} must be low, medium, high or auto"
+            )),
+        },
+        "manual" => Ok(()),
+        other => Err(format!(
+            "turn_detection.mode {other:?} must be server_vad, semantic or manual"
+        )),
     }
 }

@@ -41,7 +41,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/health/plugins", get(plugins::health));
     let mut open = Router::new()
         .route("/", get(health))
-        .route("/ws", get(ws::upgrade));
+        .route("/ws", get(ws::upgrade))
+        .route("/realtime", get(ws::upgrade_realtime));
     match state.config.server.metrics {
         MetricsExposure::Open => open = open.route("/metrics", get(rest::metrics)),
         MetricsExposure::Auth => protected = protected.route("/metrics", get(rest::metrics)),

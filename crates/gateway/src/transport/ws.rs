@@ -1,4 +1,5 @@
-//! `GET /ws`: upgrade, connection caps, authentication mode, then a voice session.
+//! `GET /ws` and `GET /realtime`: upgrade, connection caps, authentication mode, then a voice
+//! or speech-to-speech session.
 
 use crate::middleware::auth::{self, AuthFailure};
 use crate::middleware::limits::LimitError;
@@ -25,38 +26,71 @@ pub async fn upgrade(
     uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let slot = match state.limiter.try_acquire(peer.ip()) {
-        Ok(slot) => slot,
-        Err(LimitError::AtCapacity) => {
-            return too_many(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Server at capacity. Please try again later.",
-            )
-        }
-        Err(LimitError::PerIp) => {
-            return too_many(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many connections from your IP address.",
-            )
-        }
+    let (slot, auth_state) = match admit(&state, peer, &headers, &uri) {
+        Ok(a) => a,
+        Err(r) => return r,
     };
-    let auth_state = if state.config.auth.required {
-        match auth::token_from(&headers, uri.query()) {
-            Ok(Some(token)) => match auth::verify(&state.config.auth, &token) {
-                Some(id) => AuthState::Authenticated(Some(id)),
-                None => return AuthFailure::Unauthorized.into_response(),
-            },
-            Ok(None) => AuthState::Pending,
-            Err(e) => return e.into_response(),
-        }
-    } else {
-        AuthState::Authenticated(None)
+    configure(ws).on_upgrade(move |socket| session::run(socket, state, auth_state, slot))
+}
+
+/// Upgrades to a `/realtime` speech-to-speech session, with the same caps and auth as `/ws`.
+pub async fn upgrade_realtime(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let (slot, auth_state) = match admit(&state, peer, &headers, &uri) {
+        Ok(a) => a,
+        Err(r) => return r,
     };
+    configure(ws).on_upgrade(move |socket| session::realtime::run(socket, state, auth_state, slot))
+}
+
+fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| session::run(socket, state, auth_state, slot))
+}
+
+/// A connection slot and the authentication mode, or the refusal.
+#[allow(clippy::result_large_err)]
+fn admit(
+    state: &SharedState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(crate::middleware::limits::ConnectionSlot, AuthState), Response> {
+    let slot = match state.limiter.try_acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(LimitError::AtCapacity) => {
+            return Err(too_many(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server at capacity. Please try again later.",
+            ))
+        }
+        Err(LimitError::PerIp) => {
+            return Err(too_many(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many connections from your IP address.",
+            ))
+        }
+    };
+    let auth_state = if state.config.auth.required {
+        match auth::token_from(headers, uri.query()) {
+            Ok(Some(token)) => match auth::verify(&state.config.auth, &token) {
+                Some(id) => AuthState::Authenticated(Some(id)),
+                None => return Err(AuthFailure::Unauthorized.into_response()),
+            },
+            Ok(None) => AuthState::Pending,
+            Err(e) => return Err(e.into_response()),
+        }
+    } else {
+        AuthState::Authenticated(None)
+    };
+    Ok((slot, auth_state))
 }
 
 fn too_many(status: StatusCode, message: &'static str) -> Response {
