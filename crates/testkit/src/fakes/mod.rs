@@ -20,6 +20,7 @@ pub mod azure;
 pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
+pub mod elevenlabs_stt;
 pub mod google;
 pub mod hume;
 pub mod ibm;
