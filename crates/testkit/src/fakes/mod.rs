@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 pub mod assemblyai;
 pub mod aws;
 pub mod azure;
+pub mod azure_tts;
 pub mod cartesia;
 pub mod deepgram;
 pub mod elevenlabs;
