@@ -104,6 +104,11 @@ pub use tts::{
     TtsIo, TtsPeer, TtsPlugin, TtsSessionConfig,
 };
 
+/// `docs/plugins.md`, compiled and run as doctests so its examples stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/plugins.md")]
+pub struct PluginsGuide;
+
 // Re-exported so plugin crates need no direct dependency for the macro or the traits.
 pub use async_trait;
 pub use bytes;
