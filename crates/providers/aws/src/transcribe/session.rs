@@ -89,8 +89,8 @@ pub async fn dial(p: &Params) -> Result<WsConnection, PluginError> {
     Ok(conn)
 }
 
-/// The host stopped listening.
-struct HostGone;
+/// End the session quietly: the host stopped listening, or the drain is over.
+struct Stop;
 
 /// What woke the loop.
 enum Wake {
@@ -103,9 +103,6 @@ enum Wake {
 pub struct Session {
     p: Params,
     conn: Option<WsConnection>,
-    decoder: EventStreamDecoder,
-    /// Bytes pushed into the decoder since its last complete message.
-    undecoded: usize,
     /// The end of stream was sent on `conn`: the deadline for its close.
     ending: Option<Instant>,
     /// The input closed.
@@ -138,8 +135,6 @@ impl Session {
         Self {
             p,
             conn: Some(conn),
-            decoder: EventStreamDecoder::new(),
-            undecoded: 0,
             ending: None,
             closing: false,
             pending: VecDeque::new(),
@@ -159,7 +154,7 @@ impl Session {
     /// The session task.
     pub async fn run(mut self) -> Result<(), PluginError> {
         let result = match self.drive().await {
-            Ok(Ok(())) | Ok(Err(HostGone)) => Ok(()),
+            Ok(Ok(())) | Ok(Err(Stop)) => Ok(()),
             Err(e) => Err(e),
         };
         if let Some(mut conn) = self.conn.take() {
@@ -171,7 +166,7 @@ impl Session {
         result
     }
 
-    async fn drive(&mut self) -> Result<Result<(), HostGone>, PluginError> {
+    async fn drive(&mut self) -> Result<Result<(), Stop>, PluginError> {
         loop {
             let wake = {
                 let conn = &mut self.conn;
@@ -195,12 +190,16 @@ impl Session {
                 Wake::Socket(Ok(None)) => self.on_closed(None).await?,
                 Wake::Socket(Err(e)) => self.on_closed(Some(e)).await?,
                 Wake::Input(Some(SttInput::Audio(b))) => {
-                    self.on_audio(b).await?;
+                    if let Err(e) = self.on_audio(b).await {
+                        return Err(self.explain(e).await);
+                    }
                     Ok(())
                 }
                 Wake::Input(Some(SttInput::Finalize)) => {
                     let t = self.p.settings.finalize_timeout;
-                    self.end_stream(t).await?;
+                    if let Err(e) = self.end_stream(t).await {
+                        return Err(self.explain(e).await);
+                    }
                     Ok(())
                 }
                 // VAD boundaries: Transcribe segments by itself.
@@ -229,8 +228,32 @@ impl Session {
         }
     }
 
-    async fn emit(&self, ev: SttEvent) -> Result<(), HostGone> {
-        self.events.send(ev).await.map_err(|_| HostGone)
+    /// A send failed: the service may have said why just before closing (an exception
+    /// message, then a close frame). Reads what is queued, briefly, and returns the
+    /// exception's error if one is there, else `e`.
+    async fn explain(&mut self, e: PluginError) -> PluginError {
+        let Some(conn) = self.conn.as_mut() else {
+            return e;
+        };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut decoder = EventStreamDecoder::new();
+        while let Ok(Ok(Some(Message::Binary(b)))) =
+            tokio::time::timeout_at(deadline, conn.recv()).await
+        {
+            decoder.push(&b);
+            while let Ok(Some(m)) = decoder.next_message() {
+                if let ServerMessage::Exception(x) | ServerMessage::Error(x) =
+                    aws::classify(&m, &self.redactor)
+                {
+                    return refine(x, &m);
+                }
+            }
+        }
+        e
+    }
+
+    async fn emit(&self, ev: SttEvent) -> Result<(), Stop> {
+        self.events.send(ev).await.map_err(|_| Stop)
     }
 
     /// Sends audio on the current connection (dialling one if there is none), in
@@ -241,8 +264,6 @@ impl Session {
         }
         if self.conn.is_none() {
             self.conn = Some(dial(&self.p).await?);
-            self.decoder = EventStreamDecoder::new();
-            self.undecoded = 0;
             self.conn_bytes = 0;
         }
         let conn = self.conn.as_ref().expect("dialled above");
@@ -315,7 +336,7 @@ impl Session {
     async fn on_closed(
         &mut self,
         err: Option<PluginError>,
-    ) -> Result<Result<(), HostGone>, PluginError> {
+    ) -> Result<Result<(), Stop>, PluginError> {
         if self.ending.is_some() {
             if let Some(e) = err {
                 tracing::debug!(error = %e, "aws transcribe: stream ended with an error after its end");
@@ -333,10 +354,10 @@ impl Session {
         }))
     }
 
-    async fn on_deadline(&mut self) -> Result<Result<(), HostGone>, PluginError> {
+    async fn on_deadline(&mut self) -> Result<Result<(), Stop>, PluginError> {
         if self.closing && self.pending.is_empty() {
             tracing::debug!("aws transcribe: drain timeout; closing");
-            return Ok(Ok(())); // bounded drain: `run` closes the socket
+            return Ok(Err(Stop)); // bounded drain: `run` closes the socket
         }
         if let Some(conn) = self.conn.take() {
             let _ = conn.close(CloseCode::Normal, "").await;
@@ -353,7 +374,7 @@ impl Session {
         Ok(Ok(()))
     }
 
-    async fn on_message(&mut self, msg: Message) -> Result<Result<(), HostGone>, PluginError> {
+    async fn on_message(&mut self, msg: Message) -> Result<Result<(), Stop>, PluginError> {
         let data = match msg {
             Message::Binary(b) => b,
             Message::Text(t) => {
@@ -362,30 +383,48 @@ impl Session {
             }
             _ => return Ok(Ok(())),
         };
-        self.undecoded += data.len();
-        if self.undecoded > self.p.settings.max_message_bytes {
-            self.decoder = EventStreamDecoder::new();
-            self.undecoded = 0;
-            let e = PluginError::Transient(format!(
-                "{CONTEXT}: event-stream message above {} bytes dropped",
-                self.p.settings.max_message_bytes
-            ));
-            return Ok(self.emit(SttEvent::Error(e)).await);
-        }
-        self.decoder.push(&data);
-        loop {
-            let m = match self.decoder.next_message() {
+        // Over WebSocket every binary frame carries whole event-stream messages ("each frame
+        // contains one data frame", `websocket.md`), so a frame is decoded on its own: a corrupt
+        // or truncated one cannot swallow the frames after it.
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let total = match rest.get(..4) {
+                Some(p) => u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize,
+                None => 0,
+            };
+            if total < 16 || total > rest.len() {
+                let e = errors::make(
+                    ErrorCategory::Transient,
+                    format!(
+                        "{CONTEXT}: malformed event-stream frame ({} bytes) skipped",
+                        rest.len()
+                    ),
+                    None,
+                    &self.redactor,
+                );
+                tracing::debug!(error = %e, "aws transcribe: bad frame");
+                return Ok(self.emit(SttEvent::Error(e)).await);
+            }
+            let (one, tail) = rest.split_at(total);
+            rest = tail;
+            let mut decoder = EventStreamDecoder::new();
+            decoder.push(one);
+            let m = match decoder.next_message() {
                 Ok(Some(m)) => m,
-                Ok(None) => return Ok(Ok(())),
-                Err(e) => {
-                    // The frame is corrupt; frames are one message each, so start afresh.
-                    tracing::debug!(error = %e, "aws transcribe: bad event-stream frame skipped");
-                    self.decoder = EventStreamDecoder::new();
-                    self.undecoded = 0;
-                    return Ok(self.emit(SttEvent::Error(e)).await);
+                Ok(None) | Err(_) => {
+                    let e = errors::make(
+                        ErrorCategory::Transient,
+                        format!("{CONTEXT}: corrupt event-stream message skipped (length or CRC)"),
+                        None,
+                        &self.redactor,
+                    );
+                    tracing::debug!(error = %e, "aws transcribe: bad message");
+                    if let Err(g) = self.emit(SttEvent::Error(e)).await {
+                        return Ok(Err(g));
+                    }
+                    continue;
                 }
             };
-            self.undecoded = 0;
             match aws::classify(&m, &self.redactor) {
                 ServerMessage::Event {
                     event_type,
@@ -403,9 +442,10 @@ impl Session {
                 }
             }
         }
+        Ok(Ok(()))
     }
 
-    async fn on_transcript(&mut self, payload: &[u8]) -> Result<(), HostGone> {
+    async fn on_transcript(&mut self, payload: &[u8]) -> Result<(), Stop> {
         let Some(ev) = messages::parse(payload) else {
             tracing::debug!(
                 payload = %errors::excerpt(payload, 120),
