@@ -850,7 +850,7 @@ async fn stop(
 fn output_format(
     accept: &str,
     big_endian: bool,
-) -> Result<(&'static str, u32, bool, String), Response> {
+) -> Result<(&'static str, u32, bool, String), (u16, String)> {
     let lower = accept.to_ascii_lowercase().replace(' ', "");
     let mut parts = lower.split(';');
     let mime = parts.next().unwrap_or("");
@@ -864,17 +864,17 @@ fn output_format(
     let rate = param("rate").and_then(|r| r.parse::<u32>().ok());
     if let Some(r) = rate {
         if !(8_000..=192_000).contains(&r) {
-            return Err(watson_error(
+            return Err((
                 400,
-                "The sampling rate must lie in the range of 8 kHz to 192 kHz.",
+                "The sampling rate must lie in the range of 8 kHz to 192 kHz.".to_owned(),
             ));
         }
     }
     let needs_rate = |enc: &'static str| {
         rate.ok_or_else(|| {
-            watson_error(
+            (
                 400,
-                &format!("audio/{enc} requires the rate parameter, e.g. audio/{enc};rate=16000"),
+                format!("audio/{enc} requires the rate parameter, e.g. audio/{enc};rate=16000"),
             )
         })
     };
@@ -907,9 +907,9 @@ fn output_format(
             "audio/ogg;codecs=opus".to_owned(),
         ),
         _ => {
-            return Err(watson_error(
+            return Err((
                 406,
-                &format!("Unsupported audio format (MIME type) {accept:?}"),
+                format!("Unsupported audio format (MIME type) {accept:?}"),
             ))
         }
     })
@@ -1033,9 +1033,9 @@ async fn synthesize(
         .unwrap_or_default();
     let (encoding, rate, be, content_type) = match output_format(&accept, st.opts.l16_big_endian) {
         Ok(f) => f,
-        Err(r) => {
-            set_status(r.status().as_u16());
-            return r;
+        Err((status, message)) => {
+            set_status(status);
+            return watson_error(status, &message);
         }
     };
     let text = serde_json::from_str::<Value>(&body)
