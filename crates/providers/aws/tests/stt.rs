@@ -249,7 +249,7 @@ async fn finalize_ends_the_stream_and_the_next_audio_opens_another() {
         peer.input.send(SttInput::Audio(c)).await.unwrap();
     }
     let mut finals = Vec::new();
-    while finals.len() < 1 {
+    while finals.is_empty() {
         let t = next_transcript(&mut peer).await;
         if t.is_final {
             finals.push(t);
@@ -497,7 +497,12 @@ async fn conforms() {
 #[tokio::test]
 async fn unsupported_configs_are_refused_before_dialling() {
     let fake = start(options(false)).await;
-    let refuse = |cfg: SttSessionConfig| async move { open(cfg).await.err().expect("accepted") };
+    let refuse = |cfg: SttSessionConfig| async move {
+        match open(cfg).await {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        }
+    };
     let mut c = session(&fake, false, json!({}));
     c.encoding = AudioEncoding::Mulaw;
     assert_eq!(refuse(c).await.category(), ErrorCategory::Config);
