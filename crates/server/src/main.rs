@@ -3,6 +3,8 @@
 // Linking a provider crate registers its plugins.
 #[cfg(feature = "assemblyai")]
 use waav_assemblyai as _;
+#[cfg(feature = "aws")]
+use waav_aws as _;
 #[cfg(feature = "azure")]
 use waav_azure as _;
 #[cfg(feature = "cartesia")]
@@ -11,6 +13,8 @@ use waav_cartesia as _;
 use waav_deepgram as _;
 #[cfg(feature = "elevenlabs")]
 use waav_elevenlabs as _;
+#[cfg(feature = "ibm")]
+use waav_ibm as _;
 #[cfg(feature = "local")]
 use waav_local as _;
 #[cfg(feature = "openai")]
