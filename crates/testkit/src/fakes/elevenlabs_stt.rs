@@ -200,7 +200,7 @@ impl ElevenLabsSttFake {
 /// Decodes standard base64 with padding (RFC 4648 §4); `None` for anything else.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| -> Option<u32> {
