@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod common;
+pub mod realtime;
 pub mod stt;
 pub mod tts;
 
@@ -23,3 +24,4 @@ pub use tts::OpenAiTts;
 waav_plugin_api::register_plugin!(Stt, TranscriptionsStt::openai());
 waav_plugin_api::register_plugin!(Stt, TranscriptionsStt::groq());
 waav_plugin_api::register_plugin!(Tts, OpenAiTts::new());
+waav_plugin_api::register_plugin!(Realtime, realtime::OpenAiRealtime::new());
