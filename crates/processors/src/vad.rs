@@ -37,11 +37,21 @@ const WARM_BLOCK_FRAMES: usize = 9_600;
 ///   holds audio back, so there is nothing to pad).
 ///
 /// Events: [`ProcessorEvent::SpeechStarted`] and [`ProcessorEvent::SpeechEnded`], alternating,
-/// pushed during the block in which they are **decided**. The decision trails the boundary it
-/// reports: a start is decided `min_speech_ms` (rounded up to whole 16 ms frames) after speech
-/// began, an end `min_silence_ms` after it ended, plus earshot's framing (≤ 16 ms) and, for input
-/// not at 16 kHz, the internal resampler's ~5 ms. The audio itself passes through unchanged.
-/// [`VadProcessor::last_boundary_ms`] gives the boundary's own position in the stream.
+/// pushed during the block in which they are **decided** (the event carries no timestamp; the
+/// plugin contract has none). The decision trails the boundary it reports:
+/// - a start is decided about `min_speech_ms` (rounded up to whole 16 ms frames) after speech
+///   began — measured 100–140 ms with the default 100 ms;
+/// - an end is decided `min_silence_ms` after the score fell below `neg_threshold`, and earshot's
+///   score takes a further ~100–150 ms to decay after the voice stops — measured 430–450 ms
+///   after the end of speech with the default 300 ms;
+/// - plus earshot's framing (≤ 16 ms), the caller's block size and, for input not at 16 kHz, the
+///   internal resampler's ~5 ms.
+///
+/// A consumer that needs the boundary itself subtracts these, or (holding the concrete
+/// [`VadProcessor`]) reads [`VadProcessor::last_boundary_ms`]: the start of the first speech
+/// frame, or for an end the frame where the score began its final decline (at most ~130 ms before
+/// it went silent) — within ±60 ms of the true boundaries on the test material. The audio itself
+/// passes through unchanged.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct VadPlugin;
 
