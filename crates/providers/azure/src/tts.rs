@@ -53,9 +53,11 @@
 //! status tables, voice listing sample) and `speech-synthesis-markup-voice.md` (`voice`,
 //! `mstts:express-as` attributes and style table, `prosody rate`); the custom voice endpoint
 //! table (`…voice.speech.microsoft.com/cognitiveservices/v1?deploymentId=`) of the older
-//! `rest-text-to-speech` revisions. **UNCONFIRMED**: the error body shape, `Retry-After` on
-//! 429, the service's answer to an unknown voice (the fake says 400), and the largest SSML
-//! body accepted (texts are sent whole).
+//! `rest-text-to-speech` revisions; `speech-services-quotas-and-limits.md` (10 minutes of
+//! audio per request at most; the 64 KB SSML limit is documented for the WebSocket only, so
+//! texts are sent whole). **UNCONFIRMED**: the error body shape, `Retry-After` on 429, the
+//! service's answer to an unknown voice (the fake says 400), and the response
+//! `Content-Type`s (only JSON or text ones are refused as "not audio").
 
 pub mod rest;
 pub mod settings;
