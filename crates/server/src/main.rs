@@ -19,6 +19,8 @@ use waav_ibm as _;
 use waav_local as _;
 #[cfg(feature = "openai")]
 use waav_openai as _;
+#[cfg(feature = "processors")]
+use waav_processors as _;
 
 fn main() -> std::process::ExitCode {
     waav_gateway::cli::main()
