@@ -27,6 +27,7 @@ pub mod hume;
 pub mod ibm;
 pub mod lmnt;
 pub mod openai;
+pub mod openai_realtime;
 pub mod playht;
 
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
