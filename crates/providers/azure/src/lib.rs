@@ -7,7 +7,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `api_key` | env `AZURE_SPEECH_KEY` | subscription key, sent as `Ocp-Apim-Subscription-Key` |
+//! | `api_key` | env `AZURE_SPEECH_SUBSCRIPTION_KEY` | subscription key, sent as `Ocp-Apim-Subscription-Key` |
 //! | `region` | env `AZURE_SPEECH_REGION` | builds `wss://<region>.stt.speech.microsoft.com/…` |
 //! | `base_url` (or `endpoint`) | — | full `ws://`/`wss://` URL instead of the region's; its path is kept, or the mode's path appended when it has none |
 //! | `mode` | `conversation` | `conversation` or `dictation` |

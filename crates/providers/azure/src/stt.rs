@@ -52,7 +52,7 @@ pub const REGION: &str = "region";
 pub const SAMPLE_RATES: [u32; 2] = [8_000, 16_000];
 
 const CREDENTIALS: &[CredentialField] = &[
-    CredentialField::secret(API_KEY, "AZURE_SPEECH_KEY"),
+    CredentialField::secret(API_KEY, "AZURE_SPEECH_SUBSCRIPTION_KEY"),
     // Not required: a `base_url` makes it unnecessary; `connect` checks that one of them is set.
     CredentialField::setting(REGION, "AZURE_SPEECH_REGION").optional(),
 ];
@@ -137,7 +137,9 @@ fn plan(config: &SttSessionConfig) -> Result<Plan, PluginError> {
         .or_else(|| config.credentials.get(API_KEY).cloned())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
-            PluginError::Auth(format!("{ID}: no API key configured (AZURE_SPEECH_KEY)"))
+            PluginError::Auth(format!(
+                "{ID}: no API key configured (AZURE_SPEECH_SUBSCRIPTION_KEY)"
+            ))
         })?;
     let url = settings.url(region, language, endpoint_id);
     let mut ws = WsConfig::new(url)

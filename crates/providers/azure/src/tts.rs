@@ -29,7 +29,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `api_key` | env `AZURE_SPEECH_KEY` | resource key, sent as `Ocp-Apim-Subscription-Key` |
+//! | `api_key` | env `AZURE_SPEECH_SUBSCRIPTION_KEY` | resource key, sent as `Ocp-Apim-Subscription-Key` |
 //! | `region` | env `AZURE_SPEECH_REGION` | builds `https://<region>.tts.speech.microsoft.com` (`.azure.cn` / `.azure.us` for China / US Gov regions) |
 //! | `base_url` (or `endpoint`) | — | `http(s)://host[:port][/prefix]` instead of the region's; `/cognitiveservices/v1` and `/cognitiveservices/voices/list` are appended (a full synthesis URL is accepted too) |
 //! | `voice` | `en-US-JennyNeural` | default voice (`ShortName`) |
@@ -78,7 +78,7 @@ use waav_provider_kit::http::{HttpClient, HttpClientConfig};
 /// The same credentials as the STT plugin: the key, and a region that a `base_url` makes
 /// unnecessary (checked in `prepare`).
 const CREDENTIALS: &[CredentialField] = &[
-    CredentialField::secret(API_KEY, "AZURE_SPEECH_KEY"),
+    CredentialField::secret(API_KEY, "AZURE_SPEECH_SUBSCRIPTION_KEY"),
     CredentialField::setting(REGION, "AZURE_SPEECH_REGION").optional(),
 ];
 
@@ -247,7 +247,7 @@ impl TtsPlugin for AzureTts {
             .or(target.key)
             .or(last.and_then(|l| l.key))
             .ok_or_else(|| {
-                PluginError::Auth(format!("{ID}: no API key configured (AZURE_SPEECH_KEY)"))
+                PluginError::Auth(format!("{ID}: no API key configured (AZURE_SPEECH_SUBSCRIPTION_KEY)"))
             })?;
         if let Some(c) = lock(&self.voices).as_ref() {
             if c.url == target.url && c.key == key && c.at.elapsed() < settings.voices_ttl {

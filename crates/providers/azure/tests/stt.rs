@@ -757,7 +757,7 @@ async fn plugin_metadata_and_init() {
     assert_eq!(info.aliases, ["azure"]);
     let fields = info.credential_fields();
     let key = fields.iter().find(|f| f.name == "api_key").unwrap();
-    assert!(key.secret && key.required && key.env == Some("AZURE_SPEECH_KEY"));
+    assert!(key.secret && key.required && key.env == Some("AZURE_SPEECH_SUBSCRIPTION_KEY"));
     let region = fields.iter().find(|f| f.name == "region").unwrap();
     assert!(!region.secret && region.env == Some("AZURE_SPEECH_REGION"));
     let caps = AzureStt.capabilities();

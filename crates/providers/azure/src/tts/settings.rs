@@ -335,7 +335,11 @@ pub fn session_key(cfg: &TtsSessionConfig) -> Result<Secret, PluginError> {
         .or_else(|| cfg.credentials.get(API_KEY).cloned())
         .or(from_section)
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| PluginError::Auth(format!("{ID}: no API key configured (AZURE_SPEECH_KEY)")))
+        .ok_or_else(|| {
+            PluginError::Auth(format!(
+                "{ID}: no API key configured (AZURE_SPEECH_SUBSCRIPTION_KEY)"
+            ))
+        })
 }
 
 /// The session's region: the resolved credential, else the section's.
