@@ -1,0 +1,499 @@
+//! The LMNT TTS plugin against the protocol fake over 127.0.0.1: request shape, audio
+//! streaming, conformance, errors, cancel, voices and refusals.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::timeout;
+use waav_lmnt::LmntTts;
+use waav_plugin_api::{
+    AudioEncoding, AudioSink, CancelFlag, Emotion, ErrorCategory, Plugin, PluginConfig,
+    PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
+};
+use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::fakes::lmnt::{audio_for, FakeOptions, FakeVoice, Fault, LmntFake};
+
+const KEY: &str = "lmnt-test-key";
+const GUARD: Duration = Duration::from_secs(20);
+
+fn config(fake: &LmntFake, extra: Value) -> PluginConfig {
+    let mut v = json!({"base_url": fake.base_url(), "response_timeout_ms": 5000});
+    for (k, x) in extra.as_object().cloned().unwrap_or_default() {
+        v[k] = x;
+    }
+    PluginConfig::from_value("plugins.tts.lmnt", v).unwrap()
+}
+
+fn session(fake: &LmntFake, enc: AudioEncoding, extra: Value) -> TtsSessionConfig {
+    TtsSessionConfig::new(enc, 16_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(config(fake, extra))
+}
+
+fn pcm(fake: &LmntFake) -> TtsSessionConfig {
+    session(fake, AudioEncoding::Linear16, json!({}))
+}
+
+async fn synth(cfg: &TtsSessionConfig, text: &str) -> (Result<(), PluginError>, Vec<Bytes>) {
+    let plugin = LmntTts::new();
+    plugin.prepare(cfg).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let req = SpeakRequest {
+        id: 1,
+        text: text.into(),
+        flush: true,
+    };
+    let r = timeout(
+        GUARD,
+        plugin.synthesize(cfg, req, AudioSink::new(1, tx, CancelFlag::new())),
+    )
+    .await
+    .expect("bounded");
+    let mut chunks = Vec::new();
+    while let Ok(TtsEvent::Audio { data, .. }) = rx.try_recv() {
+        chunks.push(data);
+    }
+    (r, chunks)
+}
+
+fn joined(chunks: &[Bytes]) -> Vec<u8> {
+    chunks.iter().flat_map(|c| c.iter().copied()).collect()
+}
+
+#[test]
+fn registered_with_id_and_credential() {
+    let found = waav_plugin_api::registrations()
+        .map(|r| (r.create)())
+        .find(|h| h.plugin().info().id == "lmnt")
+        .expect("registered");
+    let info = found.plugin().info();
+    assert!(info.aliases.is_empty());
+    let fields = info.credential_fields();
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].name, "api_key");
+    assert_eq!(fields[0].env, Some("LMNT_API_KEY"));
+    assert!(fields[0].secret && fields[0].required);
+    let caps = LmntTts::new().capabilities();
+    assert_eq!(
+        caps.encodings,
+        [
+            AudioEncoding::Linear16,
+            AudioEncoding::Mulaw,
+            AudioEncoding::Mp3
+        ]
+    );
+    assert_eq!(caps.sample_rates, [8_000, 16_000, 24_000]);
+}
+
+#[tokio::test]
+async fn request_is_shaped_as_documented() {
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let mut cfg = session(
+        &fake,
+        AudioEncoding::Linear16,
+        json!({"language": "en", "top_p": 0.7}),
+    )
+    .with_voice("lily")
+    .with_model("blizzard");
+    cfg.speaking_rate = 1.5;
+    cfg.emotion = Emotion {
+        emotion: Some("happy".into()),
+        intensity: Some(0.6),
+        ..Emotion::default()
+    };
+    let (r, chunks) = synth(&cfg, "Hello there.").await;
+    r.unwrap();
+    let reqs = fake.speeches();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    assert_eq!(req.status, 200);
+    assert_eq!(req.request.uri, "/v1/ai/speech/bytes");
+    assert_eq!(req.request.header("x-api-key"), Some(KEY));
+    assert_eq!(req.request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        req.request.header("accept"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        req.body,
+        json!({
+            "text": "Hello there.",
+            "voice": "lily",
+            "model": "blizzard",
+            "format": "pcm_s16le",
+            "sample_rate": 16000,
+            "language": "en",
+            "temperature": 0.72,
+            "top_p": 0.7,
+            "speed": 1.5,
+        })
+    );
+    assert_eq!(
+        joined(&chunks),
+        audio_for("Hello there.", "pcm_s16le", 16_000, 1.5, 20)
+    );
+
+    // Defaults: voice ava, no speed/temperature; mp3 passthrough at 24 kHz.
+    let cfg = TtsSessionConfig::new(AudioEncoding::Mp3, 24_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(config(&fake, json!({})));
+    let (r, chunks) = synth(&cfg, "Hi.").await;
+    r.unwrap();
+    assert_eq!(
+        fake.speeches()[1].body,
+        json!({"text": "Hi.", "voice": "ava", "model": "blizzard", "format": "mp3",
+               "sample_rate": 24000})
+    );
+    assert_eq!(joined(&chunks), audio_for("Hi.", "mp3", 24_000, 1.0, 20));
+
+    // µ-law: the WAV header LMNT puts first is removed; `send_speed: false` drops speed.
+    let mut cfg = TtsSessionConfig::new(AudioEncoding::Mulaw, 8_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(config(&fake, json!({"send_speed": false})));
+    cfg.speaking_rate = 1.5;
+    let (r, chunks) = synth(&cfg, "Telephone.").await;
+    r.unwrap();
+    assert_eq!(fake.speeches()[2].body["format"], "ulaw");
+    assert_eq!(fake.speeches()[2].body.get("speed"), None);
+    let file = audio_for("Telephone.", "ulaw", 8_000, 1.0, 20);
+    assert_eq!(&file[..4], b"RIFF");
+    assert_eq!(joined(&chunks), file[44..]);
+
+    // Text past 5000 characters becomes consecutive requests.
+    let fake = LmntFake::start(FakeOptions {
+        ms_per_char: 1,
+        chunk_bytes: 16_000,
+        ..FakeOptions::new(KEY)
+    })
+    .await;
+    let long = "A sentence of moderate length. ".repeat(250);
+    let (r, chunks) = synth(&pcm(&fake), &long).await;
+    r.unwrap();
+    let pieces: Vec<String> = fake
+        .speeches()
+        .iter()
+        .map(|l| l.body["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pieces.len(), 2);
+    assert!(pieces.iter().all(|p| p.chars().count() <= 5000));
+    let want: Vec<u8> = pieces
+        .iter()
+        .flat_map(|p| audio_for(p, "pcm_s16le", 16_000, 1.0, 1))
+        .collect();
+    assert_eq!(joined(&chunks), want);
+}
+
+#[tokio::test]
+async fn audio_streams_byte_exact_and_the_first_chunk_arrives_before_the_rest() {
+    let opts = FakeOptions::new(KEY).fault(Fault::HoldAfterFirstChunk);
+    let fake = LmntFake::start(opts).await;
+    let cfg = pcm(&fake);
+    let plugin = LmntTts::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let text = "A sentence long enough for several chunks of audio.";
+    let req = SpeakRequest {
+        id: 9,
+        text: text.into(),
+        flush: true,
+    };
+    let synth = plugin.synthesize(&cfg, req, AudioSink::new(9, tx, CancelFlag::new()));
+    tokio::pin!(synth);
+    let first = tokio::select! {
+        ev = rx.recv() => ev.expect("audio"),
+        r = &mut synth => panic!("ended before the first chunk: {r:?}"),
+    };
+    let log = &fake.speeches()[0];
+    assert_eq!(log.chunks_sent, 1);
+    assert!(!log.completed, "the fake holds the rest until released");
+    fake.release();
+    timeout(GUARD, &mut synth).await.unwrap().unwrap();
+    let mut events = vec![first];
+    while let Ok(ev) = rx.try_recv() {
+        events.push(ev);
+    }
+    assert!(events.len() > 2);
+    let audio: Vec<u8> = events
+        .iter()
+        .flat_map(|e| match e {
+            TtsEvent::Audio { id: 9, data } => data.to_vec(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(audio, audio_for(text, "pcm_s16le", 16_000, 1.0, 20));
+    assert!(fake.speeches()[0].completed);
+}
+
+#[tokio::test]
+async fn conformance() {
+    let plugin = LmntTts::new();
+    for (enc, rate) in [
+        (AudioEncoding::Linear16, 24_000),
+        (AudioEncoding::Mulaw, 8_000),
+        (AudioEncoding::Mp3, 16_000),
+    ] {
+        let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+        let cfg = TtsSessionConfig::new(enc, rate)
+            .with_api_key(Some(Secret::from(KEY)))
+            .with_plugin_config(config(&fake, json!({})));
+        let report = check_tts(&plugin, &TtsFixture::new(cfg).guard(GUARD)).await;
+        report.assert_ok();
+    }
+}
+
+async fn failing(fault: Fault, extra: Value) -> PluginError {
+    let fake = LmntFake::start(FakeOptions::new(KEY).fault(fault)).await;
+    let (r, _) = synth(&session(&fake, AudioEncoding::Linear16, extra), "Hello.").await;
+    r.expect_err("should fail")
+}
+
+fn status(status: u16, body: &str, retry_after: Option<u64>) -> Fault {
+    Fault::Status {
+        status,
+        body: body.into(),
+        retry_after,
+    }
+}
+
+#[tokio::test]
+async fn errors_are_categorised() {
+    // Auth: the fake's own check of a wrong key.
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let cfg = pcm(&fake).with_api_key(Some(Secret::from("wrong-key")));
+    let (r, _) = synth(&cfg, "Hello.").await;
+    let e = r.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
+    assert!(
+        e.to_string()
+            .contains("Invalid API key (authentication_error)"),
+        "{e}"
+    );
+
+    let e = failing(
+        status(
+            429,
+            r#"{"error": {"message": "Rate limit exceeded", "type": "rate_limit_error"}}"#,
+            Some(7),
+        ),
+        json!({}),
+    )
+    .await;
+    match &e {
+        PluginError::RateLimited {
+            retry_after,
+            message,
+        } => {
+            assert_eq!(*retry_after, Some(Duration::from_secs(7)));
+            assert!(message.contains("Rate limit exceeded"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = failing(
+        status(
+            400,
+            r#"{"error": {"message": "Invalid format", "type": "invalid_request_error"}}"#,
+            None,
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(e.category(), ErrorCategory::Config, "{e}");
+    let e = failing(status(500, r#"{"error": "internal"}"#, None), json!({})).await;
+    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
+
+    // The fake's own validation: an unknown voice (Config); a refused text (Permanent).
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let cfg = pcm(&fake).with_voice("Nobody");
+    let (r, _) = synth(&cfg, "Hello.").await;
+    let e = r.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Config, "{e}");
+    assert!(e.to_string().contains("Invalid voice: Nobody"), "{e}");
+    let e = failing(
+        status(
+            400,
+            r#"{"error": {"message": "text exceeds 5000 characters", "type": "invalid_request_error"}}"#,
+            None,
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
+    let e = failing(
+        status(
+            402,
+            r#"{"error": {"message": "Out of credits", "type": "payment_required_error"}}"#,
+            None,
+        ),
+        json!({}),
+    )
+    .await;
+    assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
+
+    // Malformed and truncated answers never panic.
+    let e = failing(Fault::Garbage, json!({})).await;
+    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
+    let e = failing(Fault::Truncate { after_chunks: 2 }, json!({})).await;
+    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
+
+    // A silent vendor is timed out.
+    let e = failing(Fault::Silent, json!({"response_timeout_ms": 300})).await;
+    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
+}
+
+#[tokio::test]
+async fn cancel_mid_stream_closes_the_connection() {
+    let opts = FakeOptions::new(KEY).fault(Fault::HoldAfterFirstChunk);
+    let fake = LmntFake::start(opts).await;
+    let cfg = pcm(&fake);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let flag = CancelFlag::new();
+    let sink = AudioSink::new(3, tx, flag.clone());
+    let task = tokio::spawn(async move {
+        let plugin = LmntTts::new();
+        let req = SpeakRequest {
+            id: 3,
+            text: "A long text to cancel. ".repeat(20),
+            flush: true,
+        };
+        plugin.synthesize(&cfg, req, sink).await
+    });
+    let first = timeout(GUARD, rx.recv()).await.unwrap();
+    assert!(matches!(first, Some(TtsEvent::Audio { id: 3, .. })));
+    // The host cancels: it flags the request and drops the synthesis.
+    flag.cancel_up_to(3);
+    task.abort();
+    let log = fake
+        .wait_for_speech(0, GUARD, |l| l.client_gone)
+        .await
+        .expect("the fake sees the client leave");
+    assert!(!log.completed);
+    assert_eq!(log.chunks_sent, 1);
+
+    // A sink that refuses audio ends the synthesis without an error, and the connection closes.
+    let opts = FakeOptions {
+        chunk_bytes: 480,
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let cfg = pcm(&fake);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let flag = CancelFlag::new();
+    let sink = AudioSink::new(4, tx, flag.clone());
+    let plugin = LmntTts::new();
+    let req = SpeakRequest {
+        id: 4,
+        text: "A long text to cancel. ".repeat(40),
+        flush: true,
+    };
+    let synth = plugin.synthesize(&cfg, req, sink);
+    tokio::pin!(synth);
+    tokio::select! {
+        ev = rx.recv() => assert!(ev.is_some()),
+        r = &mut synth => panic!("ended early: {r:?}"),
+    }
+    flag.cancel_up_to(4);
+    timeout(GUARD, &mut synth).await.unwrap().unwrap();
+    let log = fake
+        .wait_for_speech(0, GUARD, |l| l.client_gone)
+        .await
+        .expect("the fake sees the client leave");
+    assert!(!log.completed);
+}
+
+#[tokio::test]
+async fn voices_are_listed_and_cached() {
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let plugin = LmntTts::new();
+    plugin
+        .init(&PluginContext::new("test"), &config(&fake, json!({})))
+        .await
+        .unwrap();
+    let list = plugin.voices(Some(Secret::from(KEY))).await.unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0].id, "ava");
+    assert_eq!(list[0].name, "Ava");
+    assert_eq!(list[0].gender, "female");
+    assert_eq!(list[0].sample, "https://fake.lmnt.invalid/preview/ava.mp3");
+    let reqs = fake.voice_requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].uri, "/v1/ai/voice/list");
+    assert_eq!(reqs[0].header("x-api-key"), Some(KEY));
+    // Cached: no new request.
+    assert_eq!(plugin.voices(Some(Secret::from(KEY))).await.unwrap(), list);
+    assert_eq!(fake.voice_requests().len(), 1);
+    let e = plugin.voices(Some(Secret::from("bad"))).await.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Auth);
+    assert!(plugin.voices(None).await.is_err());
+
+    // The owner filter, against a fake with a starred voice of the caller's.
+    let mut mine = FakeVoice::new("my-other", "Other clone", "me", "male");
+    mine.starred = true;
+    let mut opts = FakeOptions::new(KEY);
+    opts.voices.push(mine);
+    let fake = LmntFake::start(opts).await;
+    let plugin = LmntTts::new();
+    plugin
+        .init(
+            &PluginContext::new("test"),
+            &config(&fake, json!({"voices_owner": "me"})),
+        )
+        .await
+        .unwrap();
+    let list = plugin.voices(Some(Secret::from(KEY))).await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["my-clone", "my-other"]);
+    assert_eq!(fake.voice_requests()[0].uri, "/v1/ai/voice/list?owner=me");
+}
+
+#[tokio::test]
+async fn prepare_refuses_before_any_request() {
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let plugin = LmntTts::new();
+    let e = plugin
+        .prepare(&pcm(&fake).with_api_key(None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Auth);
+    for cfg in [
+        session(&fake, AudioEncoding::Wav, json!({})),
+        session(&fake, AudioEncoding::Opus, json!({})),
+        session(&fake, AudioEncoding::Alaw, json!({})),
+        TtsSessionConfig::new(AudioEncoding::Linear16, 44_100)
+            .with_api_key(Some(Secret::from(KEY)))
+            .with_plugin_config(config(&fake, json!({}))),
+        session(&fake, AudioEncoding::Linear16, json!({"language": "xx"})),
+        session(
+            &fake,
+            AudioEncoding::Linear16,
+            json!({"temperature": "hot"}),
+        ),
+    ] {
+        let e = plugin.prepare(&cfg).await.unwrap_err();
+        assert_eq!(e.category(), ErrorCategory::Config, "{e}");
+    }
+    // synthesize refuses the same way, and empty text makes no request.
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let req = SpeakRequest {
+        id: 1,
+        text: "Hi".into(),
+        flush: true,
+    };
+    let e = plugin
+        .synthesize(
+            &session(&fake, AudioEncoding::Wav, json!({})),
+            req,
+            AudioSink::new(1, tx.clone(), CancelFlag::new()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Config);
+    let req = SpeakRequest {
+        id: 2,
+        text: "  ".into(),
+        flush: true,
+    };
+    plugin
+        .synthesize(&pcm(&fake), req, AudioSink::new(2, tx, CancelFlag::new()))
+        .await
+        .unwrap();
+    assert!(fake.speeches().is_empty());
+}
