@@ -6,8 +6,10 @@
 //! Linking this crate registers the plugins.
 #![warn(missing_docs)]
 
+pub mod evi;
 pub mod tts;
 
 pub use tts::HumeTts;
 
+waav_plugin_api::register_plugin!(Realtime, evi::HumeEvi::new());
 waav_plugin_api::register_plugin!(Tts, HumeTts::new());

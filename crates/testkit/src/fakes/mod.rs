@@ -24,6 +24,7 @@ pub mod elevenlabs;
 pub mod elevenlabs_stt;
 pub mod google;
 pub mod hume;
+pub mod hume_evi;
 pub mod ibm;
 pub mod lmnt;
 pub mod openai;
