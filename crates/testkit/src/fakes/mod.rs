@@ -19,6 +19,7 @@ pub mod aws;
 pub mod azure;
 pub mod azure_tts;
 pub mod cartesia;
+pub mod cartesia_stt;
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod elevenlabs_stt;
