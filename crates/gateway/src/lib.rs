@@ -14,6 +14,7 @@
 //! - `transport`: HTTP and WebSocket routes; `middleware`: auth and connection caps.
 //! - [`audio`]: format negotiation and conversion between clients and plugins.
 //! - [`pipeline`]: a session's audio processors per stage, with accounting and containment.
+//! - [`resilience`]: circuit breakers and failover chains.
 //! - [`cache`]: the TTS cache. `metrics`: Prometheus metrics.
 //! - [`server`]: start, serve, graceful stop. [`cli`]: the command line.
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub(crate) mod metrics;
 pub(crate) mod middleware;
 pub mod pipeline;
 pub mod registry;
+pub mod resilience;
 pub mod server;
 pub mod session;
 pub(crate) mod state;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub cache: TtsCache,
     /// WebSocket connection caps.
     pub limiter: ConnectionLimiter,
+    /// Circuit breakers and failover chains.
+    pub resilience: crate::resilience::Resilience,
     /// `custom` message type → the route plugin handling it.
     pub custom_handlers: HashMap<String, Arc<dyn RoutePlugin>>,
     /// Flips to `true` when a graceful stop begins; every session watches it.
@@ -50,6 +52,7 @@ impl AppState {
                 config.limits.max_connections_per_ip,
             ),
             custom_handlers,
+            resilience: crate::resilience::Resilience::new(&registry, &config.resilience),
             shutdown: watch::channel(false).0,
             config,
             registry,

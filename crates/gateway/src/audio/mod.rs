@@ -104,6 +104,11 @@ impl Bridge {
         matches!(self.stage, Stage::Same(_))
     }
 
+    /// Whether the WAV header is still to be sent.
+    pub fn header_pending(&self) -> bool {
+        self.header_pending
+    }
+
     /// The WAV header, the first time it is asked for (before the stream's first audio).
     pub fn take_header(&mut self) -> Option<Bytes> {
         if !std::mem::take(&mut self.header_pending) {

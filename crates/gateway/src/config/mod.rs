@@ -319,6 +319,47 @@ pub struct GatewayConfig {
     pub session: SessionSettings,
     /// Plugins, processors, pipelines, middleware.
     pub plugins: PluginsConfig,
+    /// Circuit breakers and failover chains.
+    pub resilience: ResilienceConfig,
+}
+
+/// `resilience:` circuit breakers (one per plugin instance, process-wide) and failover chains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResilienceConfig {
+    /// Failures within `breaker_window_secs` that open an instance's breaker.
+    pub breaker_failures: u32,
+    /// The counting window.
+    pub breaker_window_secs: u64,
+    /// How long an open breaker fails fast before probing.
+    pub breaker_open_secs: u64,
+    /// Audio kept for replay into the next STT provider after a failover (ms).
+    pub stt_replay_ms: u64,
+    /// Fallbacks per primary provider: `stt: { deepgram: [microsoft-azure, local] }`; TTS entries
+    /// may name a voice (`elevenlabs: ["cartesia:sonic-voice-id", local]`).
+    pub failover: FailoverConfig,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            breaker_failures: 5,
+            breaker_window_secs: 30,
+            breaker_open_secs: 15,
+            stt_replay_ms: 5_000,
+            failover: FailoverConfig::default(),
+        }
+    }
+}
+
+/// Failover chains by role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// STT: primary → fallbacks in order.
+    pub stt: BTreeMap<String, Vec<String>>,
+    /// TTS: primary → fallbacks in order (`provider` or `provider:voice`).
+    pub tts: BTreeMap<String, Vec<String>>,
 }
 
 /// Settings given on the command line; they win over everything else.
@@ -331,6 +372,9 @@ pub struct CliOverrides {
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
 }
+
+/// Most fallbacks in one chain.
+pub const MAX_CHAIN: usize = 8;
 
 /// Key names whose values are masked when a configuration is printed.
 const SECRET_HINTS: [&str; 5] = ["key", "secret", "token", "password", "credential"];
@@ -381,7 +425,34 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const DAY_SECS: u64 = 86_400;
         let s = &self.session;
-        let checks: [(&str, u64, u64, u64); 13] = [
+        let r = &self.resilience;
+        let chains = r.failover.stt.values().chain(r.failover.tts.values());
+        if let Some(c) = chains.into_iter().find(|c| c.len() > MAX_CHAIN) {
+            return Err(ConfigError::Syntax {
+                path: "resilience.failover".into(),
+                message: format!("a chain of {} fallbacks; at most {MAX_CHAIN}", c.len()),
+            });
+        }
+        let checks: [(&str, u64, u64, u64); 17] = [
+            (
+                "resilience.breaker_failures",
+                u64::from(r.breaker_failures),
+                1,
+                10_000,
+            ),
+            (
+                "resilience.breaker_window_secs",
+                r.breaker_window_secs,
+                1,
+                DAY_SECS,
+            ),
+            (
+                "resilience.breaker_open_secs",
+                r.breaker_open_secs,
+                1,
+                DAY_SECS,
+            ),
+            ("resilience.stt_replay_ms", r.stt_replay_ms, 0, 60_000),
             (
                 "session.idle_timeout_secs",
                 s.idle_timeout_secs,

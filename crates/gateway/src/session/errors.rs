@@ -110,6 +110,16 @@ pub enum WsError {
         /// What went wrong.
         error: PluginError,
     },
+    /// Every provider of the chain is behind an open circuit breaker (or failed).
+    #[error(
+        "{role} provider {provider} is failing (circuit open) and no fallback could take over"
+    )]
+    CircuitOpen {
+        /// `STT` or `TTS`.
+        role: &'static str,
+        /// Plugin id.
+        provider: &'static str,
+    },
     /// Too many `speak` requests queued or in flight.
     #[error("TTS queue full: {queued} requests and {bytes} bytes of text pending (max {max_requests} requests, {max_bytes} bytes); wait for tts_playback_complete or send clear")]
     TtsQueueFull {
@@ -161,9 +171,20 @@ impl WsError {
             Self::LiveKitNotConfigured => "livekit_not_configured",
             Self::ProviderStalled { .. } => "provider_stalled",
             Self::ProcessorFailed { .. } => "processor_failed",
+            Self::CircuitOpen { .. } => "provider_circuit_open",
             Self::TtsQueueFull { .. } => "tts_queue_full",
             Self::AuthTimeout(_) => "auth_timeout",
             Self::ShuttingDown => "server_shutdown",
+        }
+    }
+
+    /// The provider failure behind this error, when it is one (what breakers count).
+    pub fn provider_failure(&self) -> Option<PluginError> {
+        match self {
+            Self::Provider { error, .. } => Some(error.clone()),
+            Self::ProviderTimeout => Some(PluginError::Timeout("connect timed out".into())),
+            Self::ProviderStalled { .. } => Some(PluginError::Timeout("stopped reading".into())),
+            _ => None,
         }
     }
 

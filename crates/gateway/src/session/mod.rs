@@ -2,6 +2,7 @@
 //! in order, drives the STT and TTS provider links, applies the turn logic, and writes every
 //! reply through one outgoing FIFO.
 
+pub(crate) mod chain;
 pub(crate) mod errors;
 pub(crate) mod link;
 pub mod outbound;
@@ -22,6 +23,7 @@ use errors::WsError;
 use futures::StreamExt;
 use outbound::{write_loop, Outbound};
 use protocol::{ClientMessage, ConfigMessage, ServerMessage};
+use std::collections::VecDeque;
 use std::time::Duration;
 use stt::{SttLink, SttSignal};
 use tokio::time::Instant;
@@ -65,6 +67,20 @@ struct Session {
     barge_in: bool,
     /// Pre-STT processor events of one frame, reused.
     processor_events: Vec<pre_stt::TimedEvent>,
+    /// The configs and remaining fallbacks of the open providers (boxed: idle sessions are
+    /// counted in bytes).
+    chains: Option<Box<Chains>>,
+}
+
+/// What a session needs to fail over: each role's config and the fallbacks not yet tried.
+#[derive(Debug, Default)]
+struct Chains {
+    stt: Option<(protocol::SttConfig, std::collections::VecDeque<String>)>,
+    tts: Option<(protocol::TtsConfig, std::collections::VecDeque<String>)>,
+    /// The last final transcript, to drop its repeat after a failover replays audio.
+    last_final: Option<String>,
+    /// An STT failover happened; finals repeating `last_final` are duplicates.
+    replayed: bool,
 }
 
 /// Runs a session on an upgraded socket until either side ends it.
@@ -92,6 +108,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         stt_problem_reported: false,
         barge_in: false,
         processor_events: Vec::new(),
+        chains: None,
     };
     // A pending socket holds a slot, so it gets a short deadline, not the idle timeout.
     let auth_timeout = Duration::from_secs(settings.auth_timeout_secs);
@@ -421,8 +438,16 @@ impl Session {
         };
         // The old providers stop before the new ones get audio (no crosstalk).
         self.stop_providers().await;
-        self.stt = stt;
-        self.tts = tts;
+        let mut chains = Chains::default();
+        self.stt = stt.map(|(link, cfg, rest)| {
+            chains.stt = Some((cfg, rest));
+            link
+        });
+        self.tts = tts.map(|(link, cfg, rest)| {
+            chains.tts = Some((cfg, rest));
+            link
+        });
+        self.chains = Some(Box::new(chains));
         self.audio_enabled = audio;
         self.barge_in = cfg.barge_in.unwrap_or(false);
         if cfg.livekit.is_some() {
@@ -443,36 +468,37 @@ impl Session {
 
     /// Validates and connects the providers `cfg` asks for, concurrently; on any failure closes
     /// whatever did connect and reports the first failure.
+    #[allow(clippy::type_complexity)]
     async fn open_providers(
         &self,
         cfg: &ConfigMessage,
-    ) -> Result<(Option<SttLink>, Option<TtsLink>), WsError> {
-        let settings = &self.state.config.session;
-        let server_timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
-        let stall = Duration::from_millis(settings.provider_stall_ms);
-        let registry = &self.state.registry;
+    ) -> Result<
+        (
+            Option<(SttLink, protocol::SttConfig, VecDeque<String>)>,
+            Option<(TtsLink, protocol::TtsConfig, VecDeque<String>)>,
+        ),
+        WsError,
+    > {
         let stt_fut = async {
             match &cfg.stt_config {
-                Some(c) => SttLink::open(registry, c, server_timeout, stall)
-                    .await
-                    .map(Some),
+                Some(c) => {
+                    let mut names: VecDeque<String> = [c.provider.clone()].into();
+                    names.extend(chain::stt_fallbacks(&self.state, c));
+                    self.open_stt(c, &mut names, true)
+                        .await
+                        .map(|link| Some((link, c.clone(), names)))
+                }
                 None => Ok(None),
             }
         };
         let tts_fut = async {
             match &cfg.tts_config {
                 Some(c) => {
-                    let (timeout, request_timeout) = tts::timeouts(c, settings);
-                    let limits = TtsLimits::from_settings(settings);
-                    TtsProvider::open(
-                        registry,
-                        c,
-                        timeout,
-                        limits.input_capacity(),
-                        settings.tts_frame_ms,
-                    )
-                    .await
-                    .map(|p| Some(TtsLink::new(p, request_timeout, limits, true)))
+                    let mut names: VecDeque<String> = [c.provider.clone()].into();
+                    names.extend(chain::tts_fallbacks(&self.state, c));
+                    self.open_tts(c, &mut names, true)
+                        .await
+                        .map(|link| Some((link, c.clone(), names)))
                 }
                 None => Ok(None),
             }
@@ -480,18 +506,184 @@ impl Session {
         match tokio::join!(stt_fut, tts_fut) {
             (Ok(stt), Ok(tts)) => Ok((stt, tts)),
             (Err(e), tts) => {
-                if let Ok(Some(t)) = tts {
+                if let Ok(Some((t, _, _))) = tts {
                     t.close(CLOSE_GRACE).await;
                 }
                 Err(e)
             }
             (Ok(stt), Err(e)) => {
-                if let Some(s) = stt {
+                if let Some((s, _, _)) = stt {
                     s.close(CLOSE_GRACE).await;
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Opens the first STT provider of `names` that works (`cfg` is the primary's config).
+    async fn open_stt(
+        &self,
+        cfg: &protocol::SttConfig,
+        names: &mut VecDeque<String>,
+        first_is_primary: bool,
+    ) -> Result<SttLink, WsError> {
+        let settings = &self.state.config.session;
+        let timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
+        let stall = Duration::from_millis(settings.provider_stall_ms);
+        let registry = &self.state.registry;
+        let replay = self.state.resilience.stt_replay();
+        let kind = waav_plugin_api::PluginKind::Stt;
+        chain::open_first(
+            &self.state,
+            kind,
+            "STT",
+            names,
+            first_is_primary,
+            |name, primary| {
+                let c = if primary {
+                    cfg.clone()
+                } else {
+                    chain::stt_for(cfg, &name)
+                };
+                async move {
+                    SttLink::open(registry, &c, timeout, stall)
+                        .await
+                        .map(|l| l.with_replay(replay))
+                }
+            },
+        )
+        .await
+        .map(|(link, _)| link)
+    }
+
+    /// Opens the first TTS provider of `names` that works (`cfg` is the primary's config).
+    async fn open_tts(
+        &self,
+        cfg: &protocol::TtsConfig,
+        names: &mut VecDeque<String>,
+        first_is_primary: bool,
+    ) -> Result<TtsLink, WsError> {
+        let settings = &self.state.config.session;
+        let registry = &self.state.registry;
+        let kind = waav_plugin_api::PluginKind::Tts;
+        chain::open_first(
+            &self.state,
+            kind,
+            "TTS",
+            names,
+            first_is_primary,
+            |name, primary| {
+                let c = if primary {
+                    cfg.clone()
+                } else {
+                    chain::tts_for(cfg, &name)
+                };
+                async move {
+                    let (timeout, request_timeout) = tts::timeouts(&c, settings);
+                    let limits = TtsLimits::from_settings(settings);
+                    TtsProvider::open(
+                        registry,
+                        &c,
+                        timeout,
+                        limits.input_capacity(),
+                        settings.tts_frame_ms,
+                    )
+                    .await
+                    .map(|p| TtsLink::new(p, request_timeout, limits, true))
+                }
+            },
+        )
+        .await
+        .map(|(link, _)| link)
+    }
+
+    /// The STT provider `from` failed with `error`: the next provider of the chain takes over,
+    /// fed the audio since the last final first. `false` when there is none left.
+    async fn stt_failover(
+        &mut self,
+        from: &'static str,
+        error: &waav_plugin_api::PluginError,
+        replay: Vec<Bytes>,
+    ) -> bool {
+        let Some((cfg, mut names)) = self.chains.as_mut().and_then(|c| c.stt.take()) else {
+            return false;
+        };
+        if names.is_empty() {
+            self.restore_stt_chain(cfg, names);
+            return false;
+        }
+        let opened = self.open_stt(&cfg, &mut names, false).await;
+        self.restore_stt_chain(cfg, names);
+        let Ok(mut link) = opened else { return false };
+        for chunk in replay {
+            let _ = link.send_audio(chunk).await;
+        }
+        let to = link.provider;
+        self.stt = Some(link);
+        self.stt_problem_reported = false;
+        if let Some(c) = self.chains.as_mut() {
+            c.replayed = true;
+        }
+        crate::resilience::count_failover(waav_plugin_api::PluginKind::Stt, from, to);
+        self.out
+            .send(ServerMessage::ProviderSwitched {
+                role: "stt",
+                from,
+                to,
+                reason: error.to_string(),
+            })
+            .await;
+        true
+    }
+
+    fn restore_stt_chain(&mut self, cfg: protocol::SttConfig, names: VecDeque<String>) {
+        if let Some(c) = self.chains.as_mut() {
+            c.stt = Some((cfg, names));
+        }
+    }
+
+    /// The TTS provider `from` failed with `error`: the next provider of the chain takes over
+    /// and speaks every request not yet finished, from its start. `false` when none is left.
+    async fn tts_failover(
+        &mut self,
+        from: &'static str,
+        error: &waav_plugin_api::PluginError,
+        old: TtsLink,
+    ) -> bool {
+        let Some((cfg, mut names)) = self.chains.as_mut().and_then(|c| c.tts.take()) else {
+            return false;
+        };
+        let opened = if names.is_empty() {
+            Err(WsError::NothingToConfigure)
+        } else {
+            self.open_tts(&cfg, &mut names, false).await
+        };
+        if let Some(c) = self.chains.as_mut() {
+            c.tts = Some((cfg, names));
+        }
+        let Ok(mut link) = opened else { return false };
+        let pending = old.into_unfinished();
+        link.continue_stream_of(&pending);
+        let to = link.provider_id();
+        crate::resilience::count_failover(waav_plugin_api::PluginKind::Tts, from, to);
+        self.out
+            .send(ServerMessage::ProviderSwitched {
+                role: "tts",
+                from,
+                to,
+                reason: error.to_string(),
+            })
+            .await;
+        for (text, interruptible) in pending.requests {
+            if let Err(e) = link
+                .speak(text, true, interruptible, &self.state.cache, &self.out)
+                .await
+            {
+                self.error(e).await;
+            }
+        }
+        self.tts = Some(link);
+        true
     }
 
     async fn on_speak(
@@ -581,12 +773,23 @@ impl Session {
             }
             SttSignal::Ended(result) => {
                 let provider = provider.unwrap_or("unknown");
-                self.stt = None;
+                let replay = self
+                    .stt
+                    .take()
+                    .map(|mut l| l.take_replay())
+                    .unwrap_or_default();
                 self.stt_problem_reported = true;
                 let error = result.err().unwrap_or_else(|| {
                     waav_plugin_api::PluginError::Transient("the provider ended the session".into())
                 });
                 tracing::warn!(provider, error = %error, "STT provider session ended");
+                let kind = waav_plugin_api::PluginKind::Stt;
+                self.state.resilience.record(kind, provider, Err(&error));
+                if crate::resilience::breaker::counts(&error)
+                    && self.stt_failover(provider, &error, replay).await
+                {
+                    return;
+                }
                 self.error(WsError::Provider {
                     role: "STT",
                     provider,
@@ -621,6 +824,19 @@ impl Session {
             }
             return;
         }
+        // Audio up to a final is settled: a failover replays only what came after it. After a
+        // failover, the final of replayed audio the old provider had already given is dropped.
+        if let Some(stt) = self.stt.as_mut() {
+            stt.settled();
+        }
+        if let Some(c) = self.chains.as_mut() {
+            let norm = normalized(&t.text);
+            if c.replayed && c.last_final.as_deref() == Some(norm.as_str()) {
+                c.replayed = false;
+                return;
+            }
+            c.last_final = Some(norm);
+        }
         if t.is_speech_final {
             self.turn.on_speech_final();
         } else {
@@ -650,11 +866,18 @@ impl Session {
             TtsSignal::Event(ev) => tts.on_event(ev, &self.state.cache, &self.out).await,
             TtsSignal::Ended(result) => {
                 let provider = tts.provider_id();
-                self.tts = None;
+                let old = self.tts.take();
                 let error = result.err().unwrap_or_else(|| {
                     waav_plugin_api::PluginError::Transient("the provider ended the session".into())
                 });
                 tracing::warn!(provider, error = %error, "TTS provider session ended");
+                let kind = waav_plugin_api::PluginKind::Tts;
+                self.state.resilience.record(kind, provider, Err(&error));
+                if let Some(old) = old.filter(|_| crate::resilience::breaker::counts(&error)) {
+                    if self.tts_failover(provider, &error, old).await {
+                        return;
+                    }
+                }
                 self.error(WsError::Provider {
                     role: "TTS",
                     provider,
@@ -664,6 +887,20 @@ impl Session {
             }
         }
     }
+}
+
+/// Lower case, punctuation and extra spaces removed: what a repeated final is compared by.
+fn normalized(text: &str) -> String {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `+` followed by 1–20 digits.

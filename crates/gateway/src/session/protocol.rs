@@ -153,6 +153,10 @@ pub struct SttConfig {
     /// Per-session values of the provider's other credential fields (additive; see `/plugins`).
     #[serde(default)]
     pub credentials: Option<std::collections::BTreeMap<String, String>>,
+    /// Providers to fail over to, in order (additive; replaces `resilience.failover.stt` for
+    /// this session, `[]` for none).
+    #[serde(default)]
+    pub fallback: Option<Vec<String>>,
     /// Pre-STT processor instances (names from `plugins.processors`), in order; replaces
     /// `plugins.pipelines.default_stt_pre` for this session, `[]` runs none (additive).
     #[serde(default)]
@@ -212,6 +216,10 @@ pub struct TtsConfig {
     /// Per-session values of the provider's other credential fields (additive; see `/plugins`).
     #[serde(default)]
     pub credentials: Option<std::collections::BTreeMap<String, String>>,
+    /// Providers to fail over to, in order, each `provider` or `provider:voice` (additive;
+    /// replaces `resilience.failover.tts` for this session, `[]` for none).
+    #[serde(default)]
+    pub fallback: Option<Vec<String>>,
     /// Emotion name.
     #[serde(default)]
     pub emotion: Option<String>,
@@ -224,6 +232,20 @@ pub struct TtsConfig {
     /// Free-text emotion description.
     #[serde(default)]
     pub emotion_description: Option<String>,
+}
+
+fn check_chain(chain: Option<&[String]>) -> Result<(), String> {
+    let chain = chain.unwrap_or_default();
+    if chain.len() > crate::config::MAX_CHAIN {
+        return Err(format!(
+            "fallback has {} providers; at most {}",
+            chain.len(),
+            crate::config::MAX_CHAIN
+        ));
+    }
+    chain
+        .iter()
+        .try_for_each(|name| check_len("fallback entry", name, MAX_NAME))
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), String> {
@@ -283,6 +305,7 @@ impl SttConfig {
             self.api_key.as_deref().unwrap_or(""),
             MAX_API_KEY,
         )?;
+        check_chain(self.fallback.as_deref())?;
         if let Some(p) = &self.pipeline {
             if p.len() > crate::pipeline::MAX_PROCESSORS {
                 return Err(format!(
@@ -339,6 +362,7 @@ impl TtsConfig {
             MAX_API_KEY,
         )?;
         check_credentials(self.credentials.as_ref())?;
+        check_chain(self.fallback.as_deref())?;
         if self.pronunciations.len() > MAX_PRONUNCIATIONS {
             return Err(format!(
                 "{} pronunciations (max {MAX_PRONUNCIATIONS})",
@@ -402,6 +426,17 @@ pub enum ServerMessage {
     TtsInterrupted {
         /// Milliseconds since the Unix epoch.
         timestamp: u64,
+    },
+    /// A provider failed and the next of its chain took over (additive).
+    ProviderSwitched {
+        /// `stt` or `tts`.
+        role: &'static str,
+        /// The failed provider.
+        from: &'static str,
+        /// The provider now serving.
+        to: &'static str,
+        /// Why.
+        reason: String,
     },
     /// `/realtime`: the provider session exists.
     SessionCreated {
@@ -482,6 +517,7 @@ impl ServerMessage {
             Self::TtsInterrupted { .. } => "tts_interrupted",
             Self::TtsPlaybackComplete { .. } => "tts_playback_complete",
             Self::SessionCreated { .. } => "session_created",
+            Self::ProviderSwitched { .. } => "provider_switched",
             Self::SessionUpdated => "session_updated",
             Self::Transcript { .. } => "transcript",
             Self::FunctionCall { .. } => "function_call",

@@ -38,6 +38,13 @@ pub struct SttLink {
     pre: Option<Box<PreStt>>,
     /// Converted chunks of one client frame, reused.
     chunks: Vec<Bytes>,
+    /// Client audio since the last final (shared, not copied), replayed into the next
+    /// provider on a failover; bounded by `replay_cap` bytes.
+    replay: std::collections::VecDeque<Bytes>,
+    replay_bytes: usize,
+    replay_cap: usize,
+    /// Bytes of client audio per second (0: compressed, replay off).
+    bytes_per_second: usize,
     /// Since when audio has been dropped because the provider is not reading.
     behind_since: Option<Instant>,
     stall: Duration,
@@ -116,6 +123,10 @@ impl SttLink {
             audio,
             pre,
             chunks: Vec::new(),
+            replay: std::collections::VecDeque::new(),
+            replay_bytes: 0,
+            replay_cap: 0,
+            bytes_per_second: client.frame_bytes().unwrap_or(0) * client.sample_rate as usize,
             behind_since: None,
             stall,
         })
@@ -125,6 +136,16 @@ impl SttLink {
     /// the chunk is dropped and reported. A provider that has not read for the stall bound is
     /// reported as stalled (the session then disconnects it).
     pub async fn send_audio(&mut self, audio: Bytes) -> Result<(), WsError> {
+        if self.replay_cap > 0 {
+            self.replay_bytes += audio.len();
+            self.replay.push_back(audio.clone());
+            while self.replay_bytes > self.replay_cap {
+                let Some(old) = self.replay.pop_front() else {
+                    break;
+                };
+                self.replay_bytes -= old.len();
+            }
+        }
         if self.sample_bytes > 1 && !audio.len().is_multiple_of(self.sample_bytes) {
             // A split sample would shift every later one: refuse the frame, keep the stream sane.
             return Err(WsError::MisalignedAudio {
@@ -177,6 +198,24 @@ impl SttLink {
         }
         self.chunks = chunks;
         result
+    }
+
+    /// Keeps up to `window` of client audio for a failover replay.
+    pub fn with_replay(mut self, window: Duration) -> Self {
+        self.replay_cap = (self.bytes_per_second as u128 * window.as_millis() / 1000) as usize;
+        self
+    }
+
+    /// A final arrived: the audio so far needs no replay.
+    pub fn settled(&mut self) {
+        self.replay.clear();
+        self.replay_bytes = 0;
+    }
+
+    /// The audio since the last final, for the next provider.
+    pub fn take_replay(&mut self) -> Vec<Bytes> {
+        self.replay_bytes = 0;
+        self.replay.drain(..).collect()
     }
 
     /// Takes what the pre-STT processors reported since the last call.

@@ -230,7 +230,8 @@ impl TtsProvider {
 #[derive(Debug)]
 struct Pending {
     id: u64,
-    text_bytes: usize,
+    /// The request's text as the client sent it (a failover speaks it again).
+    text: String,
     interruptible: bool,
     cached: Option<Arc<CachedAudio>>,
     key: CacheKey,
@@ -238,6 +239,16 @@ struct Pending {
     frame_bytes: usize,
     started: Instant,
     first_byte: bool,
+}
+
+/// The unfinished part of a TTS link (see [`TtsLink::into_unfinished`]).
+#[derive(Debug)]
+pub struct Unfinished {
+    /// Text and interruptibility of each request not finished, in order.
+    pub requests: Vec<(String, bool)>,
+    header_sent: bool,
+    playing_until: Instant,
+    audio_until: Instant,
 }
 
 /// Bounds of one session's TTS queue and of its provider's input.
@@ -323,7 +334,7 @@ impl TtsLink {
         cache: &TtsCache,
         out: &Outbound,
     ) -> Result<(), WsError> {
-        let queued_bytes: usize = self.queue.iter().map(|p| p.text_bytes).sum();
+        let queued_bytes: usize = self.queue.iter().map(|p| p.text.len()).sum();
         if self.queue.len() >= self.limits.max_requests
             || queued_bytes + text.len() > self.limits.max_bytes
         {
@@ -362,7 +373,7 @@ impl TtsLink {
         }
         self.queue.push_back(Pending {
             id,
-            text_bytes: text.len(),
+            text: text.clone(),
             interruptible,
             cached,
             key,
@@ -570,6 +581,31 @@ impl TtsLink {
             role: "TTS",
             provider: self.provider.provider,
         }
+    }
+
+    /// What a failover hands to the next provider: the requests not finished, in order (the
+    /// one playing restarts from its beginning), and the stream's state.
+    pub fn into_unfinished(self) -> Unfinished {
+        Unfinished {
+            requests: self
+                .queue
+                .into_iter()
+                .map(|p| (p.text, p.interruptible))
+                .collect(),
+            header_sent: !self.provider.audio.header_pending(),
+            playing_until: self.playing_until,
+            audio_until: self.audio_until,
+        }
+    }
+
+    /// Continues the client's stream of a failed link: no second WAV header, playback
+    /// estimates kept.
+    pub fn continue_stream_of(&mut self, old: &Unfinished) {
+        if old.header_sent {
+            let _ = self.provider.audio.take_header();
+        }
+        self.playing_until = self.playing_until.max(old.playing_until);
+        self.audio_until = self.audio_until.max(old.audio_until);
     }
 
     /// Whether audio is queued, in flight or still playing at the client.

@@ -1,0 +1,113 @@
+//! Provider resilience: a circuit breaker per plugin instance (process-wide) and the failover
+//! chain a session walks when its provider fails to connect, fails mid-stream or is behind an
+//! open breaker.
+
+pub mod breaker;
+
+use crate::config::ResilienceConfig;
+use crate::registry::Registry;
+use breaker::{Breaker, BreakerSettings, BreakerState, Transition};
+use metrics::counter;
+use std::collections::HashMap;
+use std::time::Duration;
+use waav_plugin_api::{PluginError, PluginKind};
+
+/// Every instance's breaker, built once at start.
+#[derive(Debug)]
+pub struct Resilience {
+    breakers: HashMap<(PluginKind, &'static str), Breaker>,
+    config: ResilienceConfig,
+}
+
+impl Resilience {
+    /// A closed breaker for every STT, TTS and realtime instance of `registry`.
+    pub fn new(registry: &Registry, config: &ResilienceConfig) -> Self {
+        let settings = BreakerSettings {
+            failures: config.breaker_failures.max(1),
+            window: Duration::from_secs(config.breaker_window_secs.max(1)),
+            open_for: Duration::from_secs(config.breaker_open_secs.max(1)),
+            probes: 1,
+        };
+        let breakers = registry
+            .entries()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.handle.kind(),
+                    PluginKind::Stt | PluginKind::Tts | PluginKind::Realtime
+                )
+            })
+            .map(|e| ((e.handle.kind(), e.id), Breaker::new(settings)))
+            .collect();
+        Self {
+            breakers,
+            config: config.clone(),
+        }
+    }
+
+    /// Whether a new session may use instance `id` now.
+    pub fn allow(&self, kind: PluginKind, id: &'static str) -> bool {
+        self.breakers.get(&(kind, id)).is_none_or(Breaker::allow)
+    }
+
+    /// The state of instance `id`'s breaker.
+    pub fn state(&self, kind: PluginKind, id: &str) -> Option<BreakerState> {
+        self.breakers
+            .iter()
+            .find(|((k, i), _)| *k == kind && *i == id)
+            .map(|(_, b)| b.state())
+    }
+
+    /// Records a session's connect or run outcome for instance `id`.
+    pub fn record(&self, kind: PluginKind, id: &'static str, outcome: Result<(), &PluginError>) {
+        let Some(b) = self.breakers.get(&(kind, id)) else {
+            return;
+        };
+        let transition = match outcome {
+            Ok(()) => b.on_success(),
+            Err(e) => {
+                if breaker::counts(e) {
+                    counter!("waav_provider_failures_total", "provider" => id, "kind" => kind.as_str(), "category" => e.code()).increment(1);
+                }
+                b.on_failure(e)
+            }
+        };
+        if let Some(t) = transition {
+            let to = match t {
+                Transition::Opened => "open",
+                Transition::Closed => "closed",
+            };
+            counter!("waav_breaker_transitions_total", "provider" => id, "kind" => kind.as_str(), "to" => to)
+                .increment(1);
+            tracing::warn!(
+                provider = id,
+                kind = kind.as_str(),
+                to,
+                "circuit breaker changed state"
+            );
+        }
+    }
+
+    /// The fallbacks configured for `primary` (names as configured).
+    pub fn fallbacks(&self, kind: PluginKind, primary: &str) -> &[String] {
+        let map = match kind {
+            PluginKind::Stt => &self.config.failover.stt,
+            PluginKind::Tts => &self.config.failover.tts,
+            _ => return &[],
+        };
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(primary))
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
+    /// Audio kept for replay after an STT failover.
+    pub fn stt_replay(&self) -> Duration {
+        Duration::from_millis(self.config.stt_replay_ms)
+    }
+}
+
+/// A failover counted on `/metrics`.
+pub fn count_failover(kind: PluginKind, from: &'static str, to: &'static str) {
+    counter!("waav_failovers_total", "kind" => kind.as_str(), "from" => from, "to" => to)
+        .increment(1);
+}

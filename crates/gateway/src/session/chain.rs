@@ -1,0 +1,123 @@
+//! Provider chains: a session's provider, then its fallbacks (the client's `fallback` list, else
+//! `resilience.failover`), walked at connect and again when the provider fails mid-stream.
+//! Instances behind an open circuit breaker are skipped; every outcome feeds the breakers.
+
+use super::errors::WsError;
+use super::protocol::{SttConfig, TtsConfig};
+use crate::resilience::breaker::counts;
+use crate::state::AppState;
+use std::collections::VecDeque;
+use std::future::Future;
+use waav_plugin_api::PluginKind;
+
+/// The fallbacks of an STT session, in order.
+pub(crate) fn stt_fallbacks(state: &AppState, cfg: &SttConfig) -> VecDeque<String> {
+    cfg.fallback
+        .clone()
+        .unwrap_or_else(|| {
+            state
+                .resilience
+                .fallbacks(PluginKind::Stt, &cfg.provider)
+                .to_vec()
+        })
+        .into()
+}
+
+/// The fallbacks of a TTS session, in order.
+pub(crate) fn tts_fallbacks(state: &AppState, cfg: &TtsConfig) -> VecDeque<String> {
+    cfg.fallback
+        .clone()
+        .unwrap_or_else(|| {
+            state
+                .resilience
+                .fallbacks(PluginKind::Tts, &cfg.provider)
+                .to_vec()
+        })
+        .into()
+}
+
+/// The session's STT settings for fallback `name`: the model and the client's keys are the
+/// primary's, so the fallback uses its own defaults and the server's credentials.
+pub(crate) fn stt_for(cfg: &SttConfig, name: &str) -> SttConfig {
+    SttConfig {
+        provider: name.to_owned(),
+        model: String::new(),
+        api_key: None,
+        credentials: None,
+        ..cfg.clone()
+    }
+}
+
+/// The session's TTS settings for fallback `entry` (`provider` or `provider:voice`).
+pub(crate) fn tts_for(cfg: &TtsConfig, entry: &str) -> TtsConfig {
+    let (name, voice) = match entry.split_once(':') {
+        Some((n, v)) => (n, Some(v.to_owned())),
+        None => (entry, None),
+    };
+    TtsConfig {
+        provider: name.to_owned(),
+        model: String::new(),
+        voice_id: voice,
+        api_key: None,
+        credentials: None,
+        ..cfg.clone()
+    }
+}
+
+/// Opens the first provider of `names` that works; `open` gets each name and whether it is the
+/// session's own provider (`first_is_primary` and first). A non-provider error (bad config,
+/// unknown name) of the primary is the session's to see, not a reason to fail over; for
+/// fallbacks it only skips them.
+pub(crate) async fn open_first<T, F, Fut>(
+    state: &AppState,
+    kind: PluginKind,
+    role: &'static str,
+    names: &mut VecDeque<String>,
+    first_is_primary: bool,
+    mut open: F,
+) -> Result<(T, String), WsError>
+where
+    F: FnMut(String, bool) -> Fut,
+    Fut: Future<Output = Result<T, WsError>>,
+{
+    let mut last = None;
+    let mut primary = first_is_primary;
+    while let Some(name) = names.pop_front() {
+        let id = state.registry.find(kind, &name).map(|e| e.id);
+        if let Some(id) = id.filter(|&id| !state.resilience.allow(kind, id)) {
+            tracing::info!(
+                provider = id,
+                role,
+                "skipping a provider whose circuit is open"
+            );
+            last = Some(WsError::CircuitOpen { role, provider: id });
+            primary = false;
+            continue;
+        }
+        match open(name.clone(), primary).await {
+            Ok(t) => {
+                if let Some(id) = id {
+                    state.resilience.record(kind, id, Ok(()));
+                }
+                return Ok((t, name));
+            }
+            Err(e) => {
+                let failure = e.provider_failure();
+                if let (Some(id), Some(f)) = (id, &failure) {
+                    state.resilience.record(kind, id, Err(f));
+                }
+                let retryable = failure.as_ref().is_some_and(counts);
+                if primary && !retryable {
+                    return Err(e);
+                }
+                tracing::warn!(provider = %name, role, error = %e, "provider failed; trying the next of its chain");
+                last = Some(e);
+            }
+        }
+        primary = false;
+    }
+    Err(last.unwrap_or(WsError::InvalidConfig {
+        section: "fallback",
+        message: "no provider to try".into(),
+    }))
+}

@@ -1,0 +1,177 @@
+//! Failover chains and circuit breakers in real `/ws` sessions, against the loopback providers'
+//! fault knobs: a failing provider hands the session to the next of its chain (STT with the
+//! unsettled audio replayed, TTS with the unfinished requests), breakers open and recover, and
+//! without a chain the session ends with the provider's error as before.
+
+mod common;
+
+use common::ws::{stt_config, tts_config, utterance, Frame, WsClient};
+use common::TestServer;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn next_json(c: &mut WsClient) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Json(v)) => return v,
+            Ok(_) => {}
+            Err(_) => panic!("no message within 10 s"),
+        }
+    }
+}
+
+async fn until(c: &mut WsClient, ty: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = next_json(c).await;
+        let done = v["type"] == ty;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_to_connect_is_replaced_by_its_fallback() {
+    let server = TestServer::start("").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "fault=panic_on_connect", 16000);
+    stt["fallback"] = json!(["loopback"]);
+    c.configure(json!({"type":"config","stt_config":stt})).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "stt_result").await;
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn stt_fails_over_mid_stream_and_keeps_transcribing() {
+    let server = TestServer::start("").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "fault=fatal,after=1", 16000);
+    stt["fallback"] = json!(["loopback"]);
+    c.configure(json!({"type":"config","stt_config":stt})).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "provider_switched").await;
+    let switched = seen.last().unwrap();
+    assert_eq!(switched["role"], "stt");
+    assert_eq!(
+        (switched["from"].as_str(), switched["to"].as_str()),
+        (Some("loopback"), Some("loopback"))
+    );
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    // The new provider transcribes the next utterance.
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "stt_result").await;
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("waav_failovers_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn without_a_chain_the_failure_is_reported_as_before() {
+    let server = TestServer::start("").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(
+        json!({"type":"config","stt_config":stt_config("loopback","fault=fatal,after=1",16000)}),
+    )
+    .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "error").await;
+    assert!(seen.iter().all(|v| v["type"] != "provider_switched"));
+    assert_eq!(seen.last().unwrap()["code"], "provider_unavailable");
+}
+
+#[tokio::test]
+async fn the_yaml_chain_applies_when_the_client_names_none() {
+    let server = TestServer::start(
+        "resilience: { failover: { stt: { loopback: [loopback] }, tts: { loopback: [\"loopback:tone-c5\"] } } }\n",
+    )
+    .await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(
+        json!({"type":"config","stt_config":stt_config("loopback","fault=fatal,after=1",16000)}),
+    )
+    .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    until(&mut c, "provider_switched").await;
+}
+
+#[tokio::test]
+async fn tts_fails_over_and_speaks_the_unfinished_request() {
+    let server = TestServer::start("").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut tts = tts_config("loopback", "fault=panic");
+    tts["fallback"] = json!(["loopback:tone-c5"]);
+    c.configure(json!({"type":"config","tts_config":tts})).await;
+    c.send_json(json!({"type":"speak","text":"hello there"}))
+        .await;
+    let mut switched = false;
+    let mut audio = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Json(v)) if v["type"] == "provider_switched" => {
+                assert_eq!(v["role"], "tts");
+                switched = true;
+            }
+            Ok(Frame::Json(v)) if v["type"] == "tts_playback_complete" => break,
+            Ok(Frame::Json(v)) => panic!("unexpected {v}"),
+            Ok(Frame::Binary(b)) => audio += b.len(),
+            Ok(_) => {}
+            Err(_) => panic!("no playback complete"),
+        }
+    }
+    assert!(switched);
+    // "hello there": 11 chars x 10 ms at 16 kHz = 3,520 bytes, all from the fallback.
+    assert_eq!(audio, 3_520);
+}
+
+#[tokio::test]
+async fn a_breaker_opens_after_repeated_failures_fails_fast_and_recovers() {
+    let server = TestServer::start(
+        "resilience: { breaker_failures: 2, breaker_window_secs: 60, breaker_open_secs: 1 }\n",
+    )
+    .await;
+    for _ in 0..2 {
+        let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+        c.send_json(json!({"type":"config","stt_config":stt_config("loopback","fault=panic_on_connect",16000)}))
+            .await;
+        let e = next_json(&mut c).await;
+        assert_eq!(e["type"], "error");
+    }
+    // Open: even a healthy config fails fast, naming the open circuit.
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.send_json(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+        .await;
+    c.expect_error("provider_circuit_open").await;
+    // With a fallback to another provider the session is served anyway.
+    let mut stt = stt_config("loopback", "", 16000);
+    stt["fallback"] = json!(["keyed"]);
+    stt["api_key"] = json!("good-key");
+    c.send_json(json!({"type":"config","stt_config":stt})).await;
+    // keyed needs the client's key, which fallbacks do not inherit: still refused, clearly.
+    let e = next_json(&mut c).await;
+    assert_eq!(e["type"], "error", "{e}");
+    // After breaker_open_secs a probe goes through and closes it.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+        .await;
+    let mut d = WsClient::connect(&server.ws_url("/ws")).await;
+    d.configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+        .await;
+}
