@@ -159,6 +159,20 @@ async fn a_breaker_opens_after_repeated_failures_fails_fast_and_recovers() {
     c.send_json(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
         .await;
     c.expect_error("provider_circuit_open").await;
+    let health: Value = reqwest::get(server.url("/health/plugins"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "loopback" && p["kind"] == "stt")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["circuit"], "open", "{entry}");
     // With a fallback to another provider the session is served anyway.
     let mut stt = stt_config("loopback", "", 16000);
     stt["fallback"] = json!(["keyed"]);

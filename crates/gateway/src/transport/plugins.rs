@@ -48,6 +48,18 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
 /// Per-plugin health; 503 when a plugin marked `required` is not healthy.
 pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
     let (plugins, ok) = state.registry.health();
+    // Each provider's circuit breaker, next to its health.
+    let plugins: Vec<Value> = plugins
+        .into_iter()
+        .map(|p| {
+            let circuit = p.kind.and_then(|k| state.resilience.state(k, &p.id));
+            let mut v = serde_json::to_value(&p).unwrap_or(Value::Null);
+            if let (Some(c), Some(obj)) = (circuit, v.as_object_mut()) {
+                obj.insert("circuit".into(), json!(c));
+            }
+            v
+        })
+        .collect();
     let code = if ok {
         StatusCode::OK
     } else {
