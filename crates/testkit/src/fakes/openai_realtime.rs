@@ -540,7 +540,7 @@ impl Conn {
         let g = G[self.garbage % G.len()];
         self.garbage += 1;
         let _ = self.ws.send(WsMessage::Text(g.into())).await;
-        if self.garbage % 5 == 0 {
+        if self.garbage.is_multiple_of(5) {
             let _ = self
                 .ws
                 .send(WsMessage::Binary(vec![0xff, 0x00, 0x13].into()))
