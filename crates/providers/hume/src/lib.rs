@@ -11,5 +11,5 @@ pub mod tts;
 
 pub use tts::HumeTts;
 
-waav_plugin_api::register_plugin!(Realtime, evi::HumeEvi::new());
 waav_plugin_api::register_plugin!(Tts, HumeTts::new());
+waav_plugin_api::register_plugin!(Realtime, evi::HumeEvi::new());

@@ -504,6 +504,9 @@ impl Conn {
             ["disconnect"] => Next::End,
             ["silence"] => Next::Silence,
             ["garbage"] => {
+                if !self.user_message(text, false, true).await {
+                    return Next::End;
+                }
                 for g in garbage() {
                     let _ = self.ws.send(g).await;
                 }

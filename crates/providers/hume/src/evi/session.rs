@@ -400,9 +400,9 @@ impl Session {
     async fn send(&self, text: String) -> Step {
         match self.tx.send_text(text).await {
             Ok(()) => Ok(()),
-            // The connection failed: the receiver reports why (it may hold a vendor error
-            // message first); this error is the fallback.
-            Err(e) => Err(Err(self.last_error.clone().unwrap_or(e))),
+            // The connection failed (the receiver may still hold the reason; this is the
+            // kit's account of it).
+            Err(e) => Err(Err(e)),
         }
     }
 
@@ -514,13 +514,16 @@ impl Session {
                 return Ok(());
             }
             Ok(Some(_)) => return Ok(()),
+            // A normal close right after an `error` message: that error is why.
             Ok(None) => {
                 let e = self.last_error.take().unwrap_or_else(|| {
                     PluginError::Transient("hume evi: Hume closed the chat".into())
                 });
                 return Err(Err(e));
             }
-            Err(e) => return Err(Err(self.last_error.take().unwrap_or(e))),
+            // A close code or a dropped connection speaks for itself (the `error` message, if
+            // any, was reported as an event already).
+            Err(e) => return Err(Err(e)),
         };
         let incoming = wire::parse(text.as_str());
         if !matches!(incoming, Incoming::Error { .. }) {
@@ -581,10 +584,6 @@ impl Session {
             }
             Incoming::AudioOutput { data, .. } => {
                 if self.discarding {
-                    return Ok(());
-                }
-                self.start_response(None);
-                if !self.audio_out {
                     return Ok(());
                 }
                 self.on_audio(&data).await
@@ -704,6 +703,10 @@ impl Session {
         };
         pcm.truncate(pcm.len() & !1);
         if pcm.is_empty() {
+            return Ok(());
+        }
+        self.start_response(None);
+        if !self.audio_out {
             return Ok(());
         }
         self.emit(RealtimeEvent::Audio(Bytes::from(pcm))).await

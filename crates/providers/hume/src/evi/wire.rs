@@ -280,11 +280,17 @@ pub fn parse(text: &str) -> Incoming {
             },
             _ => missing("tool_call_id or name"),
         },
-        "error" => Incoming::Error {
-            code: str_at(&v, "/code").unwrap_or_default().to_owned(),
-            slug: str_at(&v, "/slug").unwrap_or_default().to_owned(),
-            message: str_at(&v, "/message").unwrap_or_default().to_owned(),
-        },
+        "error" => {
+            let (code, message) = (str_at(&v, "/code"), str_at(&v, "/message"));
+            if code.is_none() && message.is_none() {
+                return missing("code and message");
+            }
+            Incoming::Error {
+                code: code.unwrap_or_default().to_owned(),
+                slug: str_at(&v, "/slug").unwrap_or_default().to_owned(),
+                message: message.unwrap_or_default().to_owned(),
+            }
+        }
         "assistant_prosody" | "tool_response" | "tool_error" | "session_settings" => {
             Incoming::Ignored(ty.to_owned())
         }
@@ -329,8 +335,12 @@ pub fn unwrap_wav(b: &[u8]) -> WavChunk<'_> {
         bits: None,
         format_tag: None,
     };
-    if b.len() < 12 || &b[..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+    if !b.starts_with(b"RIFF") {
         return raw;
+    }
+    if b.len() < 12 || &b[8..12] != b"WAVE" {
+        // A RIFF header cut short: no samples in it.
+        return WavChunk { pcm: &[], ..raw };
     }
     let mut out = WavChunk { pcm: &[], ..raw };
     let mut at = 12usize;
@@ -398,8 +408,9 @@ mod tests {
         assert_eq!(unwrap_wav(&long).pcm, [9, 9]);
         // No header: raw PCM.
         assert_eq!(unwrap_wav(&[5, 6]).pcm, [5, 6]);
-        // A header and nothing else.
+        // A header and nothing else, or a header cut short.
         assert!(unwrap_wav(&wav[..20]).pcm.is_empty());
+        assert!(unwrap_wav(b"RIFF").pcm.is_empty());
     }
 
     #[test]
@@ -441,6 +452,7 @@ mod tests {
             r#"{"type":"audio_output","data":"%%%"}"#,
             r#"{"type":"tool_call","name":"x"}"#,
             r#"{"type":"mystery"}"#,
+            r#"{"type":"error"}"#,
         ] {
             assert!(matches!(parse(g), Incoming::Malformed(_)), "{g}");
         }
