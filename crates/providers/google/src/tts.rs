@@ -469,13 +469,23 @@ impl GoogleTts {
         tokio::spawn(feed);
         let req = self.request(auth, s, rx).await?;
         let mut client = self.client(s)?;
-        let mut stream = match client.streaming_synthesize(req).await {
+        let timed_out = || {
+            PluginError::Timeout(format!("{CTX}: no audio within {:?}", s.timeout))
+        };
+        let mut stream = match tokio::time::timeout(s.timeout, client.streaming_synthesize(req))
+            .await
+            .map_err(|_| timed_out())?
+        {
             Ok(r) => r.into_inner(),
             Err(st) => return Err(self.status_error(auth, &st).await),
         };
         let mut strip = wav::HeaderStrip::new();
         loop {
-            match stream.message().await {
+            // `timeout_ms` bounds each wait for the next chunk (a silent server).
+            let next = tokio::time::timeout(s.timeout, stream.message())
+                .await
+                .map_err(|_| timed_out())?;
+            match next {
                 Ok(Some(m)) => {
                     let audio = strip
                         .push(m.audio_content)
@@ -531,7 +541,12 @@ impl GoogleTts {
                 advanced_voice_options: None,
             };
             let req = self.request(auth, s, msg).await?;
-            let audio = match client.synthesize_speech(req).await {
+            let answer = tokio::time::timeout(s.timeout, client.synthesize_speech(req))
+                .await
+                .map_err(|_| {
+                    PluginError::Timeout(format!("{CTX}: no answer within {:?}", s.timeout))
+                })?;
+            let audio = match answer {
                 Ok(r) => r.into_inner().audio_content,
                 Err(st) => return Err(self.status_error(auth, &st).await),
             };
