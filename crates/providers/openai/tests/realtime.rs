@@ -477,9 +477,15 @@ async fn a_vendor_error_is_reported_and_the_session_goes_on() {
         other => panic!("{other:?}"),
     }
     let mut u = c.clone();
+    u.model = "gpt-realtime-mini".into();
     u.instructions = Some("Be kind.".into());
     u.turn_detection = Some(json!({"mode":"manual"}));
     send(&peer, RealtimeInput::UpdateSession(Box::new(u))).await;
+    // The model cannot change within a session: reported, the rest applied.
+    match next(&mut peer).await {
+        RealtimeEvent::Error(e) => assert_eq!(e.category(), ErrorCategory::Config, "{e}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(next(&mut peer).await, RealtimeEvent::SessionUpdated);
     let s = &last(&fake).of("session.update")[2]["session"];
     assert_eq!(s["instructions"], "Be kind.");

@@ -488,15 +488,16 @@ impl Session {
         self.send(messages::truncate(&id, &item.id, ms)).await
     }
 
-    async fn update(&mut self, c: RealtimeSessionConfig) -> Result<(), PluginError> {
-        let model = self.settings.model_for(&c);
-        if model != self.model && !c.model.trim().is_empty() {
+    async fn update(&mut self, mut c: RealtimeSessionConfig) -> Result<(), PluginError> {
+        // Compared with what was asked for (the vendor may report a dated snapshot id).
+        let asked = self.settings.model_for(&self.config);
+        if self.settings.model_for(&c) != asked {
             self.emit(RealtimeEvent::Error(PluginError::Config(format!(
                 "{CTX}: the model cannot change within a session (send a new config); \
-                 keeping {}",
-                self.model
+                 keeping {asked}"
             ))))
             .await?;
+            c.model = self.config.model.clone();
         }
         let session = match settings::session_object(
             &self.settings,
