@@ -16,6 +16,7 @@ plugins:
     loud: { type: level-vad, config: { gain: 2, level: 30000 } }
     crashy: { type: level-vad, config: { panic_after: 2 } }
     broken: { type: level-vad, config: { error_after: 1 } }
+    turn: { type: level-vad, config: { silence_frames: 3, end_of_turn: 1 } }
   pipelines: { default_stt_pre: [vad] }
 "#;
 
@@ -183,4 +184,28 @@ async fn without_barge_in_speech_over_tts_changes_nothing() {
             Err(_) => panic!("playback never completed"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_turn_detector_ends_the_turn_with_the_final_instead_of_the_silence_timer() {
+    // end_of_turn_ms is long: only the detector can end the turn within the test.
+    let server = TestServer::start(&format!(
+        "session: {{ end_of_turn_ms: 60000, end_of_turn_max_ms: 60000 }}\n{YAML}"
+    ))
+    .await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "", 16000);
+    stt["pipeline"] = json!(["turn"]);
+    c.configure(json!({"type":"config","stt_config":stt})).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let fin = loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Json(v)) if v["type"] == "stt_result" && v["is_final"] == true => break v,
+            Ok(_) => {}
+            Err(_) => panic!("no final within 10 s"),
+        }
+    };
+    assert_eq!(fin["is_speech_final"], true, "{fin}");
 }

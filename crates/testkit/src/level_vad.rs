@@ -7,7 +7,9 @@ use waav_plugin_api::{
 
 /// Speech is any frame whose peak reaches `level` (default 1000); `SpeechEnded` after
 /// `silence_frames` quiet frames (default 5). `panic_after` / `error_after` (frames) inject a
-/// fault; `gain` (default 1) scales the audio so tests can see the processor ran.
+/// fault; `gain` (default 1) scales the audio so tests can see the processor ran;
+/// `end_of_turn: 1` also reports `EndOfTurn { probability: 0.9 }` with each `SpeechEnded` (a
+/// stand-in turn model).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LevelVad;
 
@@ -38,6 +40,7 @@ impl ProcessorPlugin for LevelVad {
             panic_after: config.u64("panic_after")?,
             error_after: config.u64("error_after")?,
             gain: n("gain", 1)?.min(16) as i16,
+            end_of_turn: n("end_of_turn", 0)? == 1,
             frames: 0,
             speaking: false,
             quiet: 0,
@@ -51,6 +54,7 @@ struct Gate {
     panic_after: Option<u64>,
     error_after: Option<u64>,
     gain: i16,
+    end_of_turn: bool,
     frames: u64,
     speaking: bool,
     quiet: u32,
@@ -89,6 +93,9 @@ impl AudioProcessor for Gate {
             if self.quiet >= self.silence_frames {
                 self.speaking = false;
                 events.push(ProcessorEvent::SpeechEnded);
+                if self.end_of_turn {
+                    events.push(ProcessorEvent::EndOfTurn { probability: 0.9 });
+                }
             }
         }
         Ok(())

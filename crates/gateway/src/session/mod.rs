@@ -67,6 +67,8 @@ struct Session {
     barge_in: bool,
     /// Pre-STT processor events of one frame, reused.
     processor_events: Vec<pre_stt::TimedEvent>,
+    /// A turn detector ended the turn before its final transcript arrived.
+    turn_decided: Option<Instant>,
     /// The configs and remaining fallbacks of the open providers (boxed: idle sessions are
     /// counted in bytes).
     chains: Option<Box<Chains>>,
@@ -108,6 +110,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         stt_problem_reported: false,
         barge_in: false,
         processor_events: Vec::new(),
+        turn_decided: None,
         chains: None,
     };
     // A pending socket holds a slot, so it gets a short deadline, not the idle timeout.
@@ -329,8 +332,23 @@ impl Session {
             let event = match event {
                 waav_plugin_api::ProcessorEvent::SpeechStarted => "started",
                 waav_plugin_api::ProcessorEvent::SpeechEnded => "stopped",
-                _ => continue,
+                waav_plugin_api::ProcessorEvent::EndOfTurn { probability } => {
+                    // A turn model decided: the turn ends now instead of at the silence timer.
+                    tracing::debug!(probability, "end of turn from the turn detector");
+                    if self.turn.pending() {
+                        self.turn.fire();
+                        self.send_result(Transcript::final_result("", probability, true), None)
+                            .await;
+                    } else {
+                        // The transcript is still on its way: its final ends the turn.
+                        self.turn_decided = Some(Instant::now());
+                    }
+                    continue;
+                }
             };
+            if event == "started" {
+                self.turn_decided = None;
+            }
             self.out
                 .send(ServerMessage::SpeechEvent { event, audio_ms })
                 .await;
@@ -836,6 +854,13 @@ impl Session {
                 return;
             }
             c.last_final = Some(norm);
+        }
+        let mut t = t;
+        // A turn detector's verdict (a few seconds old at most) makes this final the turn's end.
+        if let Some(at) = self.turn_decided.take() {
+            if at.elapsed() < Duration::from_secs(3) {
+                t.is_speech_final = true;
+            }
         }
         if t.is_speech_final {
             self.turn.on_speech_final();
