@@ -180,3 +180,83 @@ async fn sse_and_rechunking_over_http() {
     assert!(pieces.iter().all(|p| p.len() <= 4 && p.len() % 2 == 0));
     assert_eq!(pieces.concat(), b"abcdefgh");
 }
+
+#[tokio::test]
+async fn tts_audio_streams_into_the_sink_and_stops_when_it_refuses() {
+    use waav_plugin_api::{AudioSink, CancelFlag, TtsEvent};
+    use waav_provider_kit::http::audio::{expect_audio, stream_into, StreamEnd};
+    let app = axum::Router::new()
+        .route(
+            "/audio",
+            axum::routing::get(|| async {
+                let chunks = futures::stream::iter(
+                    (0..4u8).map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![i; 100]))),
+                );
+                (
+                    [("content-type", "audio/pcm")],
+                    axum::body::Body::from_stream(chunks),
+                )
+            }),
+        )
+        .route(
+            "/json",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"error": "nope"})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::new();
+    let redactor = waav_provider_kit::redact::Redactor::new();
+    let resp = client
+        .get(format!("http://{addr}/json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(expect_audio(&resp, "t", &redactor).is_err());
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let sink = AudioSink::new(1, tx, CancelFlag::new());
+    let resp = client
+        .get(format!("http://{addr}/audio"))
+        .send()
+        .await
+        .unwrap();
+    expect_audio(&resp, "t", &redactor).unwrap();
+    let end = stream_into(
+        resp,
+        &sink,
+        std::time::Duration::from_secs(5),
+        "t",
+        &redactor,
+        |c| Ok(c.slice(1..)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(end, StreamEnd::Complete);
+    let mut total = 0;
+    while let Ok(TtsEvent::Audio { data, .. }) = rx.try_recv() {
+        total += data.len();
+    }
+    assert_eq!(total, 4 * 99, "every chunk, transformed");
+
+    let flag = CancelFlag::new();
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let sink = AudioSink::new(1, tx, flag.clone());
+    flag.cancel_up_to(1);
+    let resp = client
+        .get(format!("http://{addr}/audio"))
+        .send()
+        .await
+        .unwrap();
+    let end = stream_into(
+        resp,
+        &sink,
+        std::time::Duration::from_secs(5),
+        "t",
+        &redactor,
+        Ok,
+    )
+    .await
+    .unwrap();
+    assert_eq!(end, StreamEnd::Stopped);
+}

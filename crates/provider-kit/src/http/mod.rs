@@ -3,6 +3,7 @@
 //! Share one [`HttpClient`] across a plugin instance's sessions: it keeps TLS connections warm
 //! (the first byte of a TTS response is then one round trip away, not three).
 
+pub mod audio;
 pub mod chunks;
 pub mod lines;
 pub mod sse;
