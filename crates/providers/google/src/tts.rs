@@ -394,9 +394,14 @@ impl GoogleTts {
         auth: &Auth,
         s: &Settings,
         msg: T,
+        deadline: Option<Duration>,
     ) -> Result<tonic::Request<T>, PluginError> {
         let mut req = tonic::Request::new(msg);
-        req.set_timeout(s.timeout);
+        if let Some(d) = deadline {
+            // The server's deadline (`grpc-timeout`), a little after ours: our own timeout
+            // reports a silent server as Timeout.
+            req.set_timeout(d + Duration::from_secs(1));
+        }
         self.auth
             .authorize(auth, s.user_project.as_deref(), &mut req)
             .await?;
@@ -467,11 +472,9 @@ impl GoogleTts {
             }
         };
         tokio::spawn(feed);
-        let req = self.request(auth, s, rx).await?;
+        let req = self.request(auth, s, rx, None).await?;
         let mut client = self.client(s)?;
-        let timed_out = || {
-            PluginError::Timeout(format!("{CTX}: no audio within {:?}", s.timeout))
-        };
+        let timed_out = || PluginError::Timeout(format!("{CTX}: no audio within {:?}", s.timeout));
         let mut stream = match tokio::time::timeout(s.timeout, client.streaming_synthesize(req))
             .await
             .map_err(|_| timed_out())?
@@ -540,7 +543,7 @@ impl GoogleTts {
                 }),
                 advanced_voice_options: None,
             };
-            let req = self.request(auth, s, msg).await?;
+            let req = self.request(auth, s, msg, Some(s.timeout)).await?;
             let answer = tokio::time::timeout(s.timeout, client.synthesize_speech(req))
                 .await
                 .map_err(|_| {
@@ -584,6 +587,7 @@ impl GoogleTts {
             language_code: pc.string("voices_language")?.unwrap_or_default(),
         });
         req.set_timeout(Duration::from_secs(30));
+        // (ListVoices is small; the server-side deadline suffices.)
         self.auth
             .authorize(auth, common::user_project(pc)?.as_deref(), &mut req)
             .await?;

@@ -60,11 +60,16 @@ async fn start(p: &GoogleStt, c: SttSessionConfig) -> Running {
 
 impl Running {
     async fn audio(&self, b: Vec<u8>) {
-        self.input.send(SttInput::Audio(Bytes::from(b))).await.unwrap();
+        self.input
+            .send(SttInput::Audio(Bytes::from(b)))
+            .await
+            .unwrap();
     }
     /// Streams `bytes` of a ramp in 100 ms (3200-byte) chunks.
     async fn stream(&self, bytes: usize, seed: u8) -> Vec<u8> {
-        let all: Vec<u8> = (0..bytes).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect();
+        let all: Vec<u8> = (0..bytes)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+            .collect();
         for c in all.chunks(3200) {
             self.audio(c.to_vec()).await;
         }
@@ -86,9 +91,16 @@ impl Running {
         }
     }
     async fn close(self) -> (Result<(), PluginError>, Vec<SttEvent>) {
-        let Running { input, mut events, task } = self;
+        let Running {
+            input,
+            mut events,
+            task,
+        } = self;
         drop(input);
-        let r = tokio::time::timeout(T, task).await.expect("task ends").unwrap();
+        let r = tokio::time::timeout(T, task)
+            .await
+            .expect("task ends")
+            .unwrap();
         let mut rest = Vec::new();
         while let Ok(e) = events.try_recv() {
             rest.push(e);
@@ -96,8 +108,15 @@ impl Running {
         (r, rest)
     }
     async fn ended(self) -> Result<(), PluginError> {
-        let Running { input, events, task } = self;
-        let r = tokio::time::timeout(T, task).await.expect("task ends").unwrap();
+        let Running {
+            input,
+            events,
+            task,
+        } = self;
+        let r = tokio::time::timeout(T, task)
+            .await
+            .expect("task ends")
+            .unwrap();
         drop((input, events));
         r
     }
@@ -119,7 +138,8 @@ async fn request_shape_metadata_and_audio_byte_exact() {
     let f = fake().await;
     let p = GoogleStt::new();
     let mut c = cfg(&f);
-    c.plugin_config = pc(json!({"endpoint": f.url, "project_id": "proj", "user_project": "billing-proj"}));
+    c.plugin_config =
+        pc(json!({"endpoint": f.url, "project_id": "proj", "user_project": "billing-proj"}));
     let s = start(&p, c).await;
     let sent = s.stream(8000, 1).await;
     let (r, _) = s.close().await;
@@ -127,23 +147,39 @@ async fn request_shape_metadata_and_audio_byte_exact() {
     let calls = f.seen(|s| s.stt.clone());
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
-    assert_eq!(call.metadata.get("x-goog-api-key").map(String::as_str), Some(KEY));
-    assert_eq!(call.metadata.get("x-goog-user-project").map(String::as_str), Some("billing-proj"));
     assert_eq!(
-        call.metadata.get("x-goog-request-params").map(String::as_str),
+        call.metadata.get("x-goog-api-key").map(String::as_str),
+        Some(KEY)
+    );
+    assert_eq!(
+        call.metadata.get("x-goog-user-project").map(String::as_str),
+        Some("billing-proj")
+    );
+    assert_eq!(
+        call.metadata
+            .get("x-goog-request-params")
+            .map(String::as_str),
         Some("recognizer=projects%2Fproj%2Flocations%2Fglobal%2Frecognizers%2F_")
     );
-    assert!(call.metadata.get("authorization").is_none());
-    assert_eq!(call.first.as_ref().unwrap().recognizer, "projects/proj/locations/global/recognizers/_");
+    assert!(!call.metadata.contains_key("authorization"));
+    assert_eq!(
+        call.first.as_ref().unwrap().recognizer,
+        "projects/proj/locations/global/recognizers/_"
+    );
     let sc = first_config(call);
     let rc = sc.config.unwrap();
     assert_eq!(rc.model, "long");
     assert_eq!(rc.language_codes, ["en-US"]);
     let f2 = rc.features.unwrap();
-    assert!(f2.enable_automatic_punctuation && f2.enable_word_time_offsets && f2.enable_word_confidence);
+    assert!(
+        f2.enable_automatic_punctuation && f2.enable_word_time_offsets && f2.enable_word_confidence
+    );
     match rc.decoding_config {
         Some(pb::recognition_config::DecodingConfig::ExplicitDecodingConfig(d)) => {
-            assert_eq!(d.encoding, pb::explicit_decoding_config::AudioEncoding::Linear16 as i32);
+            assert_eq!(
+                d.encoding,
+                pb::explicit_decoding_config::AudioEncoding::Linear16 as i32
+            );
             assert_eq!((d.sample_rate_hertz, d.audio_channel_count), (16_000, 1));
         }
         other => panic!("{other:?}"),
@@ -158,19 +194,29 @@ async fn request_shape_metadata_and_audio_byte_exact() {
 async fn regional_location_recognizer_model_and_mulaw() {
     let f = fake().await;
     let p = GoogleStt::new();
-    let mut c = cfg(&f).with_model("chirp_2").with_format(AudioEncoding::Mulaw, 1);
+    let mut c = cfg(&f)
+        .with_model("chirp_2")
+        .with_format(AudioEncoding::Mulaw, 1);
     c.sample_rate = 8000;
-    c.plugin_config = pc(json!({"endpoint": f.url, "project_id": "proj", "location": "us-central1", "recognizer": "my-rec"}));
+    c.plugin_config = pc(
+        json!({"endpoint": f.url, "project_id": "proj", "location": "us-central1", "recognizer": "my-rec"}),
+    );
     let s = start(&p, c).await;
     s.audio(vec![0xff; 800]).await;
     s.close().await.0.unwrap();
     let call = f.seen(|s| s.stt[0].clone());
-    assert_eq!(call.first.as_ref().unwrap().recognizer, "projects/proj/locations/us-central1/recognizers/my-rec");
+    assert_eq!(
+        call.first.as_ref().unwrap().recognizer,
+        "projects/proj/locations/us-central1/recognizers/my-rec"
+    );
     let rc = first_config(&call).config.unwrap();
     assert_eq!(rc.model, "chirp_2");
     match rc.decoding_config {
         Some(pb::recognition_config::DecodingConfig::ExplicitDecodingConfig(d)) => {
-            assert_eq!(d.encoding, pb::explicit_decoding_config::AudioEncoding::Mulaw as i32);
+            assert_eq!(
+                d.encoding,
+                pb::explicit_decoding_config::AudioEncoding::Mulaw as i32
+            );
             assert_eq!(d.sample_rate_hertz, 8000);
         }
         other => panic!("{other:?}"),
@@ -192,19 +238,29 @@ async fn service_account_token_exchange_signed_and_cached() {
         s.close().await.0.unwrap();
     }
     assert_eq!(p.auth_cache().fetches(), 1, "the token is cached");
-    let (claims, headers, calls) = f.seen(|s| (s.jwt_claims.clone(), s.jwt_headers.clone(), s.stt.clone()));
+    let (claims, headers, calls) =
+        f.seen(|s| (s.jwt_claims.clone(), s.jwt_headers.clone(), s.stt.clone()));
     assert_eq!(claims.len(), 1, "signature verified once");
     assert_eq!(claims[0]["iss"], "svc@proj-sa.iam.gserviceaccount.com");
     assert_eq!(claims[0]["aud"], f.token_url.as_str());
-    assert_eq!(claims[0]["scope"], "https://www.googleapis.com/auth/cloud-platform");
+    assert_eq!(
+        claims[0]["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
     assert_eq!(headers[0]["kid"], "kid-1");
     assert_eq!(headers[0]["alg"], "RS256");
     let token = f.issued()[0].clone();
     for call in &calls {
-        assert_eq!(call.metadata.get("authorization"), Some(&format!("Bearer {token}")));
-        assert!(call.metadata.get("x-goog-api-key").is_none());
+        assert_eq!(
+            call.metadata.get("authorization"),
+            Some(&format!("Bearer {token}"))
+        );
+        assert!(!call.metadata.contains_key("x-goog-api-key"));
         // project_id comes from the key file.
-        assert_eq!(call.first.as_ref().unwrap().recognizer, "projects/proj-sa/locations/global/recognizers/_");
+        assert_eq!(
+            call.first.as_ref().unwrap().recognizer,
+            "projects/proj-sa/locations/global/recognizers/_"
+        );
     }
 
     // The same account from a file path (GOOGLE_APPLICATION_CREDENTIALS).
@@ -225,7 +281,11 @@ async fn service_account_token_exchange_signed_and_cached() {
     let mut creds = Credentials::new();
     creds.set("credentials_json", Secret::from(sa_json(&f.token_url)));
     let (io, _peer) = SttIo::pair(8);
-    let e = p3.connect(c.clone().with_credentials(creds), io).await.err().unwrap();
+    let e = p3
+        .connect(c.clone().with_credentials(creds), io)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
     assert!(e.to_string().contains("invalid_grant"), "{e}");
 }
@@ -261,7 +321,10 @@ async fn interim_final_and_end_of_utterance_mapping() {
     let t = s.next_final().await;
     assert_eq!(t.text, "utterance 2");
     assert!(!t.is_speech_final);
-    assert!((t.words[0].start - 1.0).abs() < 1e-6, "offsets from the stream start");
+    assert!(
+        (t.words[0].start - 1.0).abs() < 1e-6,
+        "offsets from the stream start"
+    );
     assert_eq!(s.next().await, SttEvent::UtteranceEnd);
     s.close().await.0.unwrap();
 }
@@ -275,7 +338,10 @@ async fn finalize_half_closes_drains_and_reopens_with_shifted_offsets() {
     s.input.send(SttInput::Finalize).await.unwrap();
     let t = s.next_final().await;
     assert_eq!(t.text, "partial 1");
-    assert!(t.is_speech_final, "a final drained after the half-close ends the utterance");
+    assert!(
+        t.is_speech_final,
+        "a final drained after the half-close ends the utterance"
+    );
     let after_first = f.seen(|s| (s.stt.len(), s.stt[0].half_closed));
     assert_eq!(after_first, (1, true));
     // The next audio opens a new stream, config first; its times start at 0.3 s.
@@ -291,7 +357,11 @@ async fn finalize_half_closes_drains_and_reopens_with_shifted_offsets() {
         .collect();
     assert_eq!(finals.len(), 1, "{rest:?}");
     assert_eq!(finals[0].text, "partial 1");
-    assert!((finals[0].words[0].start - 0.3).abs() < 1e-6, "{:?}", finals[0].words);
+    assert!(
+        (finals[0].words[0].start - 0.3).abs() < 1e-6,
+        "{:?}",
+        finals[0].words
+    );
     let calls = f.seen(|s| s.stt.clone());
     assert_eq!(calls.len(), 2);
     assert!(first_config(&calls[1]).config.is_some());
@@ -308,7 +378,11 @@ async fn big_chunks_are_split_under_15_kb() {
     s.audio(big.clone()).await;
     s.close().await.0.unwrap();
     let call = f.seen(|s| s.stt[0].clone());
-    assert!(call.audio_sizes.iter().all(|n| *n <= 15 * 1024), "{:?}", call.audio_sizes);
+    assert!(
+        call.audio_sizes.iter().all(|n| *n <= 15 * 1024),
+        "{:?}",
+        call.audio_sizes
+    );
     assert!(call.audio_sizes.len() >= 3);
     assert_eq!(call.audio, big);
 }
@@ -347,15 +421,28 @@ async fn auth_and_vendor_errors_map_to_categories() {
         (
             {
                 let mut st = tonic::Status::resource_exhausted("Quota exceeded");
-                st.metadata_mut().insert("retry-after", "7".parse().unwrap());
+                st.metadata_mut()
+                    .insert("retry-after", "7".parse().unwrap());
                 st
             },
             ErrorCategory::RateLimited,
         ),
-        (tonic::Status::invalid_argument("Invalid recognizer"), ErrorCategory::Config),
-        (tonic::Status::permission_denied("denied"), ErrorCategory::Auth),
-        (tonic::Status::unavailable("try again"), ErrorCategory::Transient),
-        (tonic::Status::not_found("Recognizer not found"), ErrorCategory::Config),
+        (
+            tonic::Status::invalid_argument("Invalid recognizer"),
+            ErrorCategory::Config,
+        ),
+        (
+            tonic::Status::permission_denied("denied"),
+            ErrorCategory::Auth,
+        ),
+        (
+            tonic::Status::unavailable("try again"),
+            ErrorCategory::Transient,
+        ),
+        (
+            tonic::Status::not_found("Recognizer not found"),
+            ErrorCategory::Config,
+        ),
     ];
     for (status, want) in cases {
         f.knobs(|k| k.stt_fail_after = Some((2, status)));
@@ -393,7 +480,10 @@ async fn odd_vendor_messages_never_panic() {
             _ => {}
         }
     }
-    assert!(saw.contains(&200_000), "the 200 KB interim passed through: {saw:?}");
+    assert!(
+        saw.contains(&200_000),
+        "the 200 KB interim passed through: {saw:?}"
+    );
     s.close().await.0.unwrap();
 }
 

@@ -73,7 +73,7 @@ pub(crate) struct Params {
 
 enum Resp {
     Opening(Opening),
-    Open(Responses),
+    Open(Box<Responses>),
 }
 
 /// One call.
@@ -118,7 +118,7 @@ async fn next_response(
     };
     if let Resp::Opening(f) = &mut call.resp {
         let r = f.await?;
-        call.resp = Resp::Open(r.into_inner());
+        call.resp = Resp::Open(Box::new(r.into_inner()));
     }
     match &mut call.resp {
         Resp::Open(s) => s.message().await,

@@ -172,7 +172,10 @@ impl State {
         if md.get("x-goog-api-key").is_some_and(|k| *k == self.api_key) {
             return Ok(());
         }
-        if let Some(t) = md.get("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        if let Some(t) = md
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+        {
             if lock(&self.issued).iter().any(|i| i == t) {
                 return Ok(());
             }
@@ -206,7 +209,9 @@ impl State {
                 serde_json::json!({"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}),
             ));
         }
-        let jwt = form.get("assertion").ok_or_else(|| refuse("no assertion"))?;
+        let jwt = form
+            .get("assertion")
+            .ok_or_else(|| refuse("no assertion"))?;
         let parts: Vec<&str> = jwt.split('.').collect();
         if parts.len() != 3 {
             return Err(refuse("Invalid JWT"));
@@ -231,7 +236,11 @@ impl State {
             || claims["aud"] != aud.as_str()
             || claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
             || claims["iss"].as_str().is_none_or(str::is_empty)
-            || claims["exp"].as_u64().zip(claims["iat"].as_u64()).map(|(e, i)| e - i) != Some(3600)
+            || claims["exp"]
+                .as_u64()
+                .zip(claims["iat"].as_u64())
+                .map(|(e, i)| e - i)
+                != Some(3600)
         {
             return Err(refuse("Invalid JWT: claims"));
         }
@@ -244,7 +253,9 @@ impl State {
         let token = format!("ya29.fake-token-{}", issued.len() + 1);
         issued.push(token.clone());
         let expires = lock(&self.knobs).token_expires_in.unwrap_or(3599);
-        Ok(serde_json::json!({"access_token": token, "expires_in": expires, "token_type": "Bearer"}))
+        Ok(
+            serde_json::json!({"access_token": token, "expires_in": expires, "token_type": "Bearer"}),
+        )
     }
 }
 
@@ -323,7 +334,9 @@ fn interim(text: &str, stability: f32) -> stt::StreamingRecognitionResult {
     }
 }
 
-fn event(kind: stt::streaming_recognize_response::SpeechEventType) -> stt::StreamingRecognizeResponse {
+fn event(
+    kind: stt::streaming_recognize_response::SpeechEventType,
+) -> stt::StreamingRecognizeResponse {
     stt::StreamingRecognizeResponse {
         results: vec![],
         speech_event_type: kind as i32,
@@ -358,14 +371,18 @@ async fn streaming_recognize(
         });
         seen.stt.len() - 1
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<stt::StreamingRecognizeResponse, Status>>(64);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<stt::StreamingRecognizeResponse, Status>>(64);
     tokio::spawn(async move {
         let first = match input.message().await {
             Ok(Some(m)) => m,
             _ => return,
         };
         let valid = !first.recognizer.is_empty()
-            && matches!(first.streaming_request, Some(StreamingRequest::StreamingConfig(_)));
+            && matches!(
+                first.streaming_request,
+                Some(StreamingRequest::StreamingConfig(_))
+            );
         lock(&state.seen).stt[idx].first = Some(first);
         if !valid {
             let _ = tx
@@ -410,7 +427,11 @@ async fn streaming_recognize(
         }
         let per = {
             let k = lock(&state.knobs);
-            if k.utterance_bytes == 0 { 32_000 } else { k.utterance_bytes }
+            if k.utterance_bytes == 0 {
+                32_000
+            } else {
+                k.utterance_bytes
+            }
         };
         let mut pending = 0usize; // bytes of the current utterance
         let mut utterances = 0usize;
@@ -462,7 +483,10 @@ async fn streaming_recognize(
             total += audio.len();
             if before < per / 2 && pending >= per / 2 && pending < per {
                 let _ = tx
-                    .send(Ok(results(vec![interim("utterance", 0.9), interim(" more", 0.1)])))
+                    .send(Ok(results(vec![
+                        interim("utterance", 0.9),
+                        interim(" more", 0.1),
+                    ])))
                     .await;
             }
             if pending >= per {
@@ -490,7 +514,11 @@ async fn streaming_recognize(
         if pending > 0 {
             let start = (total - pending) as f64 / 32_000.0;
             let _ = tx
-                .send(Ok(results(vec![final_result(utterances + 1, start, "partial")])))
+                .send(Ok(results(vec![final_result(
+                    utterances + 1,
+                    start,
+                    "partial",
+                )])))
                 .await;
         }
     });
@@ -560,7 +588,11 @@ async fn synthesize(
     lock(&state.seen).synth.push((md, r.clone()));
     let (status, silent, truncated) = {
         let k = lock(&state.knobs);
-        (k.tts_status.as_ref().map(clone_status), k.tts_silent, k.tts_truncated_wav)
+        (
+            k.tts_status.as_ref().map(clone_status),
+            k.tts_silent,
+            k.tts_truncated_wav,
+        )
     };
     if silent {
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -571,10 +603,16 @@ async fn synthesize(
     let text = match r.input.and_then(|i| i.input_source) {
         Some(tts::synthesis_input::InputSource::Text(t)) => t,
         Some(tts::synthesis_input::InputSource::Ssml(s)) => s,
-        _ => return Err(Status::invalid_argument("Either `input.text` or `input.ssml` is required.")),
+        _ => {
+            return Err(Status::invalid_argument(
+                "Either `input.text` or `input.ssml` is required.",
+            ))
+        }
     };
     if text.len() > 5000 {
-        return Err(Status::invalid_argument("Input size limit exceeded: 5000 bytes."));
+        return Err(Status::invalid_argument(
+            "Input size limit exceeded: 5000 bytes.",
+        ));
     }
     let voice = r.voice.unwrap_or_default();
     if voice.language_code.is_empty() {
@@ -582,9 +620,15 @@ async fn synthesize(
     }
     let ac = r.audio_config.unwrap_or_default();
     if ac.audio_encoding == 0 {
-        return Err(Status::invalid_argument("AudioConfig.audio_encoding is required."));
+        return Err(Status::invalid_argument(
+            "AudioConfig.audio_encoding is required.",
+        ));
     }
-    let rate = if ac.sample_rate_hertz == 0 { 24_000 } else { ac.sample_rate_hertz };
+    let rate = if ac.sample_rate_hertz == 0 {
+        24_000
+    } else {
+        ac.sample_rate_hertz
+    };
     let data = tone(&text, ac.audio_encoding, rate);
     let audio = match tts::AudioEncoding::try_from(ac.audio_encoding) {
         Ok(tts::AudioEncoding::Linear16 | tts::AudioEncoding::Mulaw | tts::AudioEncoding::Alaw) => {
@@ -647,24 +691,39 @@ async fn streaming_synthesize(
             })) => c,
             _ => {
                 let _ = tx
-                    .send(Err(Status::invalid_argument("The first request must be streaming_config.")))
+                    .send(Err(Status::invalid_argument(
+                        "The first request must be streaming_config.",
+                    )))
                     .await;
                 return;
             }
         };
         lock(&state.seen).tts_stream[idx].config = Some(cfg.clone());
         let ac = cfg.streaming_audio_config.unwrap_or_default();
-        let enc = if ac.audio_encoding == 0 { tts::AudioEncoding::Pcm as i32 } else { ac.audio_encoding };
+        let enc = if ac.audio_encoding == 0 {
+            tts::AudioEncoding::Pcm as i32
+        } else {
+            ac.audio_encoding
+        };
         if !matches!(
             tts::AudioEncoding::try_from(enc),
-            Ok(tts::AudioEncoding::Pcm | tts::AudioEncoding::Mulaw | tts::AudioEncoding::Alaw | tts::AudioEncoding::OggOpus)
+            Ok(tts::AudioEncoding::Pcm
+                | tts::AudioEncoding::Mulaw
+                | tts::AudioEncoding::Alaw
+                | tts::AudioEncoding::OggOpus)
         ) {
             let _ = tx
-                .send(Err(Status::invalid_argument("Unsupported streaming audio encoding.")))
+                .send(Err(Status::invalid_argument(
+                    "Unsupported streaming audio encoding.",
+                )))
                 .await;
             return;
         }
-        let rate = if ac.sample_rate_hertz == 0 { 24_000 } else { ac.sample_rate_hertz };
+        let rate = if ac.sample_rate_hertz == 0 {
+            24_000
+        } else {
+            ac.sample_rate_hertz
+        };
         let (hold, silent, truncate) = {
             let k = lock(&state.knobs);
             (k.tts_hold.clone(), k.tts_silent, k.tts_truncate)
@@ -680,7 +739,9 @@ async fn streaming_synthesize(
                 },
                 Ok(Some(_)) => {
                     let _ = tx
-                        .send(Err(Status::invalid_argument("Only the first request may be streaming_config.")))
+                        .send(Err(Status::invalid_argument(
+                            "Only the first request may be streaming_config.",
+                        )))
                         .await;
                     return;
                 }
@@ -776,7 +837,9 @@ async fn list_voices(
     let md = metadata(req.metadata());
     state.check_auth(&md)?;
     lock(&state.seen).voices += 1;
-    Ok(tonic::Response::new(tts::ListVoicesResponse { voices: voices() }))
+    Ok(tonic::Response::new(tts::ListVoicesResponse {
+        voices: voices(),
+    }))
 }
 
 impl GoogleFake {
