@@ -100,8 +100,7 @@ pub(crate) struct Session {
     sent_bytes: u64,
     utt: Utterance,
     reopens: u32,
-    /// The next call opens with a refreshed token (after an Auth refusal nothing retries; this
-    /// is for the normal expiry path).
+    /// Largest audio piece per request (whole frames, at most MAX_AUDIO).
     chunk: usize,
 }
 
