@@ -27,6 +27,8 @@ pub mod text;
 pub mod onnx;
 #[cfg(feature = "piper")]
 pub mod piper;
+#[cfg(all(feature = "piper", feature = "whisper"))]
+pub mod turn;
 #[cfg(feature = "whisper")]
 pub mod whisper;
 
@@ -44,3 +46,6 @@ pub use text::{chunk_text, split_long, split_sentences};
 pub use piper::{PiperOptions, PiperVoice};
 #[cfg(feature = "whisper")]
 pub use whisper::{Transcription, WhisperEngine};
+
+#[cfg(all(feature = "piper", feature = "whisper"))]
+waav_plugin_api::register_plugin!(Processor, turn::TurnDetectPlugin::default());

@@ -1,0 +1,171 @@
+//! The Smart Turn v3.2 model: Whisper-style features of the last 8 s, one ONNX call, a
+//! probability that the turn is complete.
+//!
+//! Pre-processing follows pipecat 1.14's reference (`src/pipecat/audio/turn/smart_turn/`):
+//! `local_smart_turn_v3.py::_predict_endpoint` keeps the last 8 s at 16 kHz, zero-pads on the
+//! **left**, and `_whisper_features.py::compute_whisper_log_mel_features` normalises the padded
+//! waveform to zero mean / unit variance (`(x - mean) / sqrt(var + 1e-7)`), then computes the
+//! Whisper log-mel (n_fft 400, hop 160, 80 Slaney mels, reflect-padded centred STFT, last frame
+//! dropped → 800 frames, `max(log10, max - 8)`, `(x + 4) / 4`). The model's input is
+//! `input_features` `[1, 80, 800]` f32; its first output is the sigmoid probability.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::error::{LocalError, Result};
+use crate::models::{require_file, ModelPaths};
+use crate::onnx;
+use crate::whisper::mel::{LogMel, HOP_LENGTH, N_FFT, N_FRAMES as MEL_WINDOW_FRAMES};
+
+/// Sample rate the model takes.
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Samples the model sees: the last 8 s.
+pub const WINDOW_SAMPLES: usize = 8 * SAMPLE_RATE as usize;
+/// Mel bins of the features.
+pub const N_MELS: usize = 80;
+/// Feature frames of 8 s (hop 160: 128000 / 160 + 1 centred frames, the last one dropped).
+pub const N_FRAMES: usize = 800;
+/// The model file name inside `<models>/smart-turn/`.
+pub const MODEL_FILE: &str = "smart-turn-v3.2-cpu.onnx";
+/// Samples past the 8 s that the last kept frame (799, centred on 799 × 160) reaches: 40.
+const REFLECT_TAIL: usize = (N_FRAMES - 1) * HOP_LENGTH + N_FFT / 2 - WINDOW_SAMPLES;
+/// The variance floor of the waveform normalisation (transformers' `1e-7`).
+const NORM_EPS: f32 = 1e-7;
+
+/// `<models>/smart-turn/smart-turn-v3.2-cpu.onnx`, where `scripts/fetch-models.sh` puts it.
+pub fn model_path(models: &ModelPaths) -> PathBuf {
+    models.root().join("smart-turn").join(MODEL_FILE)
+}
+
+/// One loaded Smart Turn session with its feature buffers (use one per worker thread).
+pub struct SmartTurn {
+    session: Session,
+    mel: LogMel,
+    /// The 8 s window (+ the reflected tail the last STFT frame needs).
+    window: Vec<f32>,
+    /// `[80, 3000]` output of the 30 s Whisper extractor; the first 800 frames are ours.
+    mel_out: Vec<f32>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SmartTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartTurn")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmartTurn {
+    /// Loads the model at `model` with ONNX Runtime from `ort_library`, running each call on
+    /// `threads` intra-op threads (pipecat uses 1).
+    pub fn load(model: &Path, ort_library: &Path, threads: usize) -> Result<Self> {
+        require_file(model)?;
+        let env = onnx::environment(ort_library)?;
+        let err = |e: ort::Error<_>| LocalError::inference("smart-turn", e);
+        let session = Session::builder(&env)
+            .map_err(|e| LocalError::inference("smart-turn", e))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(err)?
+            .with_intra_threads(threads.max(1))
+            .map_err(err)?
+            .with_inter_threads(1)
+            .map_err(err)?
+            .commit_from_file(model)
+            .map_err(|e| {
+                LocalError::inference("smart-turn", format!("loading {}: {e}", model.display()))
+            })?;
+        Ok(Self {
+            session,
+            mel: LogMel::new(N_MELS),
+            window: Vec::with_capacity(WINDOW_SAMPLES + REFLECT_TAIL),
+            mel_out: Vec::with_capacity(N_MELS * MEL_WINDOW_FRAMES),
+            path: model.to_path_buf(),
+        })
+    }
+
+    /// The probability (0–1) that the speaker finished their turn, from 16 kHz mono audio that
+    /// ends now (only its last 8 s are used; shorter audio is zero-padded on the left).
+    pub fn predict(&mut self, audio: &[f32]) -> Result<f32> {
+        let features = self.features(audio);
+        let input = Tensor::from_array(([1usize, N_MELS, N_FRAMES], features))
+            .map_err(|e| LocalError::inference("smart-turn", e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs! { "input_features" => input })
+            .map_err(|e| LocalError::inference("smart-turn", e))?;
+        let (_, probs) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| LocalError::inference("smart-turn", e))?;
+        probs
+            .first()
+            .copied()
+            .ok_or_else(|| LocalError::inference("smart-turn", "empty output"))
+    }
+
+    /// The `[80, 800]` features (row-major) of `audio`, as [`predict`](Self::predict) feeds them.
+    ///
+    /// Reuses the Whisper extractor (30 s window): the 8 s are followed by the 40 samples of
+    /// numpy's reflect padding that frame 799 needs, so frames 0–799 are exactly the reference's;
+    /// only the `max - 8` clamp is taken over the extractor's 3000 frames, which differs solely
+    /// if the last 25 ms are the loudest of the 8 s (never the case after a VAD's silence).
+    pub fn features(&mut self, audio: &[f32]) -> Vec<f32> {
+        let tail = &audio[audio.len().saturating_sub(WINDOW_SAMPLES)..];
+        let w = &mut self.window;
+        w.clear();
+        w.resize(WINDOW_SAMPLES - tail.len(), 0.0);
+        w.extend_from_slice(tail);
+        normalize(w);
+        // numpy reflect padding: x[N], x[N+1], ... = x[N-2], x[N-3], ...
+        for i in 0..REFLECT_TAIL {
+            let v = w[WINDOW_SAMPLES - 2 - i];
+            w.push(v);
+        }
+        self.mel.compute(w, &mut self.mel_out);
+        let mut out = Vec::with_capacity(N_MELS * N_FRAMES);
+        for row in self.mel_out.chunks_exact(MEL_WINDOW_FRAMES) {
+            out.extend_from_slice(&row[..N_FRAMES]);
+        }
+        out
+    }
+}
+
+/// Zero mean, unit variance (population variance), as transformers' `zero_mean_unit_var_norm`.
+fn normalize(x: &mut [f32]) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = x
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let scale = 1.0 / (var as f32 + NORM_EPS).sqrt();
+    let mean = mean as f32;
+    for v in x {
+        *v = (*v - mean) * scale;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_to_zero_mean_unit_variance() {
+        let mut x: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 * 0.1).sin() * 0.3 + 0.1)
+            .collect();
+        normalize(&mut x);
+        let mean = x.iter().sum::<f32>() / x.len() as f32;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / x.len() as f32;
+        assert!(mean.abs() < 1e-4, "{mean}");
+        assert!((var - 1.0).abs() < 1e-3, "{var}");
+        // All zeros stays finite (the epsilon).
+        let mut z = vec![0.0f32; 10];
+        normalize(&mut z);
+        assert!(z.iter().all(|v| *v == 0.0));
+    }
+}
