@@ -1,6 +1,7 @@
 //! WaaV Gateway providers for LMNT.
 //!
-//! - [`LmntTts`] (plugin id `lmnt`, TTS): `POST /v1/ai/speech/bytes`, streamed. Credential
+//! - [`LmntTts`] (plugin id `lmnt`, TTS): `POST /v1/ai/speech/bytes`, streamed, per request;
+//!   sessions over the `/v1/ai/speech/stream` WebSocket (one socket per session). Credential
 //!   `api_key` (environment `LMNT_API_KEY`).
 //!
 //! Linking this crate registers the plugins.

@@ -12,14 +12,15 @@
 //! intensity → `temperature` (LMNT's only expressiveness control; emotion names, styles and
 //! descriptions have no LMNT equivalent and are ignored with a debug log).
 //!
-//! Not done: `open_stream` over the `/v1/ai/speech/stream` WebSocket (the typed session
-//! protocol of lmnt-python `resources/sessions.py`: `init`, `text`, `flush`, `reset`,
-//! `finish`; binary audio frames, `flush_complete` / `reset_complete` with a nonce). The host
-//! drives `synthesize` per request instead; word timestamps (a WebSocket feature) are not
-//! produced, the contract having no place for them yet.
+//! Sessions: [`TtsPlugin::open_stream`] keeps one `/v1/ai/speech/stream` WebSocket per session
+//! (the typed session protocol of lmnt-python `resources/sessions.py`; see the `stream` module),
+//! unless `stream_input` is off or the session needs speed / temperature / top_p, which only
+//! the HTTP body carries: then the host drives `synthesize` per request. Word timestamps (a
+//! WebSocket feature) are not produced, the contract having no place for them yet.
 
 mod rest;
 mod settings;
+mod stream;
 mod wav;
 
 pub use settings::{
@@ -32,10 +33,11 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Instant;
 use waav_plugin_api::{
     AudioEncoding, AudioSink, Capabilities, CredentialField, ModelInfo, Plugin, PluginConfig,
-    PluginContext, PluginError, PluginInfo, Secret, SpeakRequest, TtsPlugin, TtsSessionConfig,
-    VoiceInfo,
+    PluginContext, PluginError, PluginInfo, ProviderTask, Secret, SpeakRequest, TtsIo, TtsPlugin,
+    TtsSessionConfig, VoiceInfo,
 };
 use waav_provider_kit::http::{HttpClient, HttpClientConfig};
+use waav_provider_kit::ws::WsConfig;
 
 const CREDENTIALS: &[CredentialField] = &[CredentialField::secret("api_key", "LMNT_API_KEY")];
 
@@ -112,7 +114,7 @@ impl Plugin for LmntTts {
                 AudioEncoding::Mp3,
             ])
             .sample_rates(SAMPLE_RATES)
-            .features(true, true, false, false)
+            .features(self.settings().stream_input, true, false, false)
     }
 
     async fn init(&self, _ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
@@ -142,6 +144,33 @@ impl TtsPlugin for LmntTts {
         }
         let http = self.http(&s)?;
         rest::synthesize(http, &s, &plan, &key, request, out).await
+    }
+
+    async fn open_stream(
+        &self,
+        config: &TtsSessionConfig,
+        io: TtsIo,
+    ) -> Result<Option<ProviderTask>, PluginError> {
+        let (s, plan, key) = check(config)?;
+        if !s.stream_input {
+            return Ok(None);
+        }
+        if settings::needs_http(&plan) {
+            tracing::debug!("lmnt: speed/temperature/top_p need the HTTP endpoint; no WebSocket");
+            return Ok(None);
+        }
+        let mut ws = WsConfig::new(settings::stream_url(&s.base_url))
+            .secret(key.clone())
+            .context("lmnt");
+        ws.connect_timeout = s.connect_timeout;
+        ws.ping_interval = Some(std::time::Duration::from_secs(15));
+        let setup = stream::StreamSetup {
+            ws,
+            init: settings::init_message(&plan, key.expose()),
+            strip_wav: plan.format == "ulaw",
+            response_timeout: s.response_timeout,
+        };
+        Ok(Some(Box::pin(stream::run(setup, io))))
     }
 
     async fn voices(&self, api_key: Option<Secret>) -> Result<Vec<VoiceInfo>, PluginError> {

@@ -8,10 +8,11 @@ use tokio::time::timeout;
 use waav_lmnt::LmntTts;
 use waav_plugin_api::{
     AudioEncoding, AudioSink, CancelFlag, Emotion, ErrorCategory, Plugin, PluginConfig,
-    PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
+    PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer,
+    TtsPlugin, TtsSessionConfig,
 };
 use waav_testkit::conformance::{check_tts, TtsFixture};
-use waav_testkit::fakes::lmnt::{audio_for, FakeOptions, FakeVoice, Fault, LmntFake};
+use waav_testkit::fakes::lmnt::{audio_for, FakeOptions, FakeVoice, Fault, LmntFake, WsFault};
 
 const KEY: &str = "lmnt-test-key";
 const GUARD: Duration = Duration::from_secs(20);
@@ -224,19 +225,27 @@ async fn audio_streams_byte_exact_and_the_first_chunk_arrives_before_the_rest() 
 }
 
 #[tokio::test]
-async fn conformance() {
+async fn conformance_on_both_paths() {
     let plugin = LmntTts::new();
-    for (enc, rate) in [
-        (AudioEncoding::Linear16, 24_000),
-        (AudioEncoding::Mulaw, 8_000),
-        (AudioEncoding::Mp3, 16_000),
-    ] {
-        let fake = LmntFake::start(FakeOptions::new(KEY)).await;
-        let cfg = TtsSessionConfig::new(enc, rate)
-            .with_api_key(Some(Secret::from(KEY)))
-            .with_plugin_config(config(&fake, json!({})));
-        let report = check_tts(&plugin, &TtsFixture::new(cfg).guard(GUARD)).await;
-        report.assert_ok();
+    for stream_input in [true, false] {
+        for (enc, rate) in [
+            (AudioEncoding::Linear16, 24_000),
+            (AudioEncoding::Mulaw, 8_000),
+            (AudioEncoding::Mp3, 16_000),
+        ] {
+            let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+            let cfg = TtsSessionConfig::new(enc, rate)
+                .with_api_key(Some(Secret::from(KEY)))
+                .with_plugin_config(config(&fake, json!({ "stream_input": stream_input })));
+            let report = check_tts(&plugin, &TtsFixture::new(cfg).guard(GUARD)).await;
+            report.assert_ok();
+            assert_eq!(
+                fake.ws_sessions().is_empty(),
+                !stream_input,
+                "{enc:?} stream_input {stream_input}"
+            );
+            assert_eq!(fake.speeches().is_empty(), stream_input);
+        }
     }
 }
 
@@ -496,4 +505,308 @@ async fn prepare_refuses_before_any_request() {
         .await
         .unwrap();
     assert!(fake.speeches().is_empty());
+}
+
+// --- The WebSocket session (`open_stream`). ---
+
+async fn open(
+    cfg: &TtsSessionConfig,
+) -> (TtsPeer, tokio::task::JoinHandle<Result<(), PluginError>>) {
+    let plugin = LmntTts::new();
+    plugin.prepare(cfg).await.unwrap();
+    let (io, peer) = TtsIo::pair(256);
+    let task = plugin
+        .open_stream(cfg, io)
+        .await
+        .unwrap()
+        .expect("streaming");
+    (peer, tokio::spawn(task))
+}
+
+fn speak(id: u64, text: &str) -> TtsInput {
+    TtsInput::Speak(SpeakRequest {
+        id,
+        text: text.into(),
+        flush: true,
+    })
+}
+
+/// Events until request `id` ends (Done or Error).
+async fn until_end(peer: &mut TtsPeer, id: u64) -> Vec<TtsEvent> {
+    let mut out = Vec::new();
+    loop {
+        let ev = timeout(GUARD, peer.events.recv())
+            .await
+            .expect("bounded")
+            .expect("open");
+        let end =
+            matches!(&ev, TtsEvent::Done { id: i } | TtsEvent::Error { id: i, .. } if *i == id);
+        out.push(ev);
+        if end {
+            return out;
+        }
+    }
+}
+
+fn audio_of(events: &[TtsEvent], id: u64) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TtsEvent::Audio { id: i, data } if *i == id => Some(data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn error_of(events: &[TtsEvent]) -> &PluginError {
+    events
+        .iter()
+        .find_map(|e| match e {
+            TtsEvent::Error { error, .. } => Some(error),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no error in {events:?}"))
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn websocket_session_is_shaped_as_documented() {
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let cfg = session(&fake, AudioEncoding::Linear16, json!({"language": "de"})).with_voice("lily");
+    let (mut peer, task) = open(&cfg).await;
+    peer.input.send(speak(1, "Hallo zusammen.")).await.unwrap();
+    peer.input.send(speak(2, "  ")).await.unwrap();
+    peer.input.send(speak(3, "Noch ein Satz.")).await.unwrap();
+    let one = until_end(&mut peer, 1).await;
+    assert_eq!(one.last(), Some(&TtsEvent::Done { id: 1 }));
+    assert_eq!(
+        audio_of(&one, 1),
+        audio_for("Hallo zusammen.", "pcm_s16le", 16_000, 1.0, 20)
+    );
+    assert_eq!(until_end(&mut peer, 2).await, [TtsEvent::Done { id: 2 }]);
+    let three = until_end(&mut peer, 3).await;
+    assert_eq!(
+        audio_of(&three, 3),
+        audio_for("Noch ein Satz.", "pcm_s16le", 16_000, 1.0, 20)
+    );
+    drop(peer.input);
+    timeout(GUARD, task).await.unwrap().unwrap().unwrap();
+    let sessions = fake.ws_sessions();
+    assert_eq!(sessions.len(), 1, "one socket for the session");
+    let s = &sessions[0];
+    assert_eq!(s.request.as_ref().unwrap().path(), "/v1/ai/speech/stream");
+    assert_eq!(
+        s.init,
+        json!({"X-API-Key": KEY, "lmnt-version": "1.1", "voice": "lily",
+               "format": "pcm_s16le", "sample_rate": 16000, "language": "de"})
+    );
+    assert_eq!(
+        s.messages,
+        [
+            json!({"type": "text", "text": "Hallo zusammen."}),
+            json!({"type": "flush", "nonce": 1}),
+            json!({"type": "text", "text": "Noch ein Satz."}),
+            json!({"type": "flush", "nonce": 2}),
+            json!({"type": "finish"}),
+        ]
+    );
+    assert!(s.ended);
+    assert!(fake.speeches().is_empty(), "no HTTP request");
+
+    // µ-law: the WAV header before each request's audio is removed.
+    let cfg = TtsSessionConfig::new(AudioEncoding::Mulaw, 8_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(config(&fake, json!({})));
+    let (mut peer, _task) = open(&cfg).await;
+    peer.input.send(speak(1, "Telephone.")).await.unwrap();
+    let events = until_end(&mut peer, 1).await;
+    let file = audio_for("Telephone.", "ulaw", 8_000, 1.0, 20);
+    assert_eq!(audio_of(&events, 1), file[44..]);
+}
+
+#[tokio::test]
+async fn websocket_is_skipped_for_http_only_controls() {
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let plugin = LmntTts::new();
+    let mut cfg = pcm(&fake);
+    cfg.speaking_rate = 1.3;
+    let (io, _peer) = TtsIo::pair(4);
+    assert!(plugin.open_stream(&cfg, io).await.unwrap().is_none());
+    let cfg = session(&fake, AudioEncoding::Linear16, json!({"temperature": 0.5}));
+    let (io, _peer) = TtsIo::pair(4);
+    assert!(plugin.open_stream(&cfg, io).await.unwrap().is_none());
+    let cfg = session(
+        &fake,
+        AudioEncoding::Linear16,
+        json!({"stream_input": false}),
+    );
+    let (io, _peer) = TtsIo::pair(4);
+    assert!(plugin.open_stream(&cfg, io).await.unwrap().is_none());
+    assert!(fake.ws_sessions().is_empty());
+}
+
+#[tokio::test]
+async fn websocket_first_frame_arrives_before_the_rest() {
+    let opts = FakeOptions {
+        ws_fault: WsFault::HoldAfterFirstFrame,
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let (mut peer, _task) = open(&pcm(&fake)).await;
+    let text = "A sentence long enough for several frames.";
+    peer.input.send(speak(1, text)).await.unwrap();
+    let first = timeout(GUARD, peer.events.recv()).await.unwrap().unwrap();
+    assert!(matches!(first, TtsEvent::Audio { id: 1, .. }));
+    assert_eq!(fake.ws_sessions()[0].audio_frames, 1);
+    assert_eq!(fake.ws_sessions()[0].flushes_completed, 0);
+    fake.release();
+    let mut events = vec![first];
+    events.extend(until_end(&mut peer, 1).await);
+    assert!(events.len() > 3);
+    assert_eq!(
+        audio_of(&events, 1),
+        audio_for(text, "pcm_s16le", 16_000, 1.0, 20)
+    );
+}
+
+#[tokio::test]
+async fn websocket_cancel_resets_and_drops_the_cancelled_audio() {
+    let opts = FakeOptions {
+        chunk_delay: Duration::from_millis(5),
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let (mut peer, _task) = open(&pcm(&fake)).await;
+    let long = "This request is cancelled halfway through its audio. ".repeat(5);
+    peer.input.send(speak(1, &long)).await.unwrap();
+    peer.input
+        .send(speak(2, "Queued and cancelled."))
+        .await
+        .unwrap();
+    let first = timeout(GUARD, peer.events.recv()).await.unwrap().unwrap();
+    assert!(matches!(first, TtsEvent::Audio { id: 1, .. }));
+    peer.input
+        .send(TtsInput::Cancel { up_to: 2 })
+        .await
+        .unwrap();
+    peer.input.send(speak(3, "Next one.")).await.unwrap();
+    let events = until_end(&mut peer, 3).await;
+    assert_eq!(events.last(), Some(&TtsEvent::Done { id: 3 }));
+    let start3 = events
+        .iter()
+        .position(|e| matches!(e, TtsEvent::Audio { id: 3, .. }))
+        .unwrap();
+    assert!(!events[start3..]
+        .iter()
+        .any(|e| matches!(e, TtsEvent::Audio { id: 1, .. })));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, TtsEvent::Done { id: 1 } | TtsEvent::Audio { id: 2, .. })));
+    assert_eq!(
+        audio_of(&events, 3),
+        audio_for("Next one.", "pcm_s16le", 16_000, 1.0, 20)
+    );
+    let s = &fake.ws_sessions()[0];
+    assert_eq!(
+        s.messages,
+        [
+            json!({"type": "text", "text": long}),
+            json!({"type": "flush", "nonce": 1}),
+            json!({"type": "reset", "nonce": 2}),
+            json!({"type": "text", "text": "Next one."}),
+            json!({"type": "flush", "nonce": 3}),
+        ],
+        "the queued request 2 is never sent"
+    );
+    assert_eq!(s.resets_completed, 1);
+    assert_eq!(fake.ws_sessions().len(), 1, "cancel needs no reconnect");
+}
+
+#[tokio::test]
+async fn websocket_reconnects_lazily_after_the_vendor_closed_it() {
+    let opts = FakeOptions {
+        ws_fault: WsFault::CloseAfterFlushes(1),
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let (mut peer, _task) = open(&pcm(&fake)).await;
+    peer.input.send(speak(1, "First.")).await.unwrap();
+    assert_eq!(
+        until_end(&mut peer, 1).await.last(),
+        Some(&TtsEvent::Done { id: 1 })
+    );
+    eventually("the fake closed the first socket", || {
+        fake.ws_sessions().first().is_some_and(|s| s.ended)
+    })
+    .await;
+    peer.input.send(speak(2, "Second.")).await.unwrap();
+    let events = until_end(&mut peer, 2).await;
+    assert_eq!(events.last(), Some(&TtsEvent::Done { id: 2 }), "{events:?}");
+    assert_eq!(
+        audio_of(&events, 2),
+        audio_for("Second.", "pcm_s16le", 16_000, 1.0, 20)
+    );
+    assert_eq!(fake.ws_sessions().len(), 2);
+}
+
+#[tokio::test]
+async fn websocket_errors_fail_the_request_and_the_session_goes_on() {
+    // A wrong key: the init is refused with an authentication error.
+    let fake = LmntFake::start(FakeOptions::new(KEY)).await;
+    let cfg = pcm(&fake).with_api_key(Some(Secret::from("wrong")));
+    let (mut peer, _task) = open(&cfg).await;
+    peer.input.send(speak(1, "Hello.")).await.unwrap();
+    let events = until_end(&mut peer, 1).await;
+    assert_eq!(
+        error_of(&events).category(),
+        ErrorCategory::Auth,
+        "{events:?}"
+    );
+    assert!(!error_of(&events).to_string().contains("wrong"));
+
+    // A vendor error on the first flush fails it; the next request gets a new socket.
+    let opts = FakeOptions {
+        ws_fault: WsFault::ErrorOnFlush(0),
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let (mut peer, _task) = open(&pcm(&fake)).await;
+    peer.input.send(speak(1, "Fails.")).await.unwrap();
+    let events = until_end(&mut peer, 1).await;
+    let e = error_of(&events);
+    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
+    assert!(e.to_string().contains("synthesis failed"), "{e}");
+    peer.input.send(speak(2, "Works.")).await.unwrap();
+    let events = until_end(&mut peer, 2).await;
+    assert_eq!(events.last(), Some(&TtsEvent::Done { id: 2 }), "{events:?}");
+    assert_eq!(fake.ws_sessions().len(), 2);
+
+    // A silent vendor is timed out.
+    let opts = FakeOptions {
+        ws_fault: WsFault::SilentFlush,
+        ..FakeOptions::new(KEY)
+    };
+    let fake = LmntFake::start(opts).await;
+    let cfg = session(
+        &fake,
+        AudioEncoding::Linear16,
+        json!({"response_timeout_ms": 300}),
+    );
+    let (mut peer, _task) = open(&cfg).await;
+    peer.input
+        .send(speak(1, "Nothing comes back."))
+        .await
+        .unwrap();
+    let events = until_end(&mut peer, 1).await;
+    assert_eq!(error_of(&events).category(), ErrorCategory::Timeout);
 }

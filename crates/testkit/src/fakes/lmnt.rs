@@ -12,6 +12,16 @@
 //!   [`audio_for`]: a 440 Hz tone of [`FakeOptions::ms_per_char`] per character divided by
 //!   `speed`, as PCM16 (`pcm_s16le`), f32 (`pcm_f32le`), G.711 µ-law after a WAV header
 //!   (`ulaw`), PCM16 in WAV (`wav`), or stand-in bytes with the format's magic (mp3, webm, aac).
+//! - `GET /v1/ai/speech/stream` (WebSocket; lmnt-python `resources/sessions.py`): the first
+//!   text frame is the init object (`X-API-Key`, `voice`, `format` `mp3|pcm_s16le|pcm_f32le|ulaw|webm`,
+//!   `sample_rate`, `language`, `lmnt-version`, `return_timestamps`; an optional `type: init`),
+//!   answered `{"type": "ready", "request_id"}` or, when refused, `{"type": "error", "error":
+//!   {"message", "type"}, "request_id"}` and a close. Then `text` messages buffer text, `flush`
+//!   synthesises the buffer as binary frames (the same [`audio_for`] audio, a `ulaw` request's
+//!   own WAV header first) followed by `{"type": "flush_complete", "nonce"}`; `reset` drops the
+//!   buffer and the audio not yet sent and answers `reset_complete`; `finish` sends what is
+//!   pending and closes (1000). [`WsFault`] makes it misbehave; every session is recorded
+//!   ([`WsSessionLog`]).
 //! - `GET /v1/ai/voice/list?owner=system|me|all&starred=true`: a JSON array of `Voice`
 //!   (`id, name, owner, state, description, gender, preview_url, starred, tags, type`) from
 //!   [`FakeOptions::voices`]; without `owner`, every voice (UNCONFIRMED default).
@@ -21,12 +31,15 @@
 
 use crate::fakes::{HttpFake, SeenRequest};
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -133,6 +146,45 @@ pub struct FakeOptions {
     pub chunk_delay: Duration,
     /// The voices served and accepted.
     pub voices: Vec<FakeVoice>,
+    /// Misbehaviour of the WebSocket sessions.
+    pub ws_fault: WsFault,
+}
+
+/// How a WebSocket session misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WsFault {
+    /// Behaves.
+    #[default]
+    None,
+    /// Answers flush number `n` (counting from 0 across all sessions) with an `error` message
+    /// (`internal_server_error`) and closes.
+    ErrorOnFlush(usize),
+    /// Closes the socket (1000) right after completing this many flushes, as an idle timeout
+    /// would.
+    CloseAfterFlushes(usize),
+    /// Never answers a flush (no audio, no `flush_complete`).
+    SilentFlush,
+    /// After the first audio frame of each flush, waits for [`LmntFake::release`] (or a reset).
+    HoldAfterFirstFrame,
+}
+
+/// One WebSocket session as seen by the fake.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WsSessionLog {
+    /// The upgrade request.
+    pub request: Option<SeenRequest>,
+    /// The init message.
+    pub init: Value,
+    /// Every later client message, in order.
+    pub messages: Vec<Value>,
+    /// Audio frames sent.
+    pub audio_frames: usize,
+    /// `flush_complete`s sent.
+    pub flushes_completed: usize,
+    /// `reset_complete`s sent.
+    pub resets_completed: usize,
+    /// The session ended (either side).
+    pub ended: bool,
 }
 
 impl FakeOptions {
@@ -146,6 +198,7 @@ impl FakeOptions {
             chunk_bytes: 960,
             chunk_delay: Duration::from_millis(2),
             voices: default_voices(),
+            ws_fault: WsFault::None,
         }
     }
 
@@ -186,6 +239,8 @@ struct Shared {
     opts: FakeOptions,
     speeches: Mutex<Vec<Arc<Mutex<SpeechLog>>>>,
     voice_requests: Mutex<Vec<SeenRequest>>,
+    ws: Mutex<Vec<WsSessionLog>>,
+    ws_flushes: std::sync::atomic::AtomicUsize,
     release: watch::Sender<bool>,
 }
 
@@ -203,11 +258,14 @@ impl LmntFake {
             opts,
             speeches: Mutex::default(),
             voice_requests: Mutex::default(),
+            ws: Mutex::default(),
+            ws_flushes: Default::default(),
             release: watch::channel(false).0,
         });
         let router = Router::new()
             .route("/v1/ai/speech/bytes", post(speech_bytes))
             .route("/v1/ai/voice/list", get(voices))
+            .route("/v1/ai/speech/stream", get(speech_stream))
             .with_state(shared.clone());
         Self {
             http: HttpFake::start(router).await,
@@ -224,6 +282,16 @@ impl LmntFake {
     pub fn speeches(&self) -> Vec<SpeechLog> {
         let all = self.shared.speeches.lock().expect("lock");
         all.iter().map(|l| l.lock().expect("log").clone()).collect()
+    }
+
+    /// `ws://127.0.0.1:port`.
+    pub fn ws_url(&self) -> String {
+        self.http.base_url().replacen("http://", "ws://", 1)
+    }
+
+    /// Every WebSocket session so far, in arrival order.
+    pub fn ws_sessions(&self) -> Vec<WsSessionLog> {
+        self.shared.ws.lock().expect("lock").clone()
     }
 
     /// Every voice-listing request so far.
@@ -620,6 +688,215 @@ fn stream_chunks(
         log.lock().expect("log").completed = true;
     });
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+const WS_FORMATS: &[&str] = &["mp3", "pcm_s16le", "pcm_f32le", "ulaw", "webm"];
+
+async fn speech_stream(
+    State(st): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let index = {
+        let mut all = st.ws.lock().expect("lock");
+        all.push(WsSessionLog {
+            request: Some(seen(&uri, &headers)),
+            ..WsSessionLog::default()
+        });
+        all.len() - 1
+    };
+    upgrade.on_upgrade(move |socket| async move {
+        ws_session(st.clone(), index, socket).await;
+        if let Some(l) = st.ws.lock().expect("lock").get_mut(index) {
+            l.ended = true;
+        }
+    })
+}
+
+fn ws_log(st: &Shared, index: usize, f: impl FnOnce(&mut WsSessionLog)) {
+    if let Some(l) = st.ws.lock().expect("lock").get_mut(index) {
+        f(l);
+    }
+}
+
+fn ws_error(kind: &str, message: &str, request_id: &str) -> Message {
+    Message::Text(
+        json!({"type": "error", "error": {"message": message, "type": kind}, "request_id": request_id})
+            .to_string()
+            .into(),
+    )
+}
+
+/// Checks an init message: `Err((type, message))` refuses the session.
+fn check_init(st: &Shared, init: &Value) -> Result<(String, u32), (&'static str, String)> {
+    if init["X-API-Key"].as_str() != Some(st.opts.api_key.as_str()) {
+        return Err(("authentication_error", "Invalid API key".into()));
+    }
+    match init["voice"].as_str() {
+        Some(v) if st.opts.voices.iter().any(|x| x.id == v) => {}
+        _ => return Err(("invalid_request_error", "Invalid voice".into())),
+    }
+    let format = match &init["format"] {
+        Value::Null => "mp3",
+        Value::String(f) if WS_FORMATS.contains(&f.as_str()) => f.as_str(),
+        _ => return Err(("invalid_request_error", "Invalid format".into())),
+    };
+    let rate = match &init["sample_rate"] {
+        Value::Null => 24_000,
+        // The v1 SDK sent the rate as a string; both are accepted.
+        v => match v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        {
+            Some(r) if SAMPLE_RATES.contains(&r) => r as u32,
+            _ => return Err(("invalid_request_error", "Invalid sample_rate".into())),
+        },
+    };
+    Ok((format.to_owned(), rate))
+}
+
+async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let request_id = format!("req-{index}");
+    let init = loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(t))) => {
+                break serde_json::from_str::<Value>(&t).unwrap_or(Value::Null)
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
+        }
+    };
+    ws_log(&st, index, |l| l.init = init.clone());
+    let (format, rate) = match check_init(&st, &init) {
+        Ok(v) => v,
+        Err((kind, message)) => {
+            let _ = sink.send(ws_error(kind, &message, &request_id)).await;
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: "".into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    let ready = json!({"type": "ready", "request_id": request_id}).to_string();
+    if sink.send(Message::Text(ready.into())).await.is_err() {
+        return;
+    }
+    let mut buffer = String::new();
+    // Audio frames to send, then the flush's nonce to complete.
+    let mut pending: VecDeque<Result<Bytes, u64>> = VecDeque::new();
+    let mut finishing = false;
+    let mut held = false;
+    let mut frames_in_flush = 0usize;
+    let mut release = st.release.subscribe();
+    loop {
+        if finishing && pending.is_empty() {
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: "".into(),
+                })))
+                .await;
+            return;
+        }
+        let sending = !pending.is_empty() && !held;
+        tokio::select! {
+            msg = stream.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue,
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                ws_log(&st, index, |l| l.messages.push(v.clone()));
+                match v["type"].as_str() {
+                    Some("text") => buffer.push_str(v["text"].as_str().unwrap_or("")),
+                    Some("flush") => {
+                        let nonce = v["nonce"].as_u64().unwrap_or(0);
+                        let n = st.ws_flushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        match st.opts.ws_fault {
+                            WsFault::ErrorOnFlush(k) if k == n => {
+                                let _ = sink.send(ws_error("internal_server_error", "synthesis failed", &request_id)).await;
+                                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1011, reason: "".into() }))).await;
+                                return;
+                            }
+                            WsFault::SilentFlush => {
+                                buffer.clear();
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        let text = std::mem::take(&mut buffer);
+                        if !text.trim().is_empty() {
+                            let audio = audio_for(&text, &format, rate, 1.0, st.opts.ms_per_char);
+                            for c in audio.chunks(st.opts.chunk_bytes.max(1)) {
+                                pending.push_back(Ok(Bytes::copy_from_slice(c)));
+                            }
+                        }
+                        pending.push_back(Err(nonce));
+                    }
+                    Some("reset") => {
+                        buffer.clear();
+                        // Drop the audio not yet sent and any flush not yet completed.
+                        pending.clear();
+                        held = false;
+                        frames_in_flush = 0;
+                        let nonce = v["nonce"].as_u64().unwrap_or(0);
+                        let done = json!({"type": "reset_complete", "nonce": nonce}).to_string();
+                        if sink.send(Message::Text(done.into())).await.is_err() {
+                            return;
+                        }
+                        ws_log(&st, index, |l| l.resets_completed += 1);
+                    }
+                    Some("finish") => finishing = true,
+                    _ => {
+                        let _ = sink.send(ws_error("invalid_request_error", "Unknown message", &request_id)).await;
+                    }
+                }
+            }
+            changed = release.changed(), if held => {
+                if changed.is_err() || *release.borrow_and_update() {
+                    held = false;
+                }
+            }
+            () = tokio::time::sleep(st.opts.chunk_delay), if sending => {
+                match pending.pop_front() {
+                    Some(Ok(frame)) => {
+                        if sink.send(Message::Binary(frame)).await.is_err() {
+                            return;
+                        }
+                        ws_log(&st, index, |l| l.audio_frames += 1);
+                        frames_in_flush += 1;
+                        if st.opts.ws_fault == WsFault::HoldAfterFirstFrame && frames_in_flush == 1 && !*release.borrow() {
+                            held = true;
+                        }
+                    }
+                    Some(Err(nonce)) => {
+                        frames_in_flush = 0;
+                        let done = json!({"type": "flush_complete", "nonce": nonce}).to_string();
+                        if sink.send(Message::Text(done.into())).await.is_err() {
+                            return;
+                        }
+                        let completed = {
+                            let mut all = st.ws.lock().expect("lock");
+                            let l = &mut all[index];
+                            l.flushes_completed += 1;
+                            l.flushes_completed
+                        };
+                        if st.opts.ws_fault == WsFault::CloseAfterFlushes(completed) {
+                            let _ = sink.send(Message::Close(Some(CloseFrame { code: 1000, reason: "idle".into() }))).await;
+                            return;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
 }
 
 /// The value of query parameter `name`, `+` and `%XX` decoded.

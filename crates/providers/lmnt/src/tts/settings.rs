@@ -38,7 +38,9 @@ pub const LANGUAGES: &[&str] = &[
 /// Keys (all optional): `base_url`, `voice` (default [`DEFAULT_VOICE`]), `model` (default
 /// [`DEFAULT_MODEL`]), `language` (`auto` or ISO 639-1; default: not sent, which is `auto`),
 /// `temperature` (0–2: expressiveness; default: the emotion's intensity, else not sent),
-/// `top_p` (0–1), `send_speed` (default true), `voices_owner` (`system`|`me`|`all`: the voice
+/// `top_p` (0–1), `send_speed` (default true), `stream_input` (default true: sessions use the
+/// `/v1/ai/speech/stream` WebSocket unless they need a control only the HTTP body has: speed,
+/// temperature, top_p; false: the host drives HTTP per request), `voices_owner` (`system`|`me`|`all`: the voice
 /// listing's `owner` filter; default: not sent), `response_timeout_ms` (20000: the response head
 /// and each body chunk), `connect_timeout_ms` (10000), `voices_ttl_secs` (300).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +59,8 @@ pub struct Settings {
     pub top_p: Option<f64>,
     /// Whether a non-1 speaking rate is sent as `speed`.
     pub send_speed: bool,
+    /// Whether sessions use the WebSocket.
+    pub stream_input: bool,
     /// `owner` filter of the voice listing.
     pub voices_owner: Option<String>,
     /// Deadline for the response head and for each body chunk.
@@ -164,6 +168,7 @@ impl Settings {
             temperature: bounded_f64(cfg, "temperature", 0.0, 2.0)?,
             top_p: bounded_f64(cfg, "top_p", 0.0, 1.0)?,
             send_speed: cfg.bool("send_speed")?.unwrap_or(true),
+            stream_input: cfg.bool("stream_input")?.unwrap_or(true),
             voices_owner,
             response_timeout: Duration::from_millis(bounded_u64(
                 cfg,
@@ -301,6 +306,40 @@ pub fn body(plan: &Plan, text: &str) -> Value {
         b["speed"] = json!(s);
     }
     b
+}
+
+/// The WebSocket URL for a base URL (`https` → `wss`, `http` → `ws`; sessions.py
+/// `_ws_url_from_base`).
+pub fn stream_url(base_url: &str) -> String {
+    let ws = if let Some(rest) = base_url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base_url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base_url.to_owned()
+    };
+    format!("{ws}/v1/ai/speech/stream")
+}
+
+/// The session init message (sessions.py `connect`; `lmnt-version` from `_api_version.py`).
+pub fn init_message(plan: &Plan, key: &str) -> Value {
+    let mut m = json!({
+        "X-API-Key": key,
+        "lmnt-version": "1.1",
+        "voice": plan.voice,
+        "format": plan.format,
+        "sample_rate": plan.sample_rate,
+    });
+    if let Some(l) = &plan.language {
+        m["language"] = json!(l);
+    }
+    m
+}
+
+/// Whether `plan` needs a control the WebSocket init does not carry (speed, temperature,
+/// top_p: SpeechSessionInit has none of them).
+pub fn needs_http(plan: &Plan) -> bool {
+    plan.speed.is_some() || plan.temperature.is_some() || plan.top_p.is_some()
 }
 
 /// Splits `text` into pieces of at most `max` characters, at a sentence end or a space when
