@@ -13,6 +13,8 @@ use waav_cartesia as _;
 use waav_deepgram as _;
 #[cfg(feature = "elevenlabs")]
 use waav_elevenlabs as _;
+#[cfg(feature = "google")]
+use waav_google as _;
 #[cfg(feature = "hume")]
 use waav_hume as _;
 #[cfg(feature = "ibm")]

@@ -27,15 +27,12 @@
 //! each body chunk).
 
 use crate::common::{self, AccountHeaders, ClientSlot, Subject};
-use futures::StreamExt;
 use std::time::Duration;
 use waav_plugin_api::{
-    AudioEncoding, AudioSink, Capabilities, CredentialField, Emotion, ErrorCategory, ModelInfo,
-    Plugin, PluginConfig, PluginError, PluginInfo, SpeakRequest, TtsPlugin, TtsSessionConfig,
-    VoiceInfo,
+    AudioEncoding, AudioSink, Capabilities, CredentialField, Emotion, ModelInfo, Plugin,
+    PluginConfig, PluginError, PluginInfo, SpeakRequest, TtsPlugin, TtsSessionConfig, VoiceInfo,
 };
-use waav_provider_kit::errors;
-use waav_provider_kit::http::map_reqwest_error;
+use waav_provider_kit::http::audio::{expect_audio, stream_into, StreamEnd};
 
 const CONTEXT: &str = "openai tts";
 const CREDENTIALS: &[CredentialField] = &[CredentialField::secret("api_key", "OPENAI_API_KEY")];
@@ -400,39 +397,13 @@ impl TtsPlugin for OpenAiTts {
                 &redactor,
             )
             .await?;
-            let content_type = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if content_type.starts_with("application/json") || content_type.starts_with("text/") {
-                // A 200 that is not audio (a proxy page, an SSE stream we did not ask for).
-                return Err(errors::make(
-                    ErrorCategory::Permanent,
-                    format!("{CONTEXT}: expected audio, got {content_type}"),
-                    None,
-                    &redactor,
-                ));
-            }
-            let mut body = resp.bytes_stream();
-            loop {
-                let chunk = match tokio::time::timeout(settings.read_timeout, body.next()).await {
-                    Err(_) => {
-                        return Err(errors::timeout(
-                            &format!("{CONTEXT}: reading audio"),
-                            settings.read_timeout,
-                            &redactor,
-                        ))
-                    }
-                    Ok(None) => break,
-                    Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
-                    Ok(Some(Ok(c))) => c,
-                };
-                if out.send(chunk).await.is_err() {
-                    // Cancelled or the host went away: dropping `body` closes the connection.
-                    return Ok(());
-                }
+            // A 200 that is not audio (a proxy page, an SSE stream we did not ask for) is refused.
+            expect_audio(&resp, CONTEXT, &redactor)?;
+            let context = format!("{CONTEXT}: reading audio");
+            if stream_into(resp, &out, settings.read_timeout, &context, &redactor, Ok).await?
+                == StreamEnd::Stopped
+            {
+                return Ok(());
             }
         }
         Ok(())

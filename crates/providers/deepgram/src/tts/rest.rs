@@ -6,10 +6,10 @@
 
 use super::messages;
 use super::options::{self, Request, Settings};
-use futures::StreamExt;
 use std::time::Duration;
 use waav_plugin_api::{AudioSink, ErrorCategory, PluginError, Secret, VoiceInfo};
 use waav_provider_kit::errors;
+use waav_provider_kit::http::audio::stream_into;
 use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
@@ -157,25 +157,9 @@ pub async fn synthesize(
             &redactor,
         ));
     }
-    let mut body = resp.bytes_stream();
-    loop {
-        let chunk = match tokio::time::timeout(settings.read_timeout, body.next()).await {
-            Err(_) => {
-                return Err(errors::timeout(
-                    &format!("{CONTEXT}: reading audio"),
-                    settings.read_timeout,
-                    &redactor,
-                ))
-            }
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
-            Ok(Some(Ok(c))) => c,
-        };
-        if out.send(chunk).await.is_err() {
-            // Cancelled or the host went away: stop reading (dropping `body` closes it).
-            return Ok(());
-        }
-    }
+    let context = format!("{CONTEXT}: reading audio");
+    stream_into(resp, &out, settings.read_timeout, &context, &redactor, Ok).await?;
+    Ok(())
 }
 
 /// `GET /v1/models`, mapped to voices. The docs say the listing needs no key; one is sent when
