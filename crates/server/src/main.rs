@@ -19,10 +19,14 @@ use waav_google as _;
 use waav_hume as _;
 #[cfg(feature = "ibm")]
 use waav_ibm as _;
+#[cfg(feature = "lmnt")]
+use waav_lmnt as _;
 #[cfg(feature = "local")]
 use waav_local as _;
 #[cfg(feature = "openai")]
 use waav_openai as _;
+#[cfg(feature = "playht")]
+use waav_playht as _;
 #[cfg(feature = "processors")]
 use waav_processors as _;
 
