@@ -91,6 +91,18 @@ impl SmartTurn {
     /// ends now (only its last 8 s are used; shorter audio is zero-padded on the left).
     pub fn predict(&mut self, audio: &[f32]) -> Result<f32> {
         let features = self.features(audio);
+        self.infer(features)
+    }
+
+    /// Runs the model on `[80, 800]` features (from [`features`](Self::features)).
+    pub fn infer(&mut self, features: Vec<f32>) -> Result<f32> {
+        if features.len() != N_MELS * N_FRAMES {
+            return Err(LocalError::InvalidInput(format!(
+                "smart turn takes {} features, got {}",
+                N_MELS * N_FRAMES,
+                features.len()
+            )));
+        }
         let input = Tensor::from_array(([1usize, N_MELS, N_FRAMES], features))
             .map_err(|e| LocalError::inference("smart-turn", e))?;
         let outputs = self
