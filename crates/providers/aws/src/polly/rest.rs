@@ -9,11 +9,11 @@
 use super::messages;
 use super::settings::{Plan, SynthesizeBody};
 use crate::auth;
-use futures::StreamExt;
 use std::time::Duration;
 use waav_plugin_api::{AudioSink, ErrorCategory, PluginError, VoiceInfo};
 use waav_provider_kit::aws::{AwsSigner, Payload};
 use waav_provider_kit::errors;
+use waav_provider_kit::http::audio::stream_into;
 use waav_provider_kit::http::{map_reqwest_error, HttpClient, Method, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
@@ -204,25 +204,9 @@ pub async fn synthesize(
     {
         tracing::debug!(characters = n, "aws polly: synthesizing");
     }
-    let mut stream = resp.bytes_stream();
-    loop {
-        let chunk = match tokio::time::timeout(timeout, stream.next()).await {
-            Err(_) => {
-                return Err(errors::timeout(
-                    &format!("{CONTEXT}: reading audio"),
-                    timeout,
-                    redactor,
-                ))
-            }
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, redactor)),
-            Ok(Some(Ok(c))) => c,
-        };
-        if out.send(chunk).await.is_err() {
-            // Cancelled or the host went away: stop reading (dropping the stream closes it).
-            return Ok(());
-        }
-    }
+    let context = format!("{CONTEXT}: reading audio");
+    stream_into(resp, &out, timeout, &context, redactor, Ok).await?;
+    Ok(())
 }
 
 /// Reads a whole (bounded) body.

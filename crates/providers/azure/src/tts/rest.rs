@@ -19,12 +19,12 @@
 use super::settings::{Transcode, WireFormat};
 use crate::protocol::AUTH_KEY;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 use waav_plugin_api::http;
 use waav_plugin_api::{codec, AudioSink, ErrorCategory, PluginError, Secret, VoiceInfo};
 use waav_provider_kit::errors;
+use waav_provider_kit::http::audio::stream_into;
 use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
@@ -238,25 +238,12 @@ pub async fn synthesize(
         ));
     }
     let mut g711 = G711::new(format.transcode);
-    let mut stream = resp.bytes_stream();
-    loop {
-        let chunk = match tokio::time::timeout(timeout, stream.next()).await {
-            Err(_) => {
-                return Err(errors::timeout(
-                    &format!("{CONTEXT}: reading audio"),
-                    timeout,
-                    &redactor,
-                ))
-            }
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
-            Ok(Some(Ok(c))) => g711.push(c),
-        };
-        if out.send(chunk).await.is_err() {
-            // Cancelled or the host went away: dropping the stream closes the connection.
-            return Ok(());
-        }
-    }
+    let context = format!("{CONTEXT}: reading audio");
+    stream_into(resp, &out, timeout, &context, &redactor, |c| {
+        Ok(g711.push(c))
+    })
+    .await?;
+    Ok(())
 }
 
 /// One entry of the voice listing (every key optional in practice).

@@ -12,13 +12,13 @@
 //! `types/error_response.py` `{code?, error?, message?}`; the gateway's `{"message": …}`).
 
 use super::settings::{Plan, Settings};
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 use waav_plugin_api::http::{header, HeaderMap, HeaderValue};
 use waav_plugin_api::{AudioSink, ErrorCategory, PluginError, Secret, SpeakRequest, VoiceInfo};
 use waav_provider_kit::errors;
+use waav_provider_kit::http::audio::stream_into;
 use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
@@ -224,25 +224,9 @@ pub async fn synthesize(
             &redactor,
         ));
     }
-    let mut chunks = resp.bytes_stream();
-    loop {
-        let chunk: Bytes = match tokio::time::timeout(s.response_timeout, chunks.next()).await {
-            Err(_) => {
-                return Err(errors::timeout(
-                    &format!("{CONTEXT}: request {} audio", request.id),
-                    s.response_timeout,
-                    &redactor,
-                ))
-            }
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
-            Ok(Some(Ok(c))) => c,
-        };
-        if out.send(chunk).await.is_err() {
-            // Cancelled or the host went away: dropping `chunks` closes the connection.
-            return Ok(());
-        }
-    }
+    let context = format!("{CONTEXT}: request {} audio", request.id);
+    stream_into(resp, &out, s.response_timeout, &context, &redactor, Ok).await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

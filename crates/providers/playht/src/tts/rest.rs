@@ -10,13 +10,13 @@
 //! and `error` keys are read too.
 
 use super::settings::{self, Plan, Settings};
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 use waav_plugin_api::http::{header, HeaderMap, HeaderValue};
 use waav_plugin_api::{AudioSink, ErrorCategory, PluginError, Secret, SpeakRequest, VoiceInfo};
 use waav_provider_kit::errors;
+use waav_provider_kit::http::audio::{stream_into, StreamEnd};
 use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
@@ -184,24 +184,11 @@ pub async fn synthesize(
                 &redactor,
             ));
         }
-        let mut chunks = resp.bytes_stream();
-        loop {
-            let chunk: Bytes = match tokio::time::timeout(s.response_timeout, chunks.next()).await {
-                Err(_) => {
-                    return Err(errors::timeout(
-                        &format!("{CONTEXT}: request {} audio", request.id),
-                        s.response_timeout,
-                        &redactor,
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(map_reqwest_error(e, CONTEXT, &redactor)),
-                Ok(Some(Ok(c))) => c,
-            };
-            if out.send(chunk).await.is_err() {
-                // Cancelled or the host went away: dropping `chunks` closes the connection.
-                return Ok(());
-            }
+        let context = format!("{CONTEXT}: request {} audio", request.id);
+        if stream_into(resp, &out, s.response_timeout, &context, &redactor, Ok).await?
+            == StreamEnd::Stopped
+        {
+            return Ok(());
         }
     }
     Ok(())
