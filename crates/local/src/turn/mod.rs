@@ -265,9 +265,8 @@ impl Plugin for TurnDetectPlugin {
     }
 
     async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
-        self.load(config).await.map_err(|e| {
+        self.load(config).await.inspect_err(|e| {
             *self.init_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-            e
         })
     }
 
@@ -692,8 +691,8 @@ impl AudioProcessor for TurnDetector {
         }
         self.push_audio(audio);
         let now = Instant::now();
-        for i in 0..events.len() {
-            match events[i] {
+        for &event in events.iter() {
+            match event {
                 ProcessorEvent::SpeechStarted => self.on_speech_started(),
                 ProcessorEvent::SpeechEnded => self.on_speech_ended(now)?,
                 ProcessorEvent::EndOfTurn { .. } => {}
