@@ -563,15 +563,18 @@ impl Session {
                 } else {
                     chain::stt_for(cfg, &name)
                 };
-                async move {
-                    SttLink::open(registry, &c, timeout, stall)
-                        .await
-                        .map(|l| l.with_replay(replay))
-                }
+                async move { SttLink::open(registry, &c, timeout, stall).await }
             },
         )
         .await
-        .map(|(link, _)| link)
+        // Audio is kept for a replay only while there is a provider left to replay it into.
+        .map(|(link, _)| {
+            if names.is_empty() {
+                link
+            } else {
+                link.with_replay(replay)
+            }
+        })
     }
 
     /// Opens the first TTS provider of `names` that works (`cfg` is the primary's config).
