@@ -132,9 +132,9 @@ fn inference_time_per_call() {
         (inference / calls).as_secs_f64() * 1000.0,
         (features / calls).as_secs_f64() * 1000.0,
         if cfg!(debug_assertions) {
-            "without optimisation"
+            "dev profile"
         } else {
-            "optimised"
+            "release profile"
         }
     );
     assert!(
