@@ -17,6 +17,7 @@ plugins:
     crashy: { type: level-vad, config: { panic_after: 2 } }
     broken: { type: level-vad, config: { error_after: 1 } }
     turn: { type: level-vad, config: { silence_frames: 3, end_of_turn: 1 } }
+    double: { type: level-vad, config: { gain: 2 } }
   pipelines: { default_stt_pre: [vad] }
 "#;
 
@@ -208,4 +209,43 @@ async fn a_turn_detector_ends_the_turn_with_the_final_instead_of_the_silence_tim
         }
     };
     assert_eq!(fin["is_speech_final"], true, "{fin}");
+}
+
+/// Peak of PCM16 little-endian audio.
+fn peak(audio: &[u8]) -> i32 {
+    audio
+        .chunks_exact(2)
+        .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])).abs())
+        .max()
+        .unwrap_or(0)
+}
+
+async fn spoken(c: &mut WsClient) -> Vec<u8> {
+    c.send_json(json!({"type":"speak","text":"hello"})).await;
+    let mut audio = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Binary(b)) => audio.extend_from_slice(&b),
+            Ok(Frame::Json(v)) if v["type"] == "tts_playback_complete" => return audio,
+            Ok(Frame::Json(v)) => panic!("unexpected {v}"),
+            Ok(_) => {}
+            Err(_) => panic!("no playback complete"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn post_tts_processors_run_on_the_audio_the_client_gets() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","tts_config":tts_config("loopback","")}))
+        .await;
+    let plain = spoken(&mut c).await;
+    let mut tts = tts_config("loopback", "");
+    tts["pipeline"] = json!(["double"]);
+    c.configure(json!({"type":"config","tts_config":tts})).await;
+    let doubled = spoken(&mut c).await;
+    assert_eq!(plain.len(), doubled.len());
+    let (a, b) = (peak(&plain), peak(&doubled));
+    assert!((b - 2 * a).abs() <= 2, "peak {a} then {b}");
 }

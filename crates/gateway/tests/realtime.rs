@@ -282,3 +282,42 @@ async fn realtime_requires_auth_like_ws() {
         .await;
     assert_eq!(c.json().await["type"], "session_created");
 }
+
+#[tokio::test]
+async fn processors_run_on_realtime_audio_both_ways() {
+    let server = TestServer::start(
+        "plugins:\n  processors:\n    double: { type: level-vad, config: { gain: 2 } }\n    crashy: { type: level-vad, config: { panic_after: 1 } }\n",
+    )
+    .await;
+    let peak = |frames: &[Vec<u8>]| {
+        frames
+            .iter()
+            .flat_map(|f| {
+                f.chunks_exact(2)
+                    .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])).abs())
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let (mut c, _) = open(&server, json!({"turn_detection":{"mode":"manual"}})).await;
+    c.send_json(json!({"type":"create_response"})).await;
+    let (_, plain) = until(&mut c, "response_done").await;
+    let (mut c, _) = open(
+        &server,
+        json!({"turn_detection":{"mode":"manual"},"output_pipeline":["double"],"pipeline":["crashy"]}),
+    )
+    .await;
+    c.send_json(json!({"type":"create_response"})).await;
+    let (_, doubled) = until(&mut c, "response_done").await;
+    assert!((peak(&doubled) - 2 * peak(&plain)).abs() <= 2);
+    // The input processor panics on its second frame: reported once, the turn still works.
+    for f in tone_frames(24_000, 100) {
+        c.send_binary(f).await;
+    }
+    let (msgs, _) = until(&mut c, "error").await;
+    let e = msgs.last().unwrap();
+    assert_eq!(e["code"], "processor_failed", "{e}");
+    c.send_json(json!({"type":"commit_audio"})).await;
+    let (msgs, _) = until(&mut c, "response_done").await;
+    assert!(msgs.iter().any(|m| m["role"] == "user"), "{msgs:?}");
+}

@@ -23,7 +23,7 @@ impl Plugin for LevelVad {
 
 impl ProcessorPlugin for LevelVad {
     fn stages(&self) -> &'static [Stage] {
-        &[Stage::PreStt]
+        &[Stage::PreStt, Stage::PostTts]
     }
 
     fn create(

@@ -6,6 +6,7 @@ pub(crate) mod chain;
 pub(crate) mod errors;
 pub(crate) mod link;
 pub mod outbound;
+pub mod post_tts;
 mod pre_stt;
 pub mod protocol;
 pub(crate) mod realtime;

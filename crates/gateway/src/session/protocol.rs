@@ -220,6 +220,10 @@ pub struct TtsConfig {
     /// replaces `resilience.failover.tts` for this session, `[]` for none).
     #[serde(default)]
     pub fallback: Option<Vec<String>>,
+    /// Post-TTS processor instances (names from `plugins.processors`), in order; replaces
+    /// `plugins.pipelines.default_tts_post` for this session, `[]` runs none (additive).
+    #[serde(default)]
+    pub pipeline: Option<Vec<String>>,
     /// Emotion name.
     #[serde(default)]
     pub emotion: Option<String>,
@@ -363,6 +367,18 @@ impl TtsConfig {
         )?;
         check_credentials(self.credentials.as_ref())?;
         check_chain(self.fallback.as_deref())?;
+        if let Some(p) = &self.pipeline {
+            if p.len() > crate::pipeline::MAX_PROCESSORS {
+                return Err(format!(
+                    "pipeline has {} processors; at most {}",
+                    p.len(),
+                    crate::pipeline::MAX_PROCESSORS
+                ));
+            }
+            for name in p {
+                check_len("pipeline entry", name, MAX_NAME)?;
+            }
+        }
         if self.pronunciations.len() > MAX_PRONUNCIATIONS {
             return Err(format!(
                 "{} pronunciations (max {MAX_PRONUNCIATIONS})",
@@ -717,6 +733,14 @@ pub struct RealtimeConfig {
     /// Per-session key override (additive).
     #[serde(default)]
     pub api_key: Option<String>,
+    /// Processor instances run on the input audio, in order (additive; replaces
+    /// `plugins.pipelines.default_stt_pre`, `[]` for none).
+    #[serde(default)]
+    pub pipeline: Option<Vec<String>>,
+    /// Processor instances run on the output audio, in order (additive; replaces
+    /// `plugins.pipelines.default_tts_post`, `[]` for none).
+    #[serde(default)]
+    pub output_pipeline: Option<Vec<String>>,
 }
 
 impl RealtimeConfig {
@@ -777,6 +801,21 @@ impl RealtimeConfig {
         }
         if let Some(td) = &self.turn_detection {
             check_turn_detection(td)?;
+        }
+        for p in [&self.pipeline, &self.output_pipeline]
+            .into_iter()
+            .flatten()
+        {
+            if p.len() > crate::pipeline::MAX_PROCESSORS {
+                return Err(format!(
+                    "pipeline has {} processors; at most {}",
+                    p.len(),
+                    crate::pipeline::MAX_PROCESSORS
+                ));
+            }
+            for name in p {
+                check_len("pipeline entry", name, MAX_NAME)?;
+            }
         }
         Ok(())
     }

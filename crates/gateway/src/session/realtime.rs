@@ -6,6 +6,8 @@
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
 use super::outbound::{write_loop, Outbound};
+use super::post_tts::ClientAudio;
+use super::pre_stt::PreStt;
 use super::protocol::{
     self, RealtimeClientMessage, RealtimeConfig, ServerMessage, MAX_AUDIO_FRAME, MAX_TEXT_FRAME,
 };
@@ -15,6 +17,7 @@ use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::middleware::auth;
 use crate::middleware::limits::ConnectionSlot;
+use crate::pipeline::AudioPipeline;
 use crate::registry::ClientCredentials;
 use crate::state::SharedState;
 use axum::extract::ws::{Message, WebSocket};
@@ -36,7 +39,9 @@ struct Provider {
     link: Link<RealtimeInput, RealtimeEvent>,
     config: RealtimeSessionConfig,
     input: Bridge,
-    output: Bridge,
+    /// The input processors, when the session has any (then `input` is unused).
+    pre: Option<Box<PreStt>>,
+    output: ClientAudio,
     frames: Vec<Bytes>,
     /// A response is under way (audio or an assistant transcript since the last `ResponseDone`).
     responding: bool,
@@ -269,7 +274,27 @@ impl Session {
             return;
         };
         let mut frames = std::mem::take(&mut p.frames);
-        p.input.push(audio, &mut |f| frames.push(f));
+        match p.pre.as_mut() {
+            Some(pre) => {
+                if let Err(e) = pre.process(audio, &mut frames).await {
+                    tracing::warn!(error = %e, "realtime input processing failed");
+                }
+                // The vendor detects speech itself; the processors' boundaries are not needed.
+                pre.events.clear();
+                if let Some(d) = pre.disabled.pop() {
+                    self.out
+                        .send(
+                            WsError::ProcessorFailed {
+                                name: d.name,
+                                error: d.error,
+                            }
+                            .into(),
+                        )
+                        .await;
+                }
+            }
+            None => p.input.push(audio, &mut |f| frames.push(f)),
+        }
         let mut result = Ok(());
         for f in frames.drain(..) {
             if result.is_ok() {
@@ -383,7 +408,40 @@ impl Session {
         let frame = client_out
             .frame_bytes()
             .map_or(0, |b| b * (client_out.sample_rate as usize / 50));
-        let output = Bridge::build(produced, client_out, frame)
+        let pipelines = self.state.registry.pipelines();
+        let build = |names: &[String], stage, rate| {
+            if names.is_empty() {
+                return Ok(None);
+            }
+            let ctx = waav_plugin_api::ProcessorContext::new(stage, rate, 1);
+            AudioPipeline::build(&self.state.registry, names, ctx).map(Some)
+        };
+        let input_names = c.pipeline.as_ref().unwrap_or(&pipelines.default_stt_pre);
+        let pre = match build(
+            input_names,
+            waav_plugin_api::Stage::PreStt,
+            client_in.sample_rate,
+        )
+        .map_err(invalid)?
+        {
+            Some(pipeline) => Some(Box::new(
+                PreStt::new(client_in, taken, pipeline)
+                    .await
+                    .map_err(|e| invalid(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let output_names = c
+            .output_pipeline
+            .as_ref()
+            .unwrap_or(&pipelines.default_tts_post);
+        let post = build(
+            output_names,
+            waav_plugin_api::Stage::PostTts,
+            client_out.sample_rate,
+        )
+        .map_err(invalid)?;
+        let output = ClientAudio::build(produced, client_out, frame, post)
             .await
             .map_err(|e| invalid(e.to_string()))?;
         let mut config = RealtimeSessionConfig::default();
@@ -411,6 +469,7 @@ impl Session {
             link: Link::spawn(peer, task),
             config,
             input,
+            pre,
             output,
             frames: Vec::new(),
             responding: false,
@@ -459,6 +518,13 @@ impl Session {
                 }
                 if let Some(p) = self.provider.as_mut() {
                     p.frames = frames;
+                    if let Some(d) = p.output.take_disabled() {
+                        self.error(WsError::ProcessorFailed {
+                            name: d.name,
+                            error: d.error,
+                        })
+                        .await;
+                    }
                 }
                 return;
             }

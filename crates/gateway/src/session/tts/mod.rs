@@ -11,11 +11,13 @@ mod driver;
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
 use super::outbound::Outbound;
+use super::post_tts::ClientAudio;
 use super::protocol::{now_ms, ServerMessage, TtsConfig};
-use crate::audio::{negotiate, Bridge};
+use crate::audio::negotiate;
 use crate::cache::{CacheKey, CachedAudio, TtsCache};
 use crate::isolation::guard;
 use crate::metrics::Metrics;
+use crate::pipeline::AudioPipeline;
 use crate::registry::Registry;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -128,8 +130,8 @@ pub struct TtsProvider {
     pub config: TtsSessionConfig,
     /// The format the client asked for.
     pub client: AudioFormat,
-    /// Converts the provider's audio into the client's.
-    pub audio: Bridge,
+    /// Converts the provider's audio into the client's (through the post-TTS processors).
+    pub audio: ClientAudio,
     link: Link<TtsInput, TtsEvent>,
 }
 
@@ -170,7 +172,21 @@ impl TtsProvider {
         session.sample_rate = produced.sample_rate;
         let frame_samples = (u64::from(client.sample_rate) * u64::from(frame_ms) / 1000) as usize;
         let frame_bytes = client.frame_bytes().map_or(0, |b| b * frame_samples.max(1));
-        let audio = Bridge::build(produced, client, frame_bytes)
+        let names = cfg
+            .pipeline
+            .as_ref()
+            .unwrap_or(&registry.pipelines().default_tts_post);
+        let pipeline = if names.is_empty() {
+            None
+        } else {
+            let ctx = waav_plugin_api::ProcessorContext::new(
+                waav_plugin_api::Stage::PostTts,
+                client.sample_rate,
+                1,
+            );
+            Some(AudioPipeline::build(registry, names, ctx).map_err(invalid)?)
+        };
+        let audio = ClientAudio::build(produced, client, frame_bytes, pipeline)
             .await
             .map_err(|e| invalid(e.to_string()))?;
         let provider = p.entry.id;
@@ -306,6 +322,7 @@ impl TtsLink {
         limits: TtsLimits,
         cache_fill: bool,
     ) -> Self {
+        let processed = matches!(provider.audio, ClientAudio::Processed(_));
         Self {
             provider,
             frames: Vec::new(),
@@ -316,7 +333,9 @@ impl TtsLink {
             playing_until: Instant::now(),
             audio_until: Instant::now(),
             last_progress: Instant::now(),
-            cache_fill,
+            // Processed audio depends on the processors' state (an AGC's gain, a denoiser's
+            // history): it is neither served from the cache nor stored in it.
+            cache_fill: cache_fill && !processed,
         }
     }
 
@@ -348,7 +367,11 @@ impl TtsLink {
         let id = self.next_id;
         self.next_id += 1;
         let key = self.provider.cache_key(&text);
-        let cached = cache.get(key).await;
+        let cached = if self.cache_fill {
+            cache.get(key).await
+        } else {
+            None
+        };
         let m = Metrics::get();
         if cached.is_some() {
             m.cache_hits.increment(1);
@@ -423,6 +446,13 @@ impl TtsLink {
                 self.provider.audio.push(data, &mut |f| frames.push(f));
                 self.play_frames(&mut frames, out).await;
                 self.frames = frames;
+                if let Some(d) = self.provider.audio.take_disabled() {
+                    let e = WsError::ProcessorFailed {
+                        name: d.name,
+                        error: d.error,
+                    };
+                    out.send(e.into()).await;
+                }
             }
             // Audio for a cleared (or unknown) request is dropped.
             TtsEvent::Audio { .. } => {}
