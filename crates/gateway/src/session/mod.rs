@@ -807,8 +807,10 @@ impl Session {
                 tracing::warn!(provider, error = %error, "STT provider session ended");
                 let kind = waav_plugin_api::PluginKind::Stt;
                 self.state.resilience.record(kind, provider, Err(&error));
+                // Boxed: the failover path opens providers through deep futures, and inline it
+                // would size every session's task.
                 if crate::resilience::breaker::counts(&error)
-                    && self.stt_failover(provider, &error, replay).await
+                    && Box::pin(self.stt_failover(provider, &error, replay)).await
                 {
                     return;
                 }
@@ -903,7 +905,7 @@ impl Session {
                 let kind = waav_plugin_api::PluginKind::Tts;
                 self.state.resilience.record(kind, provider, Err(&error));
                 if let Some(old) = old.filter(|_| crate::resilience::breaker::counts(&error)) {
-                    if self.tts_failover(provider, &error, old).await {
+                    if Box::pin(self.tts_failover(provider, &error, old)).await {
                         return;
                     }
                 }

@@ -85,7 +85,9 @@ impl PreStt {
             channels: self.buf.channels,
         };
         if self.encode.as_ref().is_none_or(|(f, _)| *f != now) {
-            self.encode = Some((now, Bridge::build(now, self.provider, 0).await?));
+            // Once per session (or layout change); boxed so the per-frame future stays small.
+            let bridge = Box::pin(Bridge::build(now, self.provider, 0)).await?;
+            self.encode = Some((now, bridge));
         }
         self.pcm.clear();
         self.buf.write_le_bytes(&mut self.pcm);
