@@ -466,7 +466,10 @@ impl Session {
             chains.tts = Some((cfg, rest));
             link
         });
-        self.chains = Some(Box::new(chains));
+        // Only sessions with somewhere to fail over to keep their chain (idle memory counts).
+        let has_fallbacks = chains.stt.as_ref().is_some_and(|(_, n)| !n.is_empty())
+            || chains.tts.as_ref().is_some_and(|(_, n)| !n.is_empty());
+        self.chains = has_fallbacks.then(|| Box::new(chains));
         self.audio_enabled = audio;
         self.barge_in = cfg.barge_in.unwrap_or(false);
         if cfg.livekit.is_some() {

@@ -38,16 +38,34 @@ pub struct SttLink {
     pre: Option<Box<PreStt>>,
     /// Converted chunks of one client frame, reused.
     chunks: Vec<Bytes>,
-    /// Client audio since the last final (shared, not copied), replayed into the next
-    /// provider on a failover; bounded by `replay_cap` bytes.
-    replay: std::collections::VecDeque<Bytes>,
-    replay_bytes: usize,
-    replay_cap: usize,
+    /// Client audio since the last final, for a failover (only with a fallback left).
+    replay: Option<Box<Replay>>,
     /// Bytes of client audio per second (0: compressed, replay off).
-    bytes_per_second: usize,
+    bytes_per_second: u32,
     /// Since when audio has been dropped because the provider is not reading.
     behind_since: Option<Instant>,
     stall: Duration,
+}
+
+/// Client audio kept for a failover replay: shared with the frames sent (not copied), bounded.
+#[derive(Debug)]
+struct Replay {
+    chunks: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl Replay {
+    fn push(&mut self, chunk: Bytes) {
+        self.bytes += chunk.len();
+        self.chunks.push_back(chunk);
+        while self.bytes > self.cap {
+            let Some(old) = self.chunks.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+        }
+    }
 }
 
 /// What the provider side produced.
@@ -123,10 +141,9 @@ impl SttLink {
             audio,
             pre,
             chunks: Vec::new(),
-            replay: std::collections::VecDeque::new(),
-            replay_bytes: 0,
-            replay_cap: 0,
-            bytes_per_second: client.frame_bytes().unwrap_or(0) * client.sample_rate as usize,
+            replay: None,
+            bytes_per_second: (client.frame_bytes().unwrap_or(0) as u32)
+                .saturating_mul(client.sample_rate),
             behind_since: None,
             stall,
         })
@@ -136,15 +153,8 @@ impl SttLink {
     /// the chunk is dropped and reported. A provider that has not read for the stall bound is
     /// reported as stalled (the session then disconnects it).
     pub async fn send_audio(&mut self, audio: Bytes) -> Result<(), WsError> {
-        if self.replay_cap > 0 {
-            self.replay_bytes += audio.len();
-            self.replay.push_back(audio.clone());
-            while self.replay_bytes > self.replay_cap {
-                let Some(old) = self.replay.pop_front() else {
-                    break;
-                };
-                self.replay_bytes -= old.len();
-            }
+        if let Some(r) = self.replay.as_mut() {
+            r.push(audio.clone());
         }
         if self.sample_bytes > 1 && !audio.len().is_multiple_of(self.sample_bytes) {
             // A split sample would shift every later one: refuse the frame, keep the stream sane.
@@ -202,20 +212,34 @@ impl SttLink {
 
     /// Keeps up to `window` of client audio for a failover replay.
     pub fn with_replay(mut self, window: Duration) -> Self {
-        self.replay_cap = (self.bytes_per_second as u128 * window.as_millis() / 1000) as usize;
+        let cap = (u128::from(self.bytes_per_second) * window.as_millis() / 1000) as usize;
+        self.replay = (cap > 0).then(|| {
+            Box::new(Replay {
+                chunks: std::collections::VecDeque::new(),
+                bytes: 0,
+                cap,
+            })
+        });
         self
     }
 
     /// A final arrived: the audio so far needs no replay.
     pub fn settled(&mut self) {
-        self.replay.clear();
-        self.replay_bytes = 0;
+        if let Some(r) = self.replay.as_mut() {
+            r.chunks.clear();
+            r.bytes = 0;
+        }
     }
 
     /// The audio since the last final, for the next provider.
     pub fn take_replay(&mut self) -> Vec<Bytes> {
-        self.replay_bytes = 0;
-        self.replay.drain(..).collect()
+        self.replay
+            .as_mut()
+            .map(|r| {
+                r.bytes = 0;
+                r.chunks.drain(..).collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Takes what the pre-STT processors reported since the last call.
