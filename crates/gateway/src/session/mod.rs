@@ -66,8 +66,6 @@ struct Session {
     stt_problem_reported: bool,
     /// Clear interruptible TTS when the VAD hears the user.
     barge_in: bool,
-    /// Pre-STT processor events of one frame, reused.
-    processor_events: Vec<pre_stt::TimedEvent>,
     /// A turn detector ended the turn before its final transcript arrived.
     turn_decided: Option<Instant>,
     /// The configs and remaining fallbacks of the open providers (boxed: idle sessions are
@@ -110,7 +108,6 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         ),
         stt_problem_reported: false,
         barge_in: false,
-        processor_events: Vec::new(),
         turn_decided: None,
         chains: None,
     };
@@ -320,8 +317,10 @@ impl Session {
     /// Speech boundaries and failures the pre-STT processors reported for the last frame.
     async fn on_processor_news(&mut self) {
         let Some(stt) = self.stt.as_mut() else { return };
-        let mut events = std::mem::take(&mut self.processor_events);
-        let disabled = stt.take_processor_news(&mut events);
+        let (mut events, disabled) = stt.take_processor_news();
+        if events.is_empty() && disabled.is_none() {
+            return;
+        }
         if let Some(d) = disabled {
             self.error(WsError::ProcessorFailed {
                 name: d.name,
@@ -367,7 +366,8 @@ impl Session {
                 }
             }
         }
-        self.processor_events = events;
+        events.clear();
+        stt_events_back(self.stt.as_mut(), events);
     }
 
     async fn on_client(&mut self, msg: ClientMessage) {
@@ -920,6 +920,13 @@ impl Session {
                 .await;
             }
         }
+    }
+}
+
+/// Hands the (emptied) event buffer back to the pre-STT stage, so it is reused.
+fn stt_events_back(stt: Option<&mut SttLink>, events: Vec<pre_stt::TimedEvent>) {
+    if let Some(stt) = stt {
+        stt.return_processor_events(events);
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct PreStt {
     pub(crate) events: Vec<TimedEvent>,
     /// Processors disabled since the session last looked.
     pub(crate) disabled: Vec<Disabled>,
+    /// Chunks for the provider from one frame, reused by the link.
+    pub(crate) out: Vec<Bytes>,
 }
 
 impl PreStt {
@@ -54,6 +56,7 @@ impl PreStt {
             stream_ms: 0.0,
             events: Vec::new(),
             disabled: Vec::new(),
+            out: Vec::new(),
         })
     }
 

@@ -32,12 +32,12 @@ pub struct SttLink {
     first_result: bool,
     /// Bytes of one sample across all channels (0: compressed, any size goes).
     sample_bytes: usize,
-    /// Converts the client's audio into the format the provider takes.
-    audio: Bridge,
+    /// Converts the client's audio into the format the provider takes, with the converted
+    /// chunks of one frame (reused); `None` when the provider takes the client's format as is
+    /// (boxed: idle sessions are counted in bytes).
+    convert: Option<Box<(Bridge, Vec<Bytes>)>>,
     /// The session's pre-STT processors, when it has any (boxed: most sessions have none).
     pre: Option<Box<PreStt>>,
-    /// Converted chunks of one client frame, reused.
-    chunks: Vec<Bytes>,
     /// Client audio since the last final, for a failover (only with a fallback left).
     replay: Option<Box<Replay>>,
     /// Bytes of client audio per second (0: compressed, replay off).
@@ -138,9 +138,8 @@ impl SttLink {
             opened_at: Instant::now(),
             first_result: false,
             sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),
-            audio,
+            convert: (!audio.is_passthrough()).then(|| Box::new((audio, Vec::new()))),
             pre,
-            chunks: Vec::new(),
             replay: None,
             bytes_per_second: (client.frame_bytes().unwrap_or(0) as u32)
                 .saturating_mul(client.sample_rate),
@@ -163,17 +162,18 @@ impl SttLink {
                 sample_bytes: self.sample_bytes,
             });
         }
-        let mut chunks = std::mem::take(&mut self.chunks);
         if let Some(pre) = self.pre.as_mut() {
+            let mut chunks = std::mem::take(&mut pre.out);
             let before = pre.events.len();
             if let Err(e) = pre.process(audio, &mut chunks).await {
-                self.chunks = chunks;
+                pre.out = chunks;
                 return Err(WsError::InvalidConfig {
                     section: "stt_config",
                     message: e.to_string(),
                 });
             }
-            // Speech boundaries go to the provider right after the audio they close.
+            // Speech boundaries go to the provider right after the audio they close (no
+            // allocation unless there is one).
             let vad: Vec<VadEvent> = pre.events[before..]
                 .iter()
                 .filter_map(|&(e, at_ms)| match e {
@@ -182,31 +182,38 @@ impl SttLink {
                     _ => None,
                 })
                 .collect();
-            let mut result = Ok(());
-            for c in chunks.drain(..) {
-                if result.is_ok() {
-                    result = self.forward(SttInput::Audio(c)).await;
-                }
-            }
+            let result = self.forward_all(&mut chunks).await;
+            let mut result = result;
             for v in vad {
                 if result.is_ok() {
                     result = self.forward(SttInput::Vad(v)).await;
                 }
             }
-            self.chunks = chunks;
+            if let Some(pre) = self.pre.as_mut() {
+                pre.out = chunks;
+            }
             return result;
         }
-        if self.audio.is_passthrough() {
+        let Some(convert) = self.convert.as_mut() else {
             return self.forward(SttInput::Audio(audio)).await;
+        };
+        let mut chunks = std::mem::take(&mut convert.1);
+        convert.0.push(audio, &mut |c| chunks.push(c));
+        let result = self.forward_all(&mut chunks).await;
+        if let Some(convert) = self.convert.as_mut() {
+            convert.1 = chunks;
         }
-        self.audio.push(audio, &mut |c| chunks.push(c));
+        result
+    }
+
+    /// Forwards every chunk (stopping at the first failure), leaving `chunks` empty.
+    async fn forward_all(&mut self, chunks: &mut Vec<Bytes>) -> Result<(), WsError> {
         let mut result = Ok(());
         for c in chunks.drain(..) {
             if result.is_ok() {
                 result = self.forward(SttInput::Audio(c)).await;
             }
         }
-        self.chunks = chunks;
         result
     }
 
@@ -242,11 +249,24 @@ impl SttLink {
             .unwrap_or_default()
     }
 
-    /// Takes what the pre-STT processors reported since the last call.
-    pub fn take_processor_news(&mut self, events: &mut Vec<TimedEvent>) -> Option<Disabled> {
-        let pre = self.pre.as_mut()?;
-        events.append(&mut pre.events);
-        pre.disabled.pop()
+    /// Takes what the pre-STT processors reported since the last call (events, and a
+    /// processor disabled), leaving an empty buffer (see [`Self::return_processor_events`]).
+    pub fn take_processor_news(&mut self) -> (Vec<TimedEvent>, Option<Disabled>) {
+        match self.pre.as_mut() {
+            Some(pre) if !pre.events.is_empty() || !pre.disabled.is_empty() => {
+                (std::mem::take(&mut pre.events), pre.disabled.pop())
+            }
+            _ => (Vec::new(), None),
+        }
+    }
+
+    /// Gives back the emptied event buffer so the next frame reuses its capacity.
+    pub fn return_processor_events(&mut self, events: Vec<TimedEvent>) {
+        if let Some(pre) = self.pre.as_mut() {
+            if pre.events.is_empty() {
+                pre.events = events;
+            }
+        }
     }
 
     async fn forward(&mut self, input: SttInput) -> Result<(), WsError> {
