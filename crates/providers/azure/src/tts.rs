@@ -247,7 +247,9 @@ impl TtsPlugin for AzureTts {
             .or(target.key)
             .or(last.and_then(|l| l.key))
             .ok_or_else(|| {
-                PluginError::Auth(format!("{ID}: no API key configured (AZURE_SPEECH_SUBSCRIPTION_KEY)"))
+                PluginError::Auth(format!(
+                    "{ID}: no API key configured (AZURE_SPEECH_SUBSCRIPTION_KEY)"
+                ))
             })?;
         if let Some(c) = lock(&self.voices).as_ref() {
             if c.url == target.url && c.key == key && c.at.elapsed() < settings.voices_ttl {

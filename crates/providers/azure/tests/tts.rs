@@ -575,7 +575,10 @@ async fn prepare_refuses_before_any_request() {
     cfg.credentials = Credentials::new();
     let e = plugin.prepare(&cfg).await.unwrap_err();
     assert!(matches!(e, PluginError::Auth(_)), "{e:?}");
-    assert!(e.to_string().contains("AZURE_SPEECH_SUBSCRIPTION_KEY"), "{e}");
+    assert!(
+        e.to_string().contains("AZURE_SPEECH_SUBSCRIPTION_KEY"),
+        "{e}"
+    );
     // Formats the service cannot stream.
     for (enc, rate) in [
         (AudioEncoding::Mp3, 8_000),
