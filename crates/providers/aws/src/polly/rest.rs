@@ -205,7 +205,7 @@ pub async fn synthesize(
         tracing::debug!(characters = n, "aws polly: synthesizing");
     }
     let context = format!("{CONTEXT}: reading audio");
-    stream_into(resp, &out, timeout, &context, redactor, Ok).await?;
+    stream_into(resp, out, timeout, &context, redactor, Ok).await?;
     Ok(())
 }
 

@@ -239,9 +239,14 @@ pub async fn synthesize(
     }
     let mut g711 = G711::new(format.transcode);
     let context = format!("{CONTEXT}: reading audio");
-    stream_into(resp, &out, timeout, &context, &redactor, |c| {
-        Ok(g711.push(c))
-    })
+    stream_into(
+        resp,
+        out,
+        timeout,
+        &context,
+        &redactor,
+        |c| Ok(g711.push(c)),
+    )
     .await?;
     Ok(())
 }

@@ -158,7 +158,7 @@ pub async fn synthesize(
         ));
     }
     let context = format!("{CONTEXT}: reading audio");
-    stream_into(resp, &out, settings.read_timeout, &context, &redactor, Ok).await?;
+    stream_into(resp, out, settings.read_timeout, &context, &redactor, Ok).await?;
     Ok(())
 }
 
