@@ -138,7 +138,9 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn registered_with_id_aliases_and_credential() {
     let found = waav_plugin_api::registrations()
         .map(|r| (r.create)())
-        .find(|h| h.plugin().info().id == "elevenlabs")
+        .find(|h| {
+            h.kind() == waav_plugin_api::PluginKind::Tts && h.plugin().info().id == "elevenlabs"
+        })
         .expect("registered");
     let info = found.plugin().info();
     assert_eq!(info.aliases, ["eleven-labs", "11labs"]);

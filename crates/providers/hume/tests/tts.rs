@@ -65,7 +65,7 @@ fn joined(chunks: &[Bytes]) -> Vec<u8> {
 fn registered_with_id_alias_and_credential() {
     let found = waav_plugin_api::registrations()
         .map(|r| (r.create)())
-        .find(|h| h.plugin().info().id == "hume")
+        .find(|h| h.kind() == waav_plugin_api::PluginKind::Tts && h.plugin().info().id == "hume")
         .expect("registered");
     let info = found.plugin().info();
     assert_eq!(info.aliases, ["hume-ai"]);
