@@ -235,8 +235,12 @@ async fn cancel(plugin: &dyn TtsPlugin, fixture: &TtsFixture, report: &mut Repor
         }
     }
     // Chunks already queued before the cancel may still be in the channel: at most its capacity.
+    let mut queued = 0;
     while let Ok(TtsEvent::Audio { .. }) = rx.try_recv() {
-        after += 1;
+        queued += 1;
+    }
+    if cancelled {
+        after += queued;
     }
     if after > 4 {
         report.fail(
@@ -244,7 +248,9 @@ async fn cancel(plugin: &dyn TtsPlugin, fixture: &TtsFixture, report: &mut Repor
             format!("{after} chunks accepted after the cancel"),
         );
     }
-    if !cancelled {
+    // A plugin that finished before the suite read its first chunk was simply fast (all its
+    // audio fit the channel): nothing to cancel, nothing wrong. No audio at all is.
+    if !cancelled && queued == 0 {
         report.fail("cancel", "no audio to cancel");
     }
 }
