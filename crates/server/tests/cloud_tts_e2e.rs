@@ -11,12 +11,14 @@ use serde_json::json;
 use std::time::Duration;
 use waav_testkit::fakes;
 // Linking the provider crates registers their plugins.
+use waav_azure as _;
 use waav_cartesia as _;
 use waav_deepgram as _;
 use waav_elevenlabs as _;
 use waav_hume as _;
 use waav_lmnt as _;
 use waav_openai as _;
+use waav_playht as _;
 
 /// Speaks through `/ws` (mu-law at 8 kHz, a format most vendors do not produce natively) and
 /// through `/speak` (linear16 at 16 kHz); both must give audio of the right shape.
@@ -121,4 +123,26 @@ async fn hume() {
         fake.base_url()
     );
     speaks("hume", yaml).await;
+}
+
+#[tokio::test]
+async fn playht() {
+    let fake =
+        fakes::playht::PlayHtFake::start(fakes::playht::FakeOptions::new("ph-key", "ph-user"))
+            .await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    playht: {{ api_key: ph-key, user_id: ph-user, base_url: \"{}\" }}\n",
+        fake.base_url()
+    );
+    speaks("playht", yaml).await;
+}
+
+#[tokio::test]
+async fn azure() {
+    let fake = fakes::azure_tts::AzureTtsFake::start("az-key").await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    microsoft-azure: {{ api_key: az-key, base_url: \"{}\" }}\n",
+        fake.base_url()
+    );
+    speaks("azure", yaml).await;
 }
