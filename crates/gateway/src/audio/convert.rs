@@ -367,6 +367,20 @@ impl Framer {
         self.pending.extend_from_slice(&data);
     }
 
+    /// Like [`Framer::push`] for audio that is not already in a `Bytes` (copied once, into the
+    /// framer's own buffer).
+    pub fn push_slice(&mut self, data: &[u8], emit: &mut impl FnMut(Bytes)) {
+        self.pending.extend_from_slice(data);
+        let n = self.frame_bytes;
+        if n == 0 {
+            emit(self.pending.split().freeze());
+            return;
+        }
+        while self.pending.len() >= n {
+            emit(self.pending.split_to(n).freeze());
+        }
+    }
+
     /// Hands out the partial frame, if any.
     pub fn flush(&mut self, emit: &mut impl FnMut(Bytes)) {
         if !self.pending.is_empty() {

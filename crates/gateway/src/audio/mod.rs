@@ -127,6 +127,15 @@ impl Bridge {
         }
     }
 
+    /// Converts a chunk the caller owns as a slice (a processor's output buffer), without first
+    /// copying it into a `Bytes`.
+    pub fn push_slice(&mut self, data: &[u8], emit: &mut impl FnMut(Bytes)) {
+        match &mut self.stage {
+            Stage::Same(f) => f.push_slice(data, emit),
+            Stage::Convert(c) => c.push(data, emit),
+        }
+    }
+
     /// Ends a stretch of audio: hands out what the resampler and the framer hold.
     pub fn flush(&mut self, emit: &mut impl FnMut(Bytes)) {
         match &mut self.stage {

@@ -248,3 +248,29 @@ fn negotiation_prefers_the_client_format_then_pcm_at_the_nearest_rate_above() {
     // Undeclared means unrestricted.
     assert_eq!(tts_output(&Capabilities::new(), mp3).unwrap(), mp3);
 }
+
+#[test]
+fn pushing_a_slice_gives_what_pushing_bytes_gives() {
+    let pcm = encode(&tone(16_000, 1, 100, 440.0), AudioEncoding::Linear16);
+    for to in [
+        fmt(AudioEncoding::Linear16, 16_000, 1),
+        fmt(AudioEncoding::Mulaw, 8_000, 1),
+    ] {
+        for frame in [0, 320] {
+            let from = fmt(AudioEncoding::Linear16, 16_000, 1);
+            let (mut a, mut b) = (
+                Bridge::new(from, to, frame).unwrap(),
+                Bridge::new(from, to, frame).unwrap(),
+            );
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            for c in pcm.chunks(333) {
+                a.push(Bytes::copy_from_slice(c), &mut |f| x.extend_from_slice(&f));
+                b.push_slice(c, &mut |f| y.extend_from_slice(&f));
+            }
+            a.flush(&mut |f| x.extend_from_slice(&f));
+            b.flush(&mut |f| y.extend_from_slice(&f));
+            assert_eq!(x, y, "{to:?} frames of {frame}");
+            assert!(!x.is_empty());
+        }
+    }
+}

@@ -10,30 +10,19 @@ use std::collections::VecDeque;
 use std::future::Future;
 use waav_plugin_api::PluginKind;
 
-/// The fallbacks of an STT session, in order.
-pub(crate) fn stt_fallbacks(state: &AppState, cfg: &SttConfig) -> VecDeque<String> {
-    cfg.fallback
-        .clone()
-        .unwrap_or_else(|| {
-            state
-                .resilience
-                .fallbacks(PluginKind::Stt, &cfg.provider)
-                .to_vec()
-        })
-        .into()
-}
-
-/// The fallbacks of a TTS session, in order.
-pub(crate) fn tts_fallbacks(state: &AppState, cfg: &TtsConfig) -> VecDeque<String> {
-    cfg.fallback
-        .clone()
-        .unwrap_or_else(|| {
-            state
-                .resilience
-                .fallbacks(PluginKind::Tts, &cfg.provider)
-                .to_vec()
-        })
-        .into()
+/// The fallbacks of a session's `primary` provider of `kind`, in order: the client's list when
+/// it sent one, else the configured chain.
+pub(crate) fn fallbacks(
+    state: &AppState,
+    kind: PluginKind,
+    primary: &str,
+    client: Option<&[String]>,
+) -> VecDeque<String> {
+    client
+        .unwrap_or_else(|| state.resilience.fallbacks(kind, primary))
+        .iter()
+        .cloned()
+        .collect()
 }
 
 /// The session's STT settings for fallback `name`: the model and the client's keys are the

@@ -505,7 +505,12 @@ impl Session {
             match &cfg.stt_config {
                 Some(c) => {
                     let mut names: VecDeque<String> = [c.provider.clone()].into();
-                    names.extend(chain::stt_fallbacks(&self.state, c));
+                    names.extend(chain::fallbacks(
+                        &self.state,
+                        waav_plugin_api::PluginKind::Stt,
+                        &c.provider,
+                        c.fallback.as_deref(),
+                    ));
                     self.open_stt(c, &mut names, true)
                         .await
                         .map(|link| Some((link, c.clone(), names)))
@@ -517,7 +522,12 @@ impl Session {
             match &cfg.tts_config {
                 Some(c) => {
                     let mut names: VecDeque<String> = [c.provider.clone()].into();
-                    names.extend(chain::tts_fallbacks(&self.state, c));
+                    names.extend(chain::fallbacks(
+                        &self.state,
+                        waav_plugin_api::PluginKind::Tts,
+                        &c.provider,
+                        c.fallback.as_deref(),
+                    ));
                     self.open_tts(c, &mut names, true)
                         .await
                         .map(|link| Some((link, c.clone(), names)))

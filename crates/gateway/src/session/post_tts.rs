@@ -160,6 +160,6 @@ impl PostTts {
         }
         self.pcm.clear();
         self.buf.write_le_bytes(&mut self.pcm);
-        self.encode.push(Bytes::copy_from_slice(&self.pcm), emit);
+        self.encode.push_slice(&self.pcm, emit);
     }
 }

@@ -95,7 +95,7 @@ impl PreStt {
         self.pcm.clear();
         self.buf.write_le_bytes(&mut self.pcm);
         let (_, encode) = self.encode.as_mut().expect("built above");
-        encode.push(Bytes::copy_from_slice(&self.pcm), &mut |b| out.push(b));
+        encode.push_slice(&self.pcm, &mut |b| out.push(b));
         Ok(())
     }
 

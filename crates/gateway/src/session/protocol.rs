@@ -238,6 +238,20 @@ pub struct TtsConfig {
     pub emotion_description: Option<String>,
 }
 
+fn check_pipeline(names: Option<&[String]>) -> Result<(), String> {
+    let names = names.unwrap_or_default();
+    if names.len() > crate::pipeline::MAX_PROCESSORS {
+        return Err(format!(
+            "pipeline has {} processors; at most {}",
+            names.len(),
+            crate::pipeline::MAX_PROCESSORS
+        ));
+    }
+    names
+        .iter()
+        .try_for_each(|name| check_len("pipeline entry", name, MAX_NAME))
+}
+
 fn check_chain(chain: Option<&[String]>) -> Result<(), String> {
     let chain = chain.unwrap_or_default();
     if chain.len() > crate::config::MAX_CHAIN {
@@ -310,18 +324,7 @@ impl SttConfig {
             MAX_API_KEY,
         )?;
         check_chain(self.fallback.as_deref())?;
-        if let Some(p) = &self.pipeline {
-            if p.len() > crate::pipeline::MAX_PROCESSORS {
-                return Err(format!(
-                    "pipeline has {} processors; at most {}",
-                    p.len(),
-                    crate::pipeline::MAX_PROCESSORS
-                ));
-            }
-            for name in p {
-                check_len("pipeline entry", name, MAX_NAME)?;
-            }
-        }
+        check_pipeline(self.pipeline.as_deref())?;
         check_credentials(self.credentials.as_ref())
     }
 }
@@ -367,18 +370,7 @@ impl TtsConfig {
         )?;
         check_credentials(self.credentials.as_ref())?;
         check_chain(self.fallback.as_deref())?;
-        if let Some(p) = &self.pipeline {
-            if p.len() > crate::pipeline::MAX_PROCESSORS {
-                return Err(format!(
-                    "pipeline has {} processors; at most {}",
-                    p.len(),
-                    crate::pipeline::MAX_PROCESSORS
-                ));
-            }
-            for name in p {
-                check_len("pipeline entry", name, MAX_NAME)?;
-            }
-        }
+        check_pipeline(self.pipeline.as_deref())?;
         if self.pronunciations.len() > MAX_PRONUNCIATIONS {
             return Err(format!(
                 "{} pronunciations (max {MAX_PRONUNCIATIONS})",
@@ -802,21 +794,8 @@ impl RealtimeConfig {
         if let Some(td) = &self.turn_detection {
             check_turn_detection(td)?;
         }
-        for p in [&self.pipeline, &self.output_pipeline]
-            .into_iter()
-            .flatten()
-        {
-            if p.len() > crate::pipeline::MAX_PROCESSORS {
-                return Err(format!(
-                    "pipeline has {} processors; at most {}",
-                    p.len(),
-                    crate::pipeline::MAX_PROCESSORS
-                ));
-            }
-            for name in p {
-                check_len("pipeline entry", name, MAX_NAME)?;
-            }
-        }
+        check_pipeline(self.pipeline.as_deref())?;
+        check_pipeline(self.output_pipeline.as_deref())?;
         Ok(())
     }
 }
