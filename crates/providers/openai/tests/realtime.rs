@@ -760,6 +760,29 @@ mod gateway {
     }
 
     #[tokio::test]
+    async fn cancel_mid_response_through_the_gateway_stops_its_audio() {
+        let fake = OpenAiRealtimeFake::start(
+            FakeOptions::new(KEY).paced(Duration::from_millis(20), 5_000),
+        )
+        .await;
+        let server = start(&fake).await;
+        let mut ws = client(&server, json!({})).await;
+        send_json(&mut ws, json!({"type":"create_response"})).await;
+        while !matches!(frame(&mut ws).await, Frame::Binary(_)) {}
+        send_json(&mut ws, json!({"type":"cancel_response"})).await;
+        let (_, audio) = until(&mut ws, "response_done").await;
+        // What was already on its way (a few 20 ms chunks) may still arrive; 5 s was asked for.
+        assert!(
+            audio.len() <= 5 * 960,
+            "audio after the cancel: {}",
+            audio.len()
+        );
+        let quiet = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+        assert!(quiet.is_err(), "output after the response ended: {quiet:?}");
+        assert_eq!(last(&fake).of("response.cancel").len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_spoken_turn_and_a_function_call_through_the_gateway() {
         let fake = OpenAiRealtimeFake::start(FakeOptions::new(KEY)).await;
         let server = start(&fake).await;
