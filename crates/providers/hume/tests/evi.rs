@@ -931,3 +931,36 @@ async fn gateway_function_calls_barge_in_errors_and_disconnects() {
     let (msgs, _) = until_type(&mut c, "transcript").await;
     assert_eq!(msgs.last().unwrap()["text"], "still here");
 }
+
+#[tokio::test]
+async fn gateway_cancel_mid_response_stops_its_audio() {
+    let f = fake(paced()).await;
+    let gw = gateway(&f).await;
+    let mut c = client(&gw).await;
+    send(&mut c, json!({"type":"config","provider":"hume"})).await;
+    until_type(&mut c, "session_created").await;
+    send(&mut c, json!({"type":"text","text":"tell me a story"})).await;
+    loop {
+        let m = timeout(GUARD, c.next())
+            .await
+            .expect("a frame")
+            .expect("open")
+            .expect("frame");
+        if matches!(m, Message::Binary(_)) {
+            break;
+        }
+    }
+    send(&mut c, json!({"type":"cancel_response"})).await;
+    let (_, bytes) = until_type(&mut c, "response_done").await;
+    // Chunks already on their way may still arrive; the rest of the story does not.
+    assert!(bytes <= 5 * 9_600, "{bytes} bytes after the cancel");
+    // The next turn is answered, with nothing of the cancelled one in front of it.
+    send(&mut c, json!({"type":"text","text":"next"})).await;
+    let (msgs, _) = until_type(&mut c, "response_done").await;
+    let first = msgs.iter().find(|m| m["type"] == "transcript").unwrap();
+    assert_eq!(
+        (&first["role"], &first["text"]),
+        (&json!("user"), &json!("next")),
+        "{msgs:?}"
+    );
+}
