@@ -373,6 +373,21 @@ async fn a_client_close_is_answered_at_once_after_speak() {
     c.until_binary().await;
     let answered = c.close_answered_within(Duration::from_secs(3)).await;
     assert!(answered, "the server answers the close frame");
+    // Unpaced audio keeps the writer busy when the close arrives: a frame written after it
+    // fails, which once ended the writer before the close reply was flushed.
+    for round in 0..20 {
+        let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+        c.configure(config(None, Some(tts_config("loopback", ""))))
+            .await;
+        let text = "a long sentence that is still playing when the client hangs up ".repeat(20);
+        c.send_json(json!({"type":"speak","text":text})).await;
+        c.until_binary().await;
+        let answered = c.close_answered_within(Duration::from_secs(3)).await;
+        assert!(
+            answered,
+            "round {round}: the server answers the close frame"
+        );
+    }
     assert_slots_released(&server).await;
     assert_gateway_healthy(&server, rss).await;
 }

@@ -167,19 +167,18 @@ impl Outbound {
 /// closes, a close frame is written, the client closes, or the client stalls.
 pub async fn write_loop(mut sink: SplitSink<WebSocket, Message>, rx: OutboundRx) {
     let OutboundRx { mut rx, control } = rx;
-    let finished = tokio::select! {
+    let woken = tokio::select! {
         // The writer itself may be the one stuck (a full socket buffer), so the orders are
         // raced against the whole loop, not checked between frames.
-        () = control.wake.notified() => false,
-        () = write_all(&mut sink, &mut rx) => true,
+        () = control.wake.notified() => true,
+        () = write_all(&mut sink, &mut rx) => false,
     };
-    if finished {
-        return;
-    }
     if control.client_closed.load(Ordering::Acquire) != 0 {
         // tungstenite queued the close reply when it read the client's close; flushing sends it.
+        // Checked even when the loop ended first: a frame written after the client's close
+        // fails (SendAfterClosing), which ends the loop before the wake is seen.
         let _ = tokio::time::timeout(LAST_WORDS, sink.flush()).await;
-    } else if control.stalled.load(Ordering::Acquire) {
+    } else if woken && control.stalled.load(Ordering::Acquire) {
         let error =
             ServerMessage::error("client_stalled", "Client is not reading; connection closed");
         let text = serde_json::to_string(&error).unwrap_or_default();
