@@ -20,11 +20,33 @@
 //! - `close`: closing the input ends the task cleanly (no hang, no error);
 //! - `garbage`: odd-sized and random chunks never panic the task;
 //! - `refuse`: an absurd sample rate or channel count is refused by `connect` with a
-//!   `PluginError::Config`, never a panic.
+//!   `PluginError::Config`, never a panic;
+//! - `fault <name>`: for each fault the provider's test registers ([`SttFixture::fault`], a
+//!   session pointed at a fake that injects it), the session fails with the expected
+//!   [`ErrorCategory`], or recovers with the fixture's words and no duplicate final
+//!   ([`FaultOutcome`]); never a panic or a hang.
 
 mod tts;
 
 pub use tts::{check_tts, TtsFixture};
+
+/// What a plugin must make of a fault its vendor's fake injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// The session (or request) fails with an error of this category.
+    Fails(ErrorCategory),
+    /// The plugin recovers on its own (reconnects and replays): the fixture's words still arrive
+    /// as finals, none of them twice, and no error is reported.
+    Recovers,
+}
+
+/// One registered fault: a session aimed at a fake that injects it, and the expected outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct FaultCase<S> {
+    pub(crate) name: String,
+    pub(crate) session: S,
+    pub(crate) outcome: FaultOutcome,
+}
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -51,6 +73,7 @@ pub struct SttFixture {
     pub session: SttSessionConfig,
     /// Bound on each wait (default 30 s): how long a hang takes to be reported.
     pub guard: Duration,
+    faults: Vec<FaultCase<SttSessionConfig>>,
 }
 
 impl SttFixture {
@@ -62,7 +85,25 @@ impl SttFixture {
             expect_text: None,
             session: SttSessionConfig::new("en-US", sample_rate),
             guard: GUARD,
+            faults: Vec::new(),
         }
+    }
+
+    /// Adds the check `fault <name>`: `session` (its rate and format replaced by the fixture's)
+    /// reaches a fake injecting the fault; streaming the fixture through it must end in
+    /// `outcome`.
+    pub fn fault(
+        mut self,
+        name: impl Into<String>,
+        session: SttSessionConfig,
+        outcome: FaultOutcome,
+    ) -> Self {
+        self.faults.push(FaultCase {
+            name: name.into(),
+            session,
+            outcome,
+        });
+        self
     }
 
     /// Requires `text` (lower-case words) in the finals.
@@ -84,7 +125,10 @@ impl SttFixture {
     }
 
     fn config(&self) -> SttSessionConfig {
-        let mut c = self.session.clone();
+        self.shaped(self.session.clone())
+    }
+
+    fn shaped(&self, mut c: SttSessionConfig) -> SttSessionConfig {
         c.sample_rate = self.sample_rate;
         c.channels = 1;
         c.encoding = waav_plugin_api::AudioEncoding::Linear16;
@@ -123,6 +167,9 @@ pub async fn check_stt(plugin: &dyn SttPlugin, fixture: &SttFixture) -> Report {
     close(plugin, fixture, &mut report).await;
     garbage(plugin, fixture, &mut report).await;
     refuse(plugin, fixture, &mut report).await;
+    for case in &fixture.faults {
+        fault(plugin, fixture, case, &mut report).await;
+    }
     report
 }
 
@@ -331,6 +378,113 @@ async fn refuse(plugin: &dyn SttPlugin, fixture: &SttFixture, report: &mut Repor
     }
 }
 
+/// Streams the fixture through a session whose fake injects a fault, and compares what came
+/// of it (a refused connect, an error event, the task's end) with the expected outcome.
+async fn fault(
+    plugin: &dyn SttPlugin,
+    fixture: &SttFixture,
+    case: &FaultCase<SttSessionConfig>,
+    report: &mut Report,
+) {
+    let check = format!("fault {}", case.name);
+    let mut errors = Vec::new();
+    let mut finals: Vec<String> = Vec::new();
+    match open(plugin, fixture.shaped(case.session.clone()), fixture.guard).await {
+        Err(e @ PluginError::Panicked(_)) => return report.fail(&check, e),
+        Err(e) => errors.push(e),
+        Ok(Session {
+            input,
+            mut events,
+            task,
+        }) => {
+            let chunk = (fixture.sample_rate as usize / 50 * 2).max(2);
+            let tail = vec![0u8; fixture.sample_rate as usize * 2];
+            let audio = fixture.audio.clone();
+            let feed = async move {
+                for c in audio.chunks(chunk).chain(tail.chunks(chunk)) {
+                    if input
+                        .send(SttInput::Audio(Bytes::copy_from_slice(c)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                let _ = input.send(SttInput::Finalize).await;
+                // Never completes: holds the input open until the suite has seen enough.
+                std::future::pending::<()>().await;
+            };
+            let mut feed = Box::pin(feed);
+            let deadline = tokio::time::Instant::now() + fixture.guard;
+            loop {
+                let heard = finals.join(" ").to_lowercase();
+                let enough = match case.outcome {
+                    FaultOutcome::Fails(_) => !errors.is_empty(),
+                    FaultOutcome::Recovers => {
+                        !finals.is_empty()
+                            && fixture
+                                .expect_text
+                                .as_deref()
+                                .is_none_or(|t| t.split_whitespace().all(|w| heard.contains(w)))
+                    }
+                };
+                if enough {
+                    break;
+                }
+                tokio::select! {
+                    () = &mut feed => {}
+                    ev = events.recv() => match ev {
+                        Some(SttEvent::Transcript(t)) if t.is_final && !t.text.trim().is_empty() => {
+                            finals.push(t.text.clone());
+                        }
+                        Some(SttEvent::Error(e)) => errors.push(e),
+                        Some(_) => {}
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            drop((feed, events));
+            match tokio::time::timeout(fixture.guard, task).await {
+                Err(_) => report.fail(&check, "the task hung after its input closed"),
+                Ok(Err(e)) if e.is_panic() => return report.fail(&check, "the task panicked"),
+                Ok(Err(_)) | Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => errors.push(e),
+            }
+        }
+    }
+    match case.outcome {
+        FaultOutcome::Fails(category) => match errors.first() {
+            None => report.fail(&check, format!("no error; expected {category:?}")),
+            Some(e) if e.category() != category => report.fail(
+                &check,
+                format!("failed as {:?}, expected {category:?}: {e}", e.category()),
+            ),
+            Some(_) => {}
+        },
+        FaultOutcome::Recovers => {
+            if let Some(e) = errors.first() {
+                report.fail(&check, format!("did not recover: {e}"));
+            } else if finals.is_empty() {
+                report.fail(&check, "no final after the fault");
+            } else {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = finals.iter().find(|f| !seen.insert(f.as_str())) {
+                    report.fail(&check, format!("final {dup:?} delivered twice"));
+                }
+                if let Some(expect) = &fixture.expect_text {
+                    let heard = finals.join(" ").to_lowercase();
+                    for word in expect.split_whitespace() {
+                        if !heard.contains(word) {
+                            report.fail(&check, format!("{word:?} lost: heard {heard:?}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +509,52 @@ mod tests {
             "{:?}",
             report.finals
         );
+    }
+
+    #[tokio::test]
+    async fn faults_are_checked_against_their_expected_outcome() {
+        let with = |model: &str| SttSessionConfig::new("en-US", 16_000).with_model(model);
+        let report = check_stt(
+            &LoopbackStt,
+            &fixture("")
+                .fault(
+                    "error event",
+                    with("fault=error"),
+                    FaultOutcome::Fails(ErrorCategory::Transient),
+                )
+                .fault(
+                    "task error",
+                    with("fault=fatal"),
+                    FaultOutcome::Fails(ErrorCategory::Transient),
+                )
+                .fault("none", with(""), FaultOutcome::Recovers),
+        )
+        .await;
+        report.assert_ok();
+        // A wrong expectation is reported by name, as is a fault that never shows.
+        let report = check_stt(
+            &LoopbackStt,
+            &fixture("")
+                .fault(
+                    "misfiled",
+                    with("fault=error"),
+                    FaultOutcome::Fails(ErrorCategory::Auth),
+                )
+                .fault("absent", with(""), FaultOutcome::Fails(ErrorCategory::Auth))
+                .fault("panic", with("fault=panic"), FaultOutcome::Recovers),
+        )
+        .await;
+        for name in [
+            "fault misfiled: failed as Transient",
+            "fault absent: no error",
+            "fault panic",
+        ] {
+            assert!(
+                report.failures.iter().any(|f| f.starts_with(name)),
+                "{name}: {:?}",
+                report.failures
+            );
+        }
     }
 
     #[tokio::test]

@@ -10,9 +10,14 @@
 //!   the cancel; a streaming session sends no audio for it once it has seen the cancel and
 //!   moved on);
 //! - `hangup`: a host that goes away mid-request ends the synthesis promptly;
-//! - `empty`: whitespace-only text never panics.
+//! - `empty`: whitespace-only text never panics;
+//! - `flush`: text sent in pieces with `flush: false`, then a piece with `flush: true`, is all
+//!   spoken (a streaming session may hold the unflushed pieces until the flush);
+//! - `fault <name>`: for each fault the provider's test registers ([`TtsFixture::fault`]), two
+//!   short requests through a session aimed at a fake injecting it fail with the expected
+//!   category, or both succeed when the plugin is expected to recover; never a panic or hang.
 
-use super::Report;
+use super::{FaultCase, FaultOutcome, Report};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -35,6 +40,7 @@ pub struct TtsFixture {
     pub long_text: String,
     /// Bound on each wait (default 30 s).
     pub guard: Duration,
+    faults: Vec<FaultCase<TtsSessionConfig>>,
 }
 
 impl TtsFixture {
@@ -48,7 +54,24 @@ impl TtsFixture {
                         And one more sentence to finish."
                 .into(),
             guard: Duration::from_secs(30),
+            faults: Vec::new(),
         }
+    }
+
+    /// Adds the check `fault <name>`: `session` reaches a fake injecting the fault; two short
+    /// requests through it must end in `outcome`.
+    pub fn fault(
+        mut self,
+        name: impl Into<String>,
+        session: TtsSessionConfig,
+        outcome: FaultOutcome,
+    ) -> Self {
+        self.faults.push(FaultCase {
+            name: name.into(),
+            session,
+            outcome,
+        });
+        self
     }
 
     /// Reports a hang after `guard`.
@@ -78,7 +101,134 @@ pub async fn check_tts(plugin: &dyn TtsPlugin, fixture: &TtsFixture) -> Report {
         Ok(Ok(None)) => per_request(plugin, fixture, &mut report).await,
         Ok(Err(e)) | Err(e) => report.fail("open_stream", e),
     }
+    for case in &fixture.faults {
+        fault(plugin, fixture, case, &mut report).await;
+    }
     report
+}
+
+/// Two short requests through a faulty session: the first error's category, or both spoken.
+async fn fault(
+    plugin: &dyn TtsPlugin,
+    fixture: &TtsFixture,
+    case: &FaultCase<TtsSessionConfig>,
+    report: &mut Report,
+) {
+    let check = format!("fault {}", case.name);
+    let mut faulty = fixture.clone();
+    faulty.session = case.session.clone();
+    let mut results: Vec<Result<Vec<u8>, PluginError>> = Vec::new();
+    match guarded(faulty.guard, plugin.prepare(&faulty.session)).await {
+        Err(e) => results.push(Err(e)),
+        Ok(()) => {
+            let (io, peer) = TtsIo::pair(64);
+            match guarded(faulty.guard, async {
+                plugin.open_stream(&faulty.session, io).await.map(Ok)
+            })
+            .await
+            {
+                Ok(Ok(Some(task))) => results = requests_through(task, peer, &faulty).await,
+                Ok(Ok(None)) => {
+                    for id in [21, 22] {
+                        let r = speak(plugin, &faulty, id, &faulty.short_text).await;
+                        let failed = r.is_err();
+                        results.push(r);
+                        if failed {
+                            break;
+                        }
+                    }
+                }
+                Ok(Err(e)) | Err(e) => results.push(Err(e)),
+            }
+        }
+    }
+    let first_error = results.iter().find_map(|r| r.as_ref().err());
+    if let Some(e @ PluginError::Panicked(_)) = first_error {
+        return report.fail(&check, e);
+    }
+    match (case.outcome, first_error) {
+        (FaultOutcome::Fails(category), None) => {
+            report.fail(&check, format!("no error; expected {category:?}"))
+        }
+        (FaultOutcome::Fails(category), Some(e)) if e.category() != category => report.fail(
+            &check,
+            format!("failed as {:?}, expected {category:?}: {e}", e.category()),
+        ),
+        (FaultOutcome::Fails(_), Some(_)) => {}
+        (FaultOutcome::Recovers, Some(e)) => report.fail(&check, format!("did not recover: {e}")),
+        (FaultOutcome::Recovers, None) => {
+            for (i, r) in results.iter().enumerate() {
+                if let Ok(audio) = r {
+                    if audio.is_empty() {
+                        report.fail(&check, format!("request {} gave no audio", i + 1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Requests 21 and 22 through a streaming session, each until its end; stops at the first
+/// error (an error event, or the session ending early with or without one).
+async fn requests_through(
+    task: waav_plugin_api::ProviderTask,
+    mut peer: waav_plugin_api::TtsPeer,
+    fixture: &TtsFixture,
+) -> Vec<Result<Vec<u8>, PluginError>> {
+    let handle = tokio::spawn(task);
+    let mut results = Vec::new();
+    'requests: for id in [21u64, 22] {
+        let request = TtsInput::Speak(SpeakRequest {
+            id,
+            text: fixture.short_text.clone(),
+            flush: true,
+        });
+        if peer.input.send(request).await.is_err() {
+            break;
+        }
+        let mut audio = Vec::new();
+        loop {
+            match timeout(fixture.guard, peer.events.recv()).await {
+                Ok(Some(TtsEvent::Audio { id: got, data })) if got == id => {
+                    audio.extend_from_slice(&data)
+                }
+                Ok(Some(TtsEvent::Done { id: got })) if got == id => {
+                    results.push(Ok(audio));
+                    break;
+                }
+                Ok(Some(TtsEvent::Error { error, .. })) => {
+                    results.push(Err(error));
+                    break 'requests;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break 'requests,
+                Err(_) => {
+                    results.push(Err(PluginError::Timeout(format!(
+                        "request {id}: no end within {:?}",
+                        fixture.guard
+                    ))));
+                    break 'requests;
+                }
+            }
+        }
+    }
+    drop(peer);
+    match timeout(fixture.guard, handle).await {
+        Err(_) => results.push(Err(PluginError::Timeout(
+            "the session did not end after the host hung up".into(),
+        ))),
+        Ok(Err(e)) if e.is_panic() => results.push(Err(PluginError::Panicked(
+            "the session task panicked".into(),
+        ))),
+        Ok(Ok(Err(e))) => results.push(Err(e)),
+        Ok(_) => {}
+    }
+    if results.len() < 2 && !results.iter().any(Result::is_err) {
+        results.push(Err(PluginError::Transient(
+            "the session ended before both requests did".into(),
+        )));
+    }
+    results
 }
 
 async fn guarded<T>(
@@ -99,11 +249,21 @@ async fn speak(
     id: u64,
     text: &str,
 ) -> Result<Vec<u8>, PluginError> {
+    speak_with(plugin, fixture, id, text, true).await
+}
+
+async fn speak_with(
+    plugin: &dyn TtsPlugin,
+    fixture: &TtsFixture,
+    id: u64,
+    text: &str,
+    flush: bool,
+) -> Result<Vec<u8>, PluginError> {
     let (tx, mut rx) = mpsc::channel(64);
     let request = SpeakRequest {
         id,
         text: text.into(),
-        flush: true,
+        flush,
     };
     let sink = AudioSink::new(id, tx, CancelFlag::new());
     let synth = guarded(
@@ -194,6 +354,15 @@ async fn per_request(plugin: &dyn TtsPlugin, fixture: &TtsFixture, report: &mut 
     {
         if matches!(e, PluginError::Panicked(_) | PluginError::Timeout(_)) {
             report.fail("empty", e);
+        }
+    }
+    // The host hands a per-request plugin every piece as its own request, flushed or not.
+    for (id, flush) in [(8, false), (9, true)] {
+        match speak_with(plugin, fixture, id, &fixture.short_text, flush).await {
+            Ok(audio) => {
+                check_audio(report, "flush", fixture, &audio);
+            }
+            Err(e) => report.fail("flush", format!("request {id} (flush {flush}): {e}")),
         }
     }
 }
@@ -334,6 +503,7 @@ async fn streaming(
             "the long text gave no more audio than the short one",
         );
     }
+    streaming_flush(&mut peer, fixture, report).await;
     // Cancel request 3 once its audio starts, then ask for request 4: request 4 must finish,
     // and once it has started, no more audio for request 3 arrives.
     let _ = peer.input.send(send(3, &fixture.long_text.repeat(3))).await;
@@ -370,11 +540,60 @@ async fn streaming(
     }
 }
 
+/// Two unflushed pieces, then a flushed one: every piece ends, and together they are spoken.
+async fn streaming_flush(
+    peer: &mut waav_plugin_api::TtsPeer,
+    fixture: &TtsFixture,
+    report: &mut Report,
+) {
+    let pieces = [
+        (10, "Hello there,", false),
+        (11, " how are", false),
+        (12, " you today?", true),
+    ];
+    for (id, text, flush) in pieces {
+        let request = TtsInput::Speak(SpeakRequest {
+            id,
+            text: text.into(),
+            flush,
+        });
+        if peer.input.send(request).await.is_err() {
+            return report.fail("flush", "the session stopped reading");
+        }
+    }
+    let mut audio = Vec::new();
+    let mut ended = Vec::new();
+    while ended.len() < pieces.len() {
+        match timeout(fixture.guard, peer.events.recv()).await {
+            Ok(Some(TtsEvent::Audio { id, data })) if (10..=12).contains(&id) => {
+                audio.extend_from_slice(&data)
+            }
+            Ok(Some(TtsEvent::Done { id })) => ended.push(id),
+            Ok(Some(TtsEvent::Error { id, error })) => {
+                report.fail("flush", format!("request {id}: {error}"));
+                ended.push(id);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return report.fail("flush", "the session ended early"),
+            Err(_) => {
+                return report.fail(
+                    "flush",
+                    format!("requests ended {ended:?} of 10–12 within the guard"),
+                )
+            }
+        }
+    }
+    if ended != [10, 11, 12] {
+        report.fail("flush", format!("pieces ended in order {ended:?}"));
+    }
+    check_audio(report, "flush", fixture, &audio);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::LoopbackTts;
-    use waav_plugin_api::AudioEncoding;
+    use waav_plugin_api::{AudioEncoding, ErrorCategory};
 
     fn fixture(model: &str) -> TtsFixture {
         let session = TtsSessionConfig::new(AudioEncoding::Linear16, 16_000).with_model(model);
@@ -388,6 +607,50 @@ mod tests {
         check_tts(&LoopbackTts, &fixture("realtime=1,chunk_ms=10"))
             .await
             .assert_ok();
+    }
+
+    #[tokio::test]
+    async fn faults_are_checked_against_their_expected_outcome() {
+        let with = |model: &str| fixture(model).session;
+        let report = check_tts(
+            &LoopbackTts,
+            &fixture("")
+                .fault(
+                    "error",
+                    with("fault=error"),
+                    FaultOutcome::Fails(ErrorCategory::Permanent),
+                )
+                .fault("none", with(""), FaultOutcome::Recovers),
+        )
+        .await;
+        report.assert_ok();
+        let report = check_tts(
+            &LoopbackTts,
+            &fixture("")
+                .fault(
+                    "misfiled",
+                    with("fault=error"),
+                    FaultOutcome::Fails(ErrorCategory::Auth),
+                )
+                .fault("absent", with(""), FaultOutcome::Fails(ErrorCategory::Auth))
+                .fault(
+                    "second",
+                    with("fault=error,after=22"),
+                    FaultOutcome::Recovers,
+                ),
+        )
+        .await;
+        for name in [
+            "fault misfiled: failed as Permanent",
+            "fault absent: no error",
+            "fault second: did not recover",
+        ] {
+            assert!(
+                report.failures.iter().any(|f| f.starts_with(name)),
+                "{name}: {:?}",
+                report.failures
+            );
+        }
     }
 
     #[tokio::test]
