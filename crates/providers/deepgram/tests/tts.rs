@@ -10,7 +10,7 @@ use waav_plugin_api::{
     PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer,
     TtsPlugin, TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::deepgram::tts::{speech, DEFAULT_MS_PER_CHAR};
 use waav_testkit::fakes::deepgram::{DeepgramTtsFake, TtsFakeOptions, TtsFault};
 
@@ -344,22 +344,187 @@ async fn websocket_audio_streams_before_the_rest_is_sent() {
 
 // --- 3. conformance ----------------------------------------------------------------------
 
+/// One fault the fake injects: the fake's options, extra plugin config, and what the plugin
+/// must make of it.
+struct Fault {
+    name: &'static str,
+    opts: TtsFakeOptions,
+    extra: Value,
+    outcome: FaultOutcome,
+}
+
+fn fault(name: &'static str, opts: TtsFakeOptions, extra: Value, outcome: FaultOutcome) -> Fault {
+    Fault {
+        name,
+        opts,
+        extra,
+        outcome,
+    }
+}
+
+/// Registers every fault on `fixture`, each against its own fake (returned: they must outlive
+/// the suite), with `path` (`{"streaming": …}`) merged into each session.
+async fn with_faults(
+    mut fixture: TtsFixture,
+    path: &Value,
+    faults: Vec<Fault>,
+) -> (TtsFixture, Vec<DeepgramTtsFake>) {
+    let mut fakes = Vec::new();
+    for f in faults {
+        let fake = DeepgramTtsFake::with_options(f.opts).await;
+        let mut extra = path.clone();
+        if let (Some(m), Value::Object(e)) = (extra.as_object_mut(), f.extra) {
+            m.extend(e);
+        }
+        fixture = fixture.fault(f.name, session(&fake, extra), f.outcome);
+        fakes.push(fake);
+    }
+    (fixture, fakes)
+}
+
+/// The faults every path shares: the upgrade and the POST are refused alike.
+fn refusals() -> Vec<Fault> {
+    let key = || TtsFakeOptions::new(KEY);
+    vec![
+        fault(
+            "wrong key",
+            TtsFakeOptions::new("another-key"),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        ),
+        fault(
+            "403",
+            key().fault(status(
+                403,
+                r#"{"err_code":"FORBIDDEN","err_msg":"Insufficient permissions."}"#,
+                None,
+            )),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        ),
+        fault(
+            "429",
+            key().fault(status(
+                429,
+                r#"{"err_code":"TOO_MANY_REQUESTS","err_msg":"Too many requests."}"#,
+                Some(2),
+            )),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        ),
+        fault(
+            "503",
+            key().fault(status(
+                503,
+                r#"{"category":"UNAVAILABLE","message":"Try later."}"#,
+                Some(1),
+            )),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        fault(
+            "vendor error 400",
+            key().fault(status(
+                400,
+                r#"{"err_code":"Bad Request","err_msg":"No such model/voice."}"#,
+                None,
+            )),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Config),
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn conforms_over_the_websocket() {
     let fake = DeepgramTtsFake::start(KEY).await;
+    let key = || TtsFakeOptions::new(KEY);
+    let mut faults = refusals();
+    faults.extend([
+        // Deepgram's speak socket has no error message: it reports by closing.
+        fault(
+            "close 1011 mid-audio",
+            key().fault(TtsFault::CloseAfterAudio {
+                frames: 1,
+                code: 1011,
+                reason: "internal error".into(),
+            }),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        fault(
+            "dropped mid-audio",
+            key().fault(TtsFault::Truncate { after_chunks: 1 }),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        // Closed (1000) after each request: the next one redials.
+        fault(
+            "closed between requests",
+            key().close_after_flushes(1),
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
+        // Junk frames around the real ones are skipped.
+        fault(
+            "garbage",
+            key().fault(TtsFault::Garbage),
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
+        fault(
+            "silent",
+            key().fault(TtsFault::Silent),
+            json!({"response_timeout_ms": 300, "drain_timeout_ms": 300}),
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        ),
+    ]);
     let fixture = TtsFixture::new(session(&fake, json!({}))).guard(GUARD);
+    let (fixture, fakes) = with_faults(fixture, &json!({}), faults).await;
     check_tts(&DeepgramTts::new(), &fixture).await.assert_ok();
     assert!(fake.rest_requests().is_empty());
     assert!(!fake.sessions().is_empty());
+    // Every faulty fake was reached over the socket path.
+    for f in &fakes {
+        assert!(f.rest_requests().is_empty());
+    }
 }
 
 #[tokio::test]
 async fn conforms_over_rest() {
     let fake = DeepgramTtsFake::start(KEY).await;
-    let fixture = TtsFixture::new(session(&fake, json!({"streaming": false}))).guard(GUARD);
+    let key = || TtsFakeOptions::new(KEY);
+    let mut faults = refusals();
+    faults.extend([
+        // A 200 that is not audio.
+        fault(
+            "garbage",
+            key().fault(TtsFault::Garbage),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        ),
+        fault(
+            "truncated body",
+            key().fault(TtsFault::Truncate { after_chunks: 1 }),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        fault(
+            "silent",
+            key().fault(TtsFault::Silent),
+            json!({"read_timeout_ms": 300}),
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        ),
+    ]);
+    let path = json!({"streaming": false});
+    let fixture = TtsFixture::new(session(&fake, path.clone())).guard(GUARD);
+    let (fixture, fakes) = with_faults(fixture, &path, faults).await;
     check_tts(&DeepgramTts::new(), &fixture).await.assert_ok();
     assert!(fake.sessions().is_empty());
     assert!(!fake.rest_requests().is_empty());
+    for f in &fakes {
+        assert!(f.sessions().is_empty());
+    }
 }
 
 #[tokio::test]
