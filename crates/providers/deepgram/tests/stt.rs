@@ -10,7 +10,7 @@ use waav_plugin_api::{
     SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript,
 };
 use waav_testkit::audio::{silence, to_le_bytes, tone};
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::deepgram::{DeepgramFake, FakeOptions, Fault};
 
 const KEY: &str = "dg-test-key-5f3a";
@@ -422,20 +422,12 @@ async fn garbage_and_huge_messages_never_panic() {
     assert_eq!(transcripts(&events).last().unwrap().text, "Alpha bravo.");
     drop(peer);
     ended(task).await.unwrap();
-
-    // Over it: the session ends with an error, not a panic.
-    let e = stream_until_error(Fault::Huge(2 << 20), json!({})).await;
-    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
+    // Over it (a registered fault in the conformance suite): the session ends with an error.
 }
 
 #[tokio::test]
-async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
-    let e = stream_until_error(Fault::Disconnect { after_audio: 4 }, json!({})).await;
-    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
-
-    let e = stream_until_error(Fault::Silent, json!({"response_timeout_ms": 300})).await;
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-
+async fn a_vendor_that_never_closes_after_close_stream_is_drained_with_a_bound() {
+    // (Disconnects and a silent vendor are faults in the conformance suite below.)
     // A vendor that never closes after CloseStream: the drain is bounded.
     let fake = start_fake(FakeOptions::default().fault(Fault::IgnoreCloseStream)).await;
     let (peer, task) = open(session(&fake, json!({"drain_timeout_ms": 300})))
@@ -452,21 +444,151 @@ async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
     drain.abort();
 }
 
+/// A session aimed at a fresh fake injecting `fault`; the fake is kept in `fakes`.
+async fn faulty(fakes: &mut Vec<DeepgramFake>, fault: Fault, extra: Value) -> SttSessionConfig {
+    let fake = start_fake(FakeOptions::default().fault(fault)).await;
+    let cfg = session(&fake, extra);
+    fakes.push(fake);
+    cfg
+}
+
 #[tokio::test]
 async fn the_plugin_passes_the_stt_conformance_suite() {
     let fake = DeepgramFake::start(KEY).await;
     let mut samples = tone(300.0, 600, RATE);
     samples.extend(silence(400, RATE));
+    // One fake per fault, each kept alive for the run.
+    let mut fakes = Vec::new();
+    let reject = |status: u16, retry_after: Option<u64>| Fault::Reject {
+        status,
+        retry_after,
+        reason: "fault".into(),
+    };
+    let auth = faulty(&mut fakes, Fault::None, json!({}))
+        .await
+        .with_api_key(Some(Secret::from("wrong-key")));
+    let forbidden = faulty(&mut fakes, reject(403, None), json!({})).await;
+    let rate = faulty(&mut fakes, reject(429, Some(2)), json!({})).await;
+    let server = faulty(&mut fakes, reject(500, None), json!({})).await;
+    let unavailable = faulty(&mut fakes, reject(503, Some(1)), json!({})).await;
+    let vendor_rate = faulty(
+        &mut fakes,
+        Fault::ErrorMessage {
+            after_audio: 2,
+            json: r#"{"error_code":429,"error_message":"Too many requests","request_id":"r"}"#
+                .into(),
+            code: 1011,
+            reason: "NET-0000".into(),
+        },
+        json!({}),
+    )
+    .await;
+    let vendor_error = faulty(
+        &mut fakes,
+        Fault::ErrorMessage {
+            after_audio: 2,
+            json: r#"{"type":"Error","description":"internal","message":"NET-0000","variant":"x"}"#
+                .into(),
+            code: 1011,
+            reason: "NET-0000".into(),
+        },
+        json!({}),
+    )
+    .await;
+    let bad_audio = faulty(
+        &mut fakes,
+        Fault::Close {
+            after_audio: 3,
+            code: 1008,
+            reason: "DATA-0000".into(),
+        },
+        json!({}),
+    )
+    .await;
+    let closed = faulty(
+        &mut fakes,
+        Fault::Close {
+            after_audio: 3,
+            code: 1011,
+            reason: "NET-0000".into(),
+        },
+        json!({}),
+    )
+    .await;
+    let dropped = faulty(&mut fakes, Fault::Disconnect { after_audio: 3 }, json!({})).await;
+    let garbage = faulty(&mut fakes, Fault::Garbage, json!({})).await;
+    let huge = faulty(&mut fakes, Fault::Huge(2 << 20), json!({})).await;
+    let silent = faulty(
+        &mut fakes,
+        Fault::Silent,
+        json!({"response_timeout_ms": 300}),
+    )
+    .await;
     let fixture = SttFixture::pcm16(to_le_bytes(&samples), RATE)
         .with_session(session(&fake, json!({})))
         .expect("alpha bravo")
-        .guard(GUARD);
+        .guard(GUARD)
+        .fault(
+            "401 wrong key",
+            auth,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault("403", forbidden, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "429 retry-after",
+            rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error message 429",
+            vendor_rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "error message",
+            vendor_error,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "close 1008 DATA-0000",
+            bad_audio,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "close 1011 mid-stream",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "disconnect mid-stream",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // Malformed and unknown messages are skipped (documented in the session loop).
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "message over max_message_bytes",
+            huge,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "silent vendor",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     let plugin = DeepgramStt::new();
     plugin
         .init(&Default::default(), &section(&fake, json!({})))
         .await
         .unwrap();
     check_stt(&plugin, &fixture).await.assert_ok();
+    assert_eq!(fakes.len(), 13);
 }
 
 #[tokio::test]
