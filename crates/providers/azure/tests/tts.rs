@@ -5,11 +5,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use waav_azure::tts::AzureTts;
 use waav_plugin_api::{
-    codec, AudioEncoding, AudioSink, CancelFlag, Credentials, Emotion, Plugin, PluginConfig,
-    PluginContext, PluginError, PluginHandle, Secret, SpeakRequest, TtsEvent, TtsPlugin,
-    TtsSessionConfig,
+    codec, AudioEncoding, AudioSink, CancelFlag, Credentials, Emotion, ErrorCategory, Plugin,
+    PluginConfig, PluginContext, PluginError, PluginHandle, Secret, SpeakRequest, TtsEvent,
+    TtsPlugin, TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::azure_tts::{speech_audio, AzureTtsFake, FakeOptions, Fault};
 
 const KEY: &str = "azure-test-key";
@@ -313,6 +313,63 @@ async fn conformance() {
         let fixture = TtsFixture::new(cfg).guard(Duration::from_secs(10));
         check_tts(&plugin, &fixture).await.assert_ok();
     }
+}
+
+/// Every fault the fake injects, each against its own fake, through the shared suite.
+#[tokio::test]
+async fn conformance_faults() {
+    let good = AzureTtsFake::start(KEY).await;
+    // A key the service does not know: the fake's own 401.
+    let wrong_key = AzureTtsFake::start("another-resource-key").await;
+    let faults = [
+        (
+            "rate limited",
+            Fault::Status {
+                status: 429,
+                body: "Too many requests".into(),
+                headers: vec![("retry-after".into(), "3".into())],
+            },
+            ErrorCategory::RateLimited,
+        ),
+        ("5xx", Fault::status(503, "busy"), ErrorCategory::Transient),
+        (
+            "truncated",
+            Fault::Truncate { after_chunks: 1 },
+            ErrorCategory::Transient,
+        ),
+        ("garbage", Fault::Garbage, ErrorCategory::Permanent),
+        ("silent", Fault::Silent, ErrorCategory::Timeout),
+        ("no response", Fault::NoResponse, ErrorCategory::Timeout),
+    ];
+    let mut fakes = Vec::new();
+    for (_, fault, _) in &faults {
+        fakes.push(start(FakeOptions::new(KEY).fault(fault.clone()).chunk_bytes(200)).await);
+    }
+    let mut fixture = TtsFixture::new(pcm24(&good))
+        .guard(Duration::from_secs(10))
+        .fault(
+            "auth rejected",
+            pcm24(&wrong_key),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+    for ((name, _, want), fake) in faults.iter().zip(&fakes) {
+        let cfg = session(
+            fake,
+            AudioEncoding::Linear16,
+            24_000,
+            json!({"read_timeout_ms": 300}),
+        );
+        fixture = fixture.fault(*name, cfg, FaultOutcome::Fails(*want));
+    }
+    check_tts(&AzureTts::new(), &fixture).await.assert_ok();
+    // Each faulty fake was reached (the check did not pass on a refusal of its own).
+    for ((name, ..), fake) in faults.iter().zip(&fakes) {
+        assert!(
+            !fake.syntheses().is_empty(),
+            "{name}: no request reached the fake"
+        );
+    }
+    assert!(wrong_key.syntheses().iter().all(|l| l.status == 401));
 }
 
 async fn error_for(fault: Fault, extra: Value) -> PluginError {
