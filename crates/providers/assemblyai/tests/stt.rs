@@ -9,7 +9,7 @@ use waav_plugin_api::{
     AudioEncoding, Credentials, ErrorCategory, PluginConfig, PluginError, Secret, SttEvent,
     SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript,
 };
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::assemblyai::{AssemblyAiFake, AssemblyAiOptions, AuthFailure};
 
 const KEY: &str = "test-assemblyai-key";
@@ -449,61 +449,12 @@ async fn malformed_vendor_messages_never_panic() {
     assert!(!events.iter().any(|e| matches!(e, SttEvent::Error(_))));
     drop(peer);
     ended(task).await.unwrap();
-
-    // Over the message size limit: the session ends with an error, not a panic.
-    let fake = AssemblyAiFake::start(AssemblyAiOptions {
-        huge_message: Some(100_000),
-        ..AssemblyAiOptions::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({"max_message_bytes": 65536})))
-        .await
-        .unwrap();
-    let r = ended(task).await;
-    assert!(r.is_err(), "{r:?}");
-    drop(peer);
+    // Over the message size limit: a fault in `conforms`.
 }
 
 #[tokio::test]
-async fn disconnects_and_silent_vendors_end_the_task() {
-    // Dropped mid-stream.
-    let fake = AssemblyAiFake::start(AssemblyAiOptions {
-        disconnect_after: Some(2),
-        ..AssemblyAiOptions::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(200, 0), 1600).await;
-    assert_eq!(category_of_task(task).await, ErrorCategory::Transient);
-    drop(peer);
-
-    // Never says Begin: connect times out.
-    let fake = AssemblyAiFake::start(AssemblyAiOptions {
-        silent: true,
-        ..AssemblyAiOptions::default()
-    })
-    .await;
-    let e = open(config(&fake, KEY, json!({"begin_timeout_ms": 300})))
-        .await
-        .unwrap_err();
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-
-    // Goes silent mid-stream (pings unanswered): the idle timeout fires.
-    let fake = AssemblyAiFake::start(AssemblyAiOptions {
-        silent_after: Some(1),
-        ..AssemblyAiOptions::default()
-    })
-    .await;
-    let cfg = config(
-        &fake,
-        KEY,
-        json!({"ping_interval_ms": 100, "idle_timeout_ms": 400}),
-    );
-    let (peer, task) = open(cfg).await.unwrap();
-    send_audio(&peer, &pcm(100, 0), 3200).await;
-    assert_eq!(category_of_task(task).await, ErrorCategory::Timeout);
-    drop(peer);
-
+async fn a_vendor_that_never_answers_terminate_is_drained_with_a_bound() {
+    // (Disconnects, a missing Begin and a vendor gone silent are faults in `conforms`.)
     // Never answers Terminate: the drain is bounded and the task still ends cleanly.
     let fake = AssemblyAiFake::start(AssemblyAiOptions {
         ignore_terminate: true,
@@ -551,15 +502,176 @@ async fn unsupported_config_is_refused_before_dialling() {
     assert!(fake.requests().is_empty(), "dialled anyway");
 }
 
+/// A session aimed at a fresh fake started with `options`; the fake is kept in `fakes`.
+async fn faulty(
+    fakes: &mut Vec<AssemblyAiFake>,
+    options: AssemblyAiOptions,
+    key: &str,
+    plugin: Value,
+) -> SttSessionConfig {
+    let fake = AssemblyAiFake::start(options).await;
+    let cfg = config(&fake, key, plugin);
+    fakes.push(fake);
+    cfg
+}
+
 #[tokio::test]
 async fn conforms() {
     let fake = AssemblyAiFake::start(AssemblyAiOptions::default()).await;
     let mut samples = waav_testkit::audio::tone(300.0, 600, 16_000);
     samples.extend(waav_testkit::audio::silence(400, 16_000));
+    let d = AssemblyAiOptions::default;
+    let f = &mut Vec::new();
+    let none = json!({});
+    let auth_http = faulty(f, d(), "bad-key", none.clone()).await;
+    let auth_close = faulty(
+        f,
+        AssemblyAiOptions {
+            auth_failure: AuthFailure::Close(4001),
+            ..d()
+        },
+        "bad-key",
+        none.clone(),
+    )
+    .await;
+    let status = |s: u16| AssemblyAiOptions {
+        reject_status: Some(s),
+        ..d()
+    };
+    let rate = faulty(f, status(429), KEY, none.clone()).await;
+    let server = faulty(f, status(500), KEY, none.clone()).await;
+    let unavailable = faulty(f, status(503), KEY, none.clone()).await;
+    let error = |code: u16| AssemblyAiOptions {
+        error_after: Some((2, code, format!("error {code}"))),
+        ..d()
+    };
+    let err_rate = faulty(f, error(3009), KEY, none.clone()).await;
+    let err_transient = faulty(f, error(3005), KEY, none.clone()).await;
+    let err_config = faulty(f, error(3006), KEY, none.clone()).await;
+    let closed = faulty(
+        f,
+        AssemblyAiOptions {
+            close_after: Some((2, 1011)),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let dropped = faulty(
+        f,
+        AssemblyAiOptions {
+            disconnect_after: Some(2),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let garbage = faulty(
+        f,
+        AssemblyAiOptions {
+            garbage: true,
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let huge = faulty(
+        f,
+        AssemblyAiOptions {
+            huge_message: Some(100_000),
+            ..d()
+        },
+        KEY,
+        json!({"max_message_bytes": 65536}),
+    )
+    .await;
+    let no_begin = faulty(
+        f,
+        AssemblyAiOptions {
+            silent: true,
+            ..d()
+        },
+        KEY,
+        json!({"begin_timeout_ms": 300}),
+    )
+    .await;
+    let silent = faulty(
+        f,
+        AssemblyAiOptions {
+            silent_after: Some(2),
+            ..d()
+        },
+        KEY,
+        json!({"ping_interval_ms": 100, "idle_timeout_ms": 400}),
+    )
+    .await;
     let fixture = SttFixture::pcm16(waav_testkit::audio::to_le_bytes(&samples), 16_000)
         .with_session(config(&fake, KEY, json!({})))
-        .expect("w1")
-        .guard(GUARD);
+        .expect("w1 w2 w3")
+        .guard(GUARD)
+        .fault(
+            "401 bad key",
+            auth_http,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "close 4001 bad key",
+            auth_close,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault("429", rate, FaultOutcome::Fails(ErrorCategory::RateLimited))
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error 3009",
+            err_rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "error 3005",
+            err_transient,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error 3006",
+            err_config,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "close 1011 mid-stream",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "disconnect mid-stream",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // Malformed and unknown messages are logged and skipped.
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "message over max_message_bytes",
+            huge,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "no Begin",
+            no_begin,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "silent mid-stream",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     let report = check_stt(&AssemblyAiStt::new(), &fixture).await;
     report.assert_ok();
+    assert_eq!(f.len(), 14);
 }
