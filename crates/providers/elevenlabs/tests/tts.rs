@@ -12,7 +12,7 @@ use waav_plugin_api::{
     PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer, TtsPlugin,
     TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::elevenlabs::{audio_for, ElevenLabsFake, FakeOptions, Fault};
 
 const KEY: &str = "test-key";
@@ -274,27 +274,206 @@ async fn mulaw_at_16k_comes_from_pcm_encoded_here() {
     assert_eq!(joined(&chunks), want);
 }
 
+/// One fault to register: the fake's options, the session's extra plugin config (merged over
+/// the path's), a session tweak, and what the plugin must make of it.
+struct FaultCase {
+    name: &'static str,
+    opts: FakeOptions,
+    extra: Value,
+    tweak: fn(TtsSessionConfig) -> TtsSessionConfig,
+    outcome: FaultOutcome,
+}
+
+fn case(name: &'static str, fault: Fault, extra: Value, outcome: FaultOutcome) -> FaultCase {
+    FaultCase {
+        name,
+        opts: FakeOptions::new(KEY).fault(fault),
+        extra,
+        tweak: |s| s,
+        outcome,
+    }
+}
+
+fn status_fault(status: u16, headers: &[(&str, &str)], body: &str) -> Fault {
+    Fault::Status {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        body: body.into(),
+    }
+}
+
+/// The refusals both paths share (the POST and the upgrade are refused alike).
+fn refusals() -> Vec<FaultCase> {
+    vec![
+        FaultCase {
+            name: "wrong key",
+            opts: FakeOptions::new(KEY),
+            extra: json!({}),
+            tweak: |s| s.with_api_key(Some(Secret::from("wrong-key-123"))),
+            outcome: FaultOutcome::Fails(ErrorCategory::Auth),
+        },
+        case(
+            "429",
+            status_fault(
+                429,
+                &[("retry-after", "2")],
+                r#"{"detail":{"status":"too_many_concurrent_requests","message":"busy"}}"#,
+            ),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        ),
+        case(
+            "500",
+            status_fault(500, &[], "internal"),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        FaultCase {
+            name: "vendor error voice_not_found",
+            opts: FakeOptions::new(KEY),
+            extra: json!({}),
+            tweak: |s| s.with_voice("NoSuchVoice"),
+            outcome: FaultOutcome::Fails(ErrorCategory::Config),
+        },
+    ]
+}
+
+/// Registers `cases` on `fixture`, each against its own fake (returned: they must outlive the
+/// suite).
+async fn with_faults(
+    mut fixture: TtsFixture,
+    path: &Value,
+    cases: Vec<FaultCase>,
+) -> (TtsFixture, Vec<ElevenLabsFake>) {
+    let mut fakes = Vec::new();
+    for c in cases {
+        let fake = ElevenLabsFake::start(c.opts).await;
+        let mut extra = path.clone();
+        for (k, x) in c.extra.as_object().cloned().unwrap_or_default() {
+            extra[k] = x;
+        }
+        let s = (c.tweak)(session(&fake, AudioEncoding::Linear16, 16_000, extra));
+        fixture = fixture.fault(c.name, s, c.outcome);
+        fakes.push(fake);
+    }
+    (fixture, fakes)
+}
+
 #[tokio::test]
 async fn conformance_rest_path() {
     let fake = ElevenLabsFake::start(FakeOptions::new(KEY)).await;
-    for (enc, rate) in [
+    let fast = json!({"response_timeout_ms": 300});
+    let mut cases = refusals();
+    cases.extend([
+        case(
+            "vendor error max_character_limit_exceeded",
+            status_fault(
+                400,
+                &[],
+                r#"{"detail":{"status":"max_character_limit_exceeded","message":"too long"}}"#,
+            ),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        ),
+        // A 200 whose body is JSON, not audio.
+        case(
+            "garbage",
+            Fault::Garbage,
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        ),
+        case(
+            "truncated body",
+            Fault::Truncate { after_chunks: 1 },
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        case(
+            "silent after the head",
+            Fault::Silent,
+            fast.clone(),
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        ),
+        case(
+            "no response head",
+            Fault::Hang,
+            fast,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        ),
+    ]);
+    let path = json!({"stream_input": false});
+    for (i, (enc, rate)) in [
         (AudioEncoding::Linear16, 16_000),
         (AudioEncoding::Mulaw, 8_000),
-    ] {
-        let fixture = TtsFixture::new(rest(&fake, enc, rate)).guard(GUARD);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut fixture = TtsFixture::new(rest(&fake, enc, rate)).guard(GUARD);
+        let mut fakes = Vec::new();
+        if i == 0 {
+            (fixture, fakes) = with_faults(fixture, &path, std::mem::take(&mut cases)).await;
+        }
         check_tts(&ElevenLabsTts::new(), &fixture).await.assert_ok();
+        assert!(fakes.iter().all(|f| f.ws_sessions().is_empty()));
     }
 }
 
 #[tokio::test]
 async fn conformance_streaming_path() {
     let fake = ElevenLabsFake::start(FakeOptions::new(KEY)).await;
-    for (enc, rate) in [
+    let max_ctx = r#"{"message":"Maximum simultaneous contexts per WebSocket connection exceeded (5).","error":"max_active_conversations","code":1008}"#;
+    let mut cases = refusals();
+    cases.extend([
+        // An error message, then a 1008 close, mid-audio.
+        case(
+            "vendor error max_active_conversations",
+            Fault::WsError {
+                after_audio: 1,
+                json: max_ctx.into(),
+                code: 1008,
+            },
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        ),
+        case(
+            "dropped mid-audio",
+            Fault::Truncate { after_chunks: 1 },
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        // Junk messages around the real ones are skipped.
+        case("garbage", Fault::Garbage, json!({}), FaultOutcome::Recovers),
+        case(
+            "audio not base64",
+            Fault::BadAudio,
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        ),
+        case(
+            "silent",
+            Fault::Silent,
+            json!({"response_timeout_ms": 300}),
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        ),
+    ]);
+    for (i, (enc, rate)) in [
         (AudioEncoding::Linear16, 24_000),
         (AudioEncoding::Alaw, 8_000),
-    ] {
-        let fixture = TtsFixture::new(session(&fake, enc, rate, json!({}))).guard(GUARD);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut fixture = TtsFixture::new(session(&fake, enc, rate, json!({}))).guard(GUARD);
+        let mut fakes = Vec::new();
+        if i == 0 {
+            (fixture, fakes) = with_faults(fixture, &json!({}), std::mem::take(&mut cases)).await;
+        }
         check_tts(&ElevenLabsTts::new(), &fixture).await.assert_ok();
+        assert!(fakes.iter().all(|f| f.http_requests().is_empty()));
     }
     // One socket per session (no reconnects needed here).
     assert_eq!(fake.ws_sessions().len(), 2);
