@@ -11,7 +11,7 @@ use waav_plugin_api::{
     PluginConfig, PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin,
     TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::playht::{audio_for, FakeOptions, FakeVoice, Fault, PlayHtFake};
 
 const KEY: &str = "playht-test-key";
@@ -266,6 +266,73 @@ async fn conformance() {
         let report = check_tts(&plugin, &TtsFixture::new(cfg).guard(GUARD)).await;
         report.assert_ok();
     }
+}
+
+/// Every fault the fake injects, each against its own fake, through the shared suite.
+#[tokio::test]
+async fn conformance_faults() {
+    let good = PlayHtFake::start(FakeOptions::new(KEY, USER)).await;
+    // A fake accepting another key (its own 401), and one accepting another user id (403).
+    let other_key = PlayHtFake::start(FakeOptions::new("another-key", USER)).await;
+    let other_user = PlayHtFake::start(FakeOptions::new(KEY, "another-user")).await;
+    let faults = [
+        (
+            "rate limited",
+            status(
+                429,
+                r#"{"error_message": "Too many requests", "error_id": "RATE_LIMITED"}"#,
+                Some(3),
+            ),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "5xx",
+            status(503, r#"{"error_message": "busy", "error_id": "X"}"#, None),
+            ErrorCategory::Transient,
+        ),
+        (
+            "truncated",
+            Fault::Truncate { after_chunks: 1 },
+            ErrorCategory::Transient,
+        ),
+        ("garbage", Fault::Garbage, ErrorCategory::Permanent),
+        ("silent", Fault::Silent, ErrorCategory::Timeout),
+    ];
+    let mut fakes = Vec::new();
+    for (_, fault, _) in &faults {
+        fakes.push(PlayHtFake::start(FakeOptions::new(KEY, USER).fault(fault.clone())).await);
+    }
+    let mut fixture = TtsFixture::new(pcm(&good))
+        .guard(GUARD)
+        .fault(
+            "auth rejected (key)",
+            pcm(&other_key),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "auth rejected (user id)",
+            pcm(&other_user),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+    for ((name, _, want), fake) in faults.iter().zip(&fakes) {
+        let cfg = session(
+            fake,
+            AudioEncoding::Linear16,
+            json!({"response_timeout_ms": 300}),
+        );
+        fixture = fixture.fault(*name, cfg, FaultOutcome::Fails(*want));
+    }
+    check_tts(&PlayHtTts::new(), &fixture).await.assert_ok();
+    // Each faulty fake was reached (the check did not pass on a refusal of its own).
+    for ((name, ..), fake) in faults.iter().zip(&fakes) {
+        assert!(
+            !fake.speeches().is_empty(),
+            "{name}: no request reached the fake"
+        );
+    }
+    let statuses = |f: &PlayHtFake| f.speeches().iter().map(|l| l.status).collect::<Vec<_>>();
+    assert_eq!(statuses(&other_key), [401]);
+    assert_eq!(statuses(&other_user), [403]);
 }
 
 async fn failing(fault: Fault, extra: Value) -> PluginError {
