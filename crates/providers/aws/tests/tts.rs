@@ -12,7 +12,7 @@ use waav_plugin_api::{
     PluginConfig, PluginContext, PluginError, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
 };
 use waav_provider_kit::aws::{AwsSigner, Payload};
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::aws::polly::{
     speech, PollyFake, PollyFakeOptions, PollyFault, PollyRequest,
 };
@@ -222,6 +222,74 @@ async fn conforms() {
 }
 
 // --- 4. errors -------------------------------------------------------------------------------
+
+/// Every fault the fake injects, each against its own fake, through the shared suite.
+#[tokio::test]
+async fn conforms_under_faults() {
+    let good = start(false, PollyFault::None).await;
+    // A fake that knows another access key (its own UnrecognizedClientException), and one
+    // that expects no session token (a token it does not know is refused too).
+    let other_key = PollyFake::start(PollyFakeOptions::new(FakeCredentials::new(
+        "AKIAOTHERKEY0002",
+        REGION,
+    )))
+    .await;
+    let no_token = start(false, PollyFault::None).await;
+    let faults = [
+        (
+            "throttled",
+            status(400, "ThrottlingException", Some(3)),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "429",
+            status(429, "Unknown", Some(1)),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "5xx",
+            status(500, "ServiceFailureException", None),
+            ErrorCategory::Transient,
+        ),
+        (
+            "truncated",
+            PollyFault::Truncate { after_chunks: 1 },
+            ErrorCategory::Transient,
+        ),
+        ("garbage", PollyFault::Garbage, ErrorCategory::Permanent),
+        ("silent", PollyFault::Silent, ErrorCategory::Timeout),
+    ];
+    let mut fakes = Vec::new();
+    for (_, fault, _) in &faults {
+        fakes.push(start(false, fault.clone()).await);
+    }
+    let mut fixture = TtsFixture::new(session(&good, false, json!({})))
+        .guard(GUARD)
+        .fault(
+            "auth rejected",
+            session(&other_key, false, json!({})),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "unknown session token",
+            session(&no_token, true, json!({})),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+    for ((name, _, want), fake) in faults.iter().zip(&fakes) {
+        let cfg = session(fake, false, json!({"read_timeout_ms": 200}));
+        fixture = fixture.fault(*name, cfg, FaultOutcome::Fails(*want));
+    }
+    check_tts(&PollyTts::new(), &fixture).await.assert_ok();
+    // Each faulty fake was reached (the check did not pass on a refusal of its own).
+    for ((name, ..), fake) in faults.iter().zip(&fakes) {
+        assert!(
+            !fake.requests().is_empty(),
+            "{name}: no request reached the fake"
+        );
+    }
+    assert_eq!(other_key.requests().len(), 1);
+    assert_eq!(no_token.requests().len(), 1);
+}
 
 fn status(status: u16, name: &str, retry_after: Option<u64>) -> PollyFault {
     PollyFault::Status {
