@@ -9,7 +9,7 @@ use waav_plugin_api::{
     AudioEncoding, Credentials, ErrorCategory, Plugin, PluginConfig, PluginContext, PluginError,
     Secret, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript, VadEvent,
 };
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::elevenlabs_stt::{AuthFailure, ElevenLabsSttFake, ElevenLabsSttOptions};
 use waav_testkit::fakes::Reject;
 
@@ -448,15 +448,7 @@ async fn vendor_error_messages_and_close_codes_end_the_task_with_their_category(
         assert!(e.to_string().contains("went wrong"), "{e}");
         drop(peer);
     }
-    let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
-        close_after: Some((1, 1011)),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(40, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Transient);
-    drop(peer);
+    // A bare 1011 close is a fault in the conformance suite.
 }
 
 #[tokio::test]
@@ -505,73 +497,17 @@ async fn malformed_and_huge_messages_never_panic() {
     assert_eq!(fin.text, "w1 w2.", "the session survived the garbage");
     drop(peer);
     ended(task).await.unwrap();
-
-    // Larger than max_message_bytes: the session ends with an error, without a panic.
-    let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
-        huge_message: Some(2 << 20),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(100, 0), 640).await;
-    let _ = task_error(task).await;
-    drop(peer);
+    // Larger than max_message_bytes: a fault in the conformance suite.
 }
 
 #[tokio::test]
-async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
-    let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
-        disconnect_after: Some(3),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(200, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Transient);
-    drop(peer);
-
-    // Silent after a few chunks: pings go unanswered, the idle timeout fires.
-    let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
-        silent_after: Some(2),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(
-        &fake,
-        KEY,
-        json!({"ping_interval_ms": 50, "idle_timeout_ms": 300}),
-    ))
-    .await
-    .unwrap();
-    send_audio(&peer, &pcm(100, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Timeout);
-    drop(peer);
-
-    // Never sends session_started.
-    let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
-        silent: true,
-        ..Default::default()
-    })
-    .await;
-    let e = open(config(&fake, KEY, json!({"connect_timeout_ms": 300})))
-        .await
-        .expect_err("timed out");
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-
-    // Answers pings but never a commit.
+async fn an_unanswered_final_commit_is_drained_with_a_bound() {
+    // (Disconnects, silence and an unanswered Finalize are faults in the conformance suite.)
     let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions {
         ignore_commit: true,
         ..Default::default()
     })
     .await;
-    let (peer, task) = open(config(&fake, KEY, json!({"response_timeout_ms": 300})))
-        .await
-        .unwrap();
-    send_audio(&peer, &pcm(40, 0), 640).await;
-    peer.input.send(SttInput::Finalize).await.unwrap();
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Timeout);
-    drop(peer);
-
     // The final commit unanswered: the close is bounded by drain_timeout_ms.
     let (peer, task) = open(config(&fake, KEY, json!({"drain_timeout_ms": 300})))
         .await
@@ -581,21 +517,224 @@ async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
     assert_eq!(task_error(task).await.category(), ErrorCategory::Timeout);
 }
 
+/// A session aimed at a fresh fake started with `options`; the fake is kept in `fakes`.
+async fn faulty(
+    fakes: &mut Vec<ElevenLabsSttFake>,
+    options: ElevenLabsSttOptions,
+    key: &str,
+    plugin: Value,
+) -> SttSessionConfig {
+    let fake = ElevenLabsSttFake::start(options).await;
+    let cfg = config(&fake, key, plugin);
+    fakes.push(fake);
+    cfg
+}
+
 #[tokio::test]
 async fn the_plugin_passes_the_conformance_suite_against_the_fake() {
     let fake = ElevenLabsSttFake::start(ElevenLabsSttOptions::default()).await;
     let session = config(&fake, KEY, json!({}));
-    let audio = pcm(600, 5);
-    let fixture = SttFixture::pcm16(audio, 16_000)
+    let d = ElevenLabsSttOptions::default;
+    let f = &mut Vec::new();
+    let none = json!({});
+    let auth_message = faulty(f, d(), "wrong-key", none.clone()).await;
+    let auth_http = faulty(
+        f,
+        ElevenLabsSttOptions {
+            auth_failure: AuthFailure::Http(401),
+            ..d()
+        },
+        "wrong-key",
+        none.clone(),
+    )
+    .await;
+    let reject = |r: Reject| ElevenLabsSttOptions {
+        reject: Some(r),
+        ..d()
+    };
+    let rate = faulty(
+        f,
+        reject(Reject::status(429).header("retry-after", "2")),
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let server = faulty(f, reject(Reject::status(500)), KEY, none.clone()).await;
+    let unavailable = faulty(f, reject(Reject::status(503)), KEY, none.clone()).await;
+    let error = |t: &str| ElevenLabsSttOptions {
+        error_after: Some((2, t.to_owned(), "went wrong".to_owned(), 1008)),
+        ..d()
+    };
+    let err_rate = faulty(f, error("rate_limited"), KEY, none.clone()).await;
+    let err_quota = faulty(f, error("quota_exceeded"), KEY, none.clone()).await;
+    let err_transcriber = faulty(f, error("transcriber_error"), KEY, none.clone()).await;
+    let err_input = faulty(f, error("input_error"), KEY, none.clone()).await;
+    let closed = faulty(
+        f,
+        ElevenLabsSttOptions {
+            close_after: Some((2, 1011)),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let dropped = faulty(
+        f,
+        ElevenLabsSttOptions {
+            disconnect_after: Some(3),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let garbage = faulty(
+        f,
+        ElevenLabsSttOptions {
+            garbage: true,
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let huge = faulty(
+        f,
+        ElevenLabsSttOptions {
+            huge_message: Some(2 << 20),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let throttled = faulty(
+        f,
+        ElevenLabsSttOptions {
+            throttle_commits: true,
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let no_start = faulty(
+        f,
+        ElevenLabsSttOptions {
+            silent: true,
+            ..d()
+        },
+        KEY,
+        json!({"connect_timeout_ms": 300}),
+    )
+    .await;
+    let silent = faulty(
+        f,
+        ElevenLabsSttOptions {
+            silent_after: Some(2),
+            ..d()
+        },
+        KEY,
+        json!({"ping_interval_ms": 50, "idle_timeout_ms": 300}),
+    )
+    .await;
+    let no_commit = faulty(
+        f,
+        ElevenLabsSttOptions {
+            ignore_commit: true,
+            ..d()
+        },
+        KEY,
+        json!({"response_timeout_ms": 300}),
+    )
+    .await;
+    let fixture = SttFixture::pcm16(pcm(600, 5), 16_000)
         .with_session(session)
-        .expect("w1 w2")
-        .guard(GUARD);
+        .expect("w1 w2 w3")
+        .guard(GUARD)
+        .fault(
+            "auth_error message",
+            auth_message,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault("401", auth_http, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "429 retry-after",
+            rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "rate_limited",
+            err_rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "quota_exceeded",
+            err_quota,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "transcriber_error",
+            err_transcriber,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "input_error",
+            err_input,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "close 1011 mid-stream",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "disconnect mid-stream",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // Malformed and unknown messages are skipped.
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "message over max_message_bytes",
+            huge,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        // commit_throttled is reported as a (non-fatal) rate-limit error event.
+        .fault(
+            "commit_throttled",
+            throttled,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "no session_started",
+            no_start,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "silent mid-stream",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "commit unanswered",
+            no_commit,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     let plugin = ElevenLabsStt::new();
     plugin
         .init(&PluginContext::new("test"), &PluginConfig::default())
         .await
         .unwrap();
     check_stt(&plugin, &fixture).await.assert_ok();
+    assert_eq!(f.len(), 17);
 }
 
 #[tokio::test]
