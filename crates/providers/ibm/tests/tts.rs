@@ -9,7 +9,7 @@ use waav_plugin_api::{
     PluginConfig, PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin,
     TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::ibm::{speech, IamFault, IbmFake, IbmFakeOptions, TtsFault};
 
 const KEY: &str = "test-key";
@@ -481,4 +481,89 @@ async fn conformance() {
     let fixture = TtsFixture::new(session(&fake, AudioEncoding::Linear16, 22_050, json!({})))
         .guard(Duration::from_secs(10));
     check_tts(&plugin, &fixture).await.assert_ok();
+}
+
+/// Every fault the fake injects, each against its own fake, through the shared suite.
+#[tokio::test]
+async fn conformance_faults() {
+    let good = IbmFake::start(KEY).await;
+    // IAM does not know the key (its BXNIM0415E), and IAM refusing outright.
+    let unknown_key = IbmFake::start("another-api-key").await;
+    let iam_refuses = IbmFake::start(KEY).await;
+    iam_refuses.set_iam_fault(Some(IamFault {
+        status: 400,
+        body: r#"{"errorCode":"BXNIM0415E","errorMessage":"Provided API key could not be found."}"#
+            .into(),
+    }));
+    let tts_status = |status: u16, body: &str, retry_after: Option<u64>| TtsFault::Status {
+        status,
+        body: body.into(),
+        retry_after,
+    };
+    let faults = [
+        (
+            "service refuses the token",
+            tts_status(401, r#"{"code":401,"error":"Unauthorized"}"#, None),
+            ErrorCategory::Auth,
+        ),
+        (
+            "rate limited",
+            tts_status(429, r#"{"code":429,"error":"Too many requests"}"#, Some(2)),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "5xx",
+            tts_status(503, "<html>busy</html>", None),
+            ErrorCategory::Transient,
+        ),
+        (
+            "truncated",
+            TtsFault::Truncate { after_chunks: 1 },
+            ErrorCategory::Transient,
+        ),
+        ("garbage", TtsFault::Garbage, ErrorCategory::Permanent),
+        ("silent", TtsFault::Silent, ErrorCategory::Timeout),
+    ];
+    let mut fakes = Vec::new();
+    for (_, fault, _) in &faults {
+        fakes.push(
+            IbmFake::with_options(IbmFakeOptions {
+                tts_fault: fault.clone(),
+                ..IbmFakeOptions::new(KEY)
+            })
+            .await,
+        );
+    }
+    let mut fixture = TtsFixture::new(session(&good, AudioEncoding::Linear16, 16_000, json!({})))
+        .guard(Duration::from_secs(10))
+        .fault(
+            "IAM does not know the key",
+            session(&unknown_key, AudioEncoding::Linear16, 16_000, json!({})),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "IAM refuses",
+            session(&iam_refuses, AudioEncoding::Linear16, 16_000, json!({})),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+    for ((name, _, want), fake) in faults.iter().zip(&fakes) {
+        let cfg = session(
+            fake,
+            AudioEncoding::Linear16,
+            16_000,
+            json!({"read_timeout_ms": 300}),
+        );
+        fixture = fixture.fault(*name, cfg, FaultOutcome::Fails(*want));
+    }
+    check_tts(&IbmTts::new(), &fixture).await.assert_ok();
+    // Each faulty fake was reached (the check did not pass on a refusal of its own).
+    for ((name, ..), fake) in faults.iter().zip(&fakes) {
+        assert!(
+            !fake.synth_requests().is_empty(),
+            "{name}: no request reached the fake"
+        );
+    }
+    for iam in [&unknown_key, &iam_refuses] {
+        assert!(!iam.token_requests().is_empty() && iam.synth_requests().is_empty());
+    }
 }
