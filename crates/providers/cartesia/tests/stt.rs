@@ -9,7 +9,7 @@ use waav_plugin_api::{
     AudioEncoding, Credentials, ErrorCategory, Plugin, PluginConfig, PluginContext, PluginError,
     Secret, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript, VadEvent,
 };
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::cartesia_stt::{AuthFailure, CartesiaSttFake, CartesiaSttOptions};
 use waav_testkit::fakes::Reject;
 
@@ -389,15 +389,7 @@ async fn vendor_errors_and_close_codes_end_the_task_with_their_category() {
         assert!(e.to_string().contains(message), "{e}");
         drop(peer);
     }
-    let fake = CartesiaSttFake::start(CartesiaSttOptions {
-        close_after: Some((1, 1011)),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(40, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Transient);
-    drop(peer);
+    // A bare 1011 close is a fault in the conformance suite.
 }
 
 #[tokio::test]
@@ -414,59 +406,12 @@ async fn malformed_and_huge_messages_never_panic() {
     let events = until(&mut peer, is_final).await;
     assert_eq!(transcripts(&events).last().unwrap().text, "w1 w2");
     close_and_drain(peer, task).await.1.unwrap();
-
-    let fake = CartesiaSttFake::start(CartesiaSttOptions {
-        huge_message: Some(2 << 20),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(100, 0), 640).await;
-    let _ = task_error(task).await;
-    drop(peer);
+    // Over max_message_bytes: a fault in the conformance suite.
 }
 
 #[tokio::test]
-async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
-    let fake = CartesiaSttFake::start(CartesiaSttOptions {
-        disconnect_after: Some(3),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({}))).await.unwrap();
-    send_audio(&peer, &pcm(200, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Transient);
-    drop(peer);
-
-    let fake = CartesiaSttFake::start(CartesiaSttOptions {
-        silent_after: Some(2),
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(
-        &fake,
-        KEY,
-        json!({"ping_interval_ms": 50, "idle_timeout_ms": 300}),
-    ))
-    .await
-    .unwrap();
-    send_audio(&peer, &pcm(100, 0), 640).await;
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Timeout);
-    drop(peer);
-
-    let fake = CartesiaSttFake::start(CartesiaSttOptions {
-        ignore_finalize: true,
-        ..Default::default()
-    })
-    .await;
-    let (peer, task) = open(config(&fake, KEY, json!({"response_timeout_ms": 300})))
-        .await
-        .unwrap();
-    send_audio(&peer, &pcm(40, 0), 640).await;
-    peer.input.send(SttInput::Finalize).await.unwrap();
-    assert_eq!(task_error(task).await.category(), ErrorCategory::Timeout);
-    drop(peer);
-
+async fn an_unanswered_close_command_is_drained_with_a_bound() {
+    // (Disconnects, silence and an unanswered finalize are faults in the conformance suite.)
     let fake = CartesiaSttFake::start(CartesiaSttOptions {
         ignore_close: true,
         ..Default::default()
@@ -480,19 +425,209 @@ async fn a_vendor_that_disconnects_or_goes_silent_ends_the_task() {
     assert_eq!(result.unwrap_err().category(), ErrorCategory::Timeout);
 }
 
+/// A session aimed at a fresh fake started with `options`; the fake is kept in `fakes`.
+async fn faulty(
+    fakes: &mut Vec<CartesiaSttFake>,
+    options: CartesiaSttOptions,
+    key: &str,
+    plugin: Value,
+) -> SttSessionConfig {
+    let fake = CartesiaSttFake::start(options).await;
+    let cfg = config(&fake, key, plugin);
+    fakes.push(fake);
+    cfg
+}
+
 #[tokio::test]
 async fn the_plugin_passes_the_conformance_suite_against_the_fake() {
     let fake = CartesiaSttFake::start(CartesiaSttOptions::default()).await;
+    let d = CartesiaSttOptions::default;
+    let f = &mut Vec::new();
+    let none = json!({});
+    let new_api = json!({"cartesia_version": "2026-03-01"});
+    let auth_http = faulty(f, d(), "wrong-key", none.clone()).await;
+    let auth_message = faulty(
+        f,
+        CartesiaSttOptions {
+            auth_failure: AuthFailure::Message,
+            ..d()
+        },
+        "wrong-key",
+        new_api.clone(),
+    )
+    .await;
+    let reject = |r: Reject| CartesiaSttOptions {
+        reject: Some(r),
+        ..d()
+    };
+    let rate = faulty(
+        f,
+        reject(Reject::status(429).header("retry-after", "2")),
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let server = faulty(f, reject(Reject::status(500)), KEY, none.clone()).await;
+    let unavailable = faulty(f, reject(Reject::status(503)), KEY, none.clone()).await;
+    let error = |message: &str, status: u16| CartesiaSttOptions {
+        error_after: Some((2, message.to_owned(), status)),
+        ..d()
+    };
+    let err_rate = faulty(f, error("slow down", 429), KEY, new_api.clone()).await;
+    let err_engine = faulty(f, error("engine failure", 500), KEY, new_api.clone()).await;
+    let err_input = faulty(f, error("bad audio", 400), KEY, new_api.clone()).await;
+    let err_old = faulty(f, error("something broke", 0), KEY, none.clone()).await;
+    let closed = faulty(
+        f,
+        CartesiaSttOptions {
+            close_after: Some((2, 1011)),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let dropped = faulty(
+        f,
+        CartesiaSttOptions {
+            disconnect_after: Some(3),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let garbage = faulty(
+        f,
+        CartesiaSttOptions {
+            garbage: true,
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let huge = faulty(
+        f,
+        CartesiaSttOptions {
+            huge_message: Some(2 << 20),
+            ..d()
+        },
+        KEY,
+        none.clone(),
+    )
+    .await;
+    let short = json!({"ping_interval_ms": 50, "idle_timeout_ms": 300, "response_timeout_ms": 300});
+    let silent = faulty(
+        f,
+        CartesiaSttOptions {
+            silent: true,
+            ..d()
+        },
+        KEY,
+        short.clone(),
+    )
+    .await;
+    let silent_later = faulty(
+        f,
+        CartesiaSttOptions {
+            silent_after: Some(2),
+            ..d()
+        },
+        KEY,
+        short.clone(),
+    )
+    .await;
+    let no_flush = faulty(
+        f,
+        CartesiaSttOptions {
+            ignore_finalize: true,
+            ..d()
+        },
+        KEY,
+        json!({"response_timeout_ms": 300}),
+    )
+    .await;
     let fixture = SttFixture::pcm16(pcm(600, 5), 16_000)
         .with_session(config(&fake, KEY, json!({})))
-        .expect("w1 w2")
-        .guard(GUARD);
+        .expect("w1 w2 w3")
+        .guard(GUARD)
+        .fault("401", auth_http, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "auth error message",
+            auth_message,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "429 retry-after",
+            rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error 429",
+            err_rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "error 500",
+            err_engine,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error 400",
+            err_input,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "error (2024-11-13)",
+            err_old,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "close 1011 mid-stream",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "disconnect mid-stream",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // Malformed and unknown messages are skipped.
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "message over max_message_bytes",
+            huge,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "silent vendor",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "silent mid-stream",
+            silent_later,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "finalize unanswered",
+            no_flush,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     let plugin = CartesiaStt::new();
     plugin
         .init(&PluginContext::new("test"), &PluginConfig::default())
         .await
         .unwrap();
     check_stt(&plugin, &fixture).await.assert_ok();
+    assert_eq!(f.len(), 16);
 }
 
 #[tokio::test]
