@@ -12,7 +12,7 @@ use waav_plugin_api::{
     AudioEncoding, Credentials, ErrorCategory, PluginConfig, PluginError, Secret, SttEvent,
     SttInput, SttIo, SttPlugin, SttSessionConfig, Transcript,
 };
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 
 const KEY: &str = "AIzaTestKey-123";
 const T: Duration = Duration::from_secs(10);
@@ -520,17 +520,188 @@ async fn disconnect_and_silence_are_bounded() {
     s.close().await.0.unwrap();
 }
 
+/// A fake with `knobs` set, for one registered fault.
+async fn fake_with(knobs: impl FnOnce(&mut fake::Knobs)) -> GoogleFake {
+    let f = fake().await;
+    f.knobs(knobs);
+    f
+}
+
+fn status_with_retry_after(code: tonic::Code, message: &str, secs: &str) -> tonic::Status {
+    let mut st = tonic::Status::new(code, message);
+    st.metadata_mut()
+        .insert("retry-after", secs.parse().unwrap());
+    st
+}
+
 #[tokio::test]
 async fn conformance() {
     let f = fake().await;
     let p = GoogleStt::new();
     let mut samples = waav_testkit::audio::tone(300.0, 600, 16_000);
     samples.extend(waav_testkit::audio::silence(200, 16_000));
-    let fixture = SttFixture::pcm16(waav_testkit::audio::to_le_bytes(&samples), 16_000)
+    let mut fixture = SttFixture::pcm16(waav_testkit::audio::to_le_bytes(&samples), 16_000)
         .with_session(cfg(&f))
+        // The fake's scripted finals are "utterance <n>" (and "partial <n>" at a half-close).
+        .expect("utterance")
         .guard(Duration::from_secs(15));
+    // Every fault the fake injects, each on its own instance (kept alive for the run).
+    let mut keep = Vec::new();
+    let mut servers = Vec::new();
+
+    // A wrong API key: UNAUTHENTICATED on the call.
+    let wrong_key = fake().await;
+    let mut c = cfg(&wrong_key);
+    c.api_key = Some(Secret::from("AIzaWrong"));
+    fixture = fixture.fault("wrong api key", c, FaultOutcome::Fails(ErrorCategory::Auth));
+    keep.push(wrong_key);
+
+    // A service-account key whose JWT exchange is refused (400 invalid_grant): connect fails.
+    let refused = fake_with(|k| k.token_reject = true).await;
+    let mut creds = Credentials::new();
+    creds.set(
+        "credentials_json",
+        Secret::from(sa_json(&refused.token_url)),
+    );
+    let c = SttSessionConfig::new("en-US", 16_000)
+        .with_credentials(creds)
+        .with_plugin_config(pc(json!({"endpoint": refused.url})));
+    fixture = fixture.fault(
+        "token exchange refused",
+        c,
+        FaultOutcome::Fails(ErrorCategory::Auth),
+    );
+    keep.push(refused);
+
+    // Statuses refusing the call, and statuses ending it mid-stream.
+    let statuses = [
+        (
+            "call refused: PERMISSION_DENIED",
+            true,
+            tonic::Status::permission_denied("Permission denied on resource project proj."),
+            ErrorCategory::Auth,
+        ),
+        (
+            "call refused: RESOURCE_EXHAUSTED with retry-after",
+            true,
+            status_with_retry_after(tonic::Code::ResourceExhausted, "Quota exceeded", "7"),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "mid-stream RESOURCE_EXHAUSTED with retry-after",
+            false,
+            status_with_retry_after(tonic::Code::ResourceExhausted, "Quota exceeded", "3"),
+            ErrorCategory::RateLimited,
+        ),
+        (
+            "call refused: UNAVAILABLE",
+            true,
+            tonic::Status::unavailable("The service is currently unavailable."),
+            ErrorCategory::Transient,
+        ),
+        (
+            "mid-stream UNAVAILABLE",
+            false,
+            tonic::Status::unavailable("The service is currently unavailable."),
+            ErrorCategory::Transient,
+        ),
+        (
+            "mid-stream INTERNAL",
+            false,
+            tonic::Status::internal("Internal error encountered."),
+            ErrorCategory::Transient,
+        ),
+        (
+            "mid-stream INVALID_ARGUMENT",
+            false,
+            tonic::Status::invalid_argument("Invalid recognizer"),
+            ErrorCategory::Config,
+        ),
+        (
+            "mid-stream NOT_FOUND",
+            false,
+            tonic::Status::not_found("Recognizer not found"),
+            ErrorCategory::Config,
+        ),
+        (
+            "mid-stream DEADLINE_EXCEEDED",
+            false,
+            tonic::Status::deadline_exceeded("Deadline exceeded"),
+            ErrorCategory::Timeout,
+        ),
+    ];
+    for (name, at_open, status, category) in statuses {
+        let f = fake_with(|k| {
+            if at_open {
+                k.reject = Some(status);
+            } else {
+                k.stt_fail_after = Some((3, status));
+            }
+        })
+        .await;
+        fixture = fixture.fault(name, cfg(&f), FaultOutcome::Fails(category));
+        keep.push(f);
+    }
+
+    // The connection breaks mid-stream (after ~4 KB of audio went through).
+    let behind = fake().await;
+    let (url, proxy) = fake::cutting_proxy(&behind.url, 4096).await;
+    let c = SttSessionConfig::new("en-US", 16_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(pc(json!({"endpoint": url, "project_id": "proj"})));
+    fixture = fixture.fault(
+        "disconnect mid-stream",
+        c,
+        FaultOutcome::Fails(ErrorCategory::Transient),
+    );
+    keep.push(behind);
+    servers.push(proxy);
+
+    // The server hangs up during the handshake.
+    let (url, srv) = fake::disconnecting_server(64).await;
+    let c = SttSessionConfig::new("en-US", 16_000)
+        .with_api_key(Some(Secret::from(KEY)))
+        .with_plugin_config(pc(json!({"endpoint": url, "project_id": "proj"})));
+    fixture = fixture.fault(
+        "disconnect at the handshake",
+        c,
+        FaultOutcome::Fails(ErrorCategory::Transient),
+    );
+    servers.push(srv);
+
+    // Garbage: a response message that is not protobuf (tonic: INTERNAL, Transient).
+    let garbage = fake_with(|k| k.stt_garbage = true).await;
+    fixture = fixture.fault(
+        "undecodable response",
+        cfg(&garbage),
+        FaultOutcome::Fails(ErrorCategory::Transient),
+    );
+    keep.push(garbage);
+
+    // The server ends the call by itself after a final (as latest_short does): the plugin
+    // reopens on the next audio.
+    let ends = fake_with(|k| k.stt_end_after_final = true).await;
+    fixture = fixture.fault("server ends the stream", cfg(&ends), FaultOutcome::Recovers);
+    keep.push(ends);
+
+    // A server that never answers the half-close: the finalize times out (drain_timeout_ms).
+    let silent = fake_with(|k| k.stt_silent_on_close = true).await;
+    let mut c = cfg(&silent);
+    c.plugin_config =
+        pc(json!({"endpoint": silent.url, "project_id": "proj", "drain_timeout_ms": 300}));
+    fixture = fixture.fault(
+        "silent after the half-close",
+        c,
+        FaultOutcome::Fails(ErrorCategory::Timeout),
+    );
+    keep.push(silent);
+
     let report = check_stt(&p, &fixture).await;
     report.assert_ok();
+    drop(keep);
+    for s in servers {
+        s.abort();
+    }
 }
 
 #[tokio::test]

@@ -60,6 +60,9 @@ pub struct Knobs {
     pub utterance_bytes: usize,
     /// STT: send the final before the activity end (default: activity end first).
     pub final_first: bool,
+    /// STT: answer the call with a gRPC message that is not a `StreamingRecognizeResponse`
+    /// (an invalid protobuf wire type), then end the body without trailers.
+    pub stt_garbage: bool,
     /// TTS: fail with this status (unary and streaming).
     pub tts_status: Option<Status>,
     /// TTS: after the first chunk, wait for this before sending the rest.
@@ -863,10 +866,21 @@ impl GoogleFake {
         });
         let st = state.clone();
         let router = axum::Router::new()
-            .route(
-                "/google.cloud.speech.v2.Speech/StreamingRecognize",
-                grpc_route!(streaming, state, streaming_recognize),
-            )
+            .route("/google.cloud.speech.v2.Speech/StreamingRecognize", {
+                let st = state.clone();
+                axum::routing::post(move |req: axum::extract::Request| {
+                    let state = st.clone();
+                    async move {
+                        use axum::response::IntoResponse;
+                        if lock(&state.knobs).stt_garbage {
+                            return garbage_response();
+                        }
+                        let svc = tower::service_fn(move |r| streaming_recognize(state.clone(), r));
+                        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                        grpc.streaming(svc, req).await.into_response()
+                    }
+                })
+            })
             .route(
                 "/google.cloud.texttospeech.v1.TextToSpeech/StreamingSynthesize",
                 grpc_route!(streaming, state, streaming_synthesize),
@@ -951,6 +965,75 @@ pub async fn disconnecting_server(after_bytes: usize) -> (String, tokio::task::J
                     }
                 }
                 drop(s);
+            });
+        }
+    });
+    (url, task)
+}
+
+/// A gRPC response whose one message does not decode (field 1 with the invalid wire type 7).
+fn garbage_response() -> axum::response::Response {
+    let body: Vec<u8> = vec![0, 0, 0, 0, 3, 0x0f, 0x01, 0x02];
+    axum::response::Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::from(body))
+        .expect("a valid response")
+}
+
+/// A TCP proxy to `target` (`http://host:port`) that forwards both ways and, once `after_bytes`
+/// came from the client, drops both sides without a GOAWAY: a vendor connection that breaks
+/// mid-stream (the call is open, audio and results have been flowing). Returns its URL.
+pub async fn cutting_proxy(
+    target: &str,
+    after_bytes: usize,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = target.trim_start_matches("http://").to_owned();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 4096];
+                    let mut n = 0;
+                    while n < after_bytes {
+                        match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => {
+                                n += k;
+                                if sw.write_all(&buf[..k]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                };
+                let down = async {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => {
+                                if cw.write_all(&buf[..k]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                };
+                // Whichever side ends first (the cut), both connections are dropped.
+                tokio::select! {
+                    () = up => {}
+                    () = down => {}
+                }
             });
         }
     });
