@@ -10,7 +10,7 @@ use waav_plugin_api::{
     Secret, SttEvent, SttInput, SttIo, SttPeer, SttPlugin, SttSessionConfig, Transcript,
 };
 use waav_testkit::audio::{silence, to_le_bytes, tone};
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::azure::{AzureFake, AzureFakeConfig, AzureFault};
 
 const KEY: &str = "azure-test-key";
@@ -640,25 +640,7 @@ async fn close_codes_are_categorised() {
     assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
 }
 
-#[tokio::test]
-async fn a_disconnect_mid_stream_ends_the_task_with_an_error() {
-    let (e, _) = stream_into(AzureFault::Disconnect { after_bytes: 3200 }, json!({})).await;
-    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
-}
-
-#[tokio::test]
-async fn silent_and_hung_services_time_out() {
-    // Answers nothing: the finalize's turn.end never comes.
-    let (e, _) = stream_into(AzureFault::Silent, json!({"finalize_timeout_ms": 300})).await;
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-    // Stops reading: no pongs either, so the idle timeout fires.
-    let (e, _) = stream_into(
-        AzureFault::Hang,
-        json!({"ping_interval_ms": 50, "idle_timeout_ms": 300, "finalize_timeout_ms": 60000}),
-    )
-    .await;
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-}
+// A disconnect mid-stream, a silent and a hung service: faults in `conformance`.
 
 #[tokio::test]
 async fn malformed_and_foreign_messages_are_skipped() {
@@ -677,14 +659,19 @@ async fn malformed_and_foreign_messages_are_skipped() {
     let texts: Vec<_> = transcripts(&all).into_iter().map(|t| t.text).collect();
     assert_eq!(texts, ["hello", "hello world", "Hello world."]);
     assert!(all.iter().all(|e| !matches!(e, SttEvent::Error(_))));
+    // A message over max_message_bytes: a fault in `conformance`.
+}
 
-    // A message over max_message_bytes ends the session with an error, never a panic.
-    let (e, _) = stream_into(
-        AzureFault::Huge { bytes: 100_000 },
-        json!({"max_message_bytes": 65536}),
-    )
-    .await;
-    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
+/// A session aimed at a fresh fake started with `config`; the fake is kept in `fakes`.
+async fn faulty(
+    fakes: &mut Vec<AzureFake>,
+    config: AzureFakeConfig,
+    extra: Value,
+) -> SttSessionConfig {
+    let fake = start(config).await;
+    let cfg = session(&fake, extra);
+    fakes.push(fake);
+    cfg
 }
 
 #[tokio::test]
@@ -692,13 +679,171 @@ async fn conformance() {
     let fake = start(AzureFakeConfig::default()).await;
     let mut samples = tone(300.0, 600, 16_000);
     samples.extend(silence(400, 16_000));
+    let d = AzureFakeConfig::default;
+    let f = &mut Vec::new();
+    let none = json!({});
+    let fault = |fault: AzureFault| AzureFakeConfig { fault, ..d() };
+    let reject = |status: u16, retry_after: Option<u64>| AzureFakeConfig {
+        reject_status: Some(status),
+        reject_retry_after: retry_after,
+        ..d()
+    };
+    let wrong_key = faulty(
+        f,
+        AzureFakeConfig {
+            key: "another-key".into(),
+            ..d()
+        },
+        none.clone(),
+    )
+    .await;
+    let forbidden = faulty(f, reject(403, None), none.clone()).await;
+    let rate = faulty(f, reject(429, Some(2)), none.clone()).await;
+    let server = faulty(f, reject(500, None), none.clone()).await;
+    let unavailable = faulty(f, reject(503, None), none.clone()).await;
+    let status = |s: &str| {
+        fault(AzureFault::Status {
+            after_bytes: 3200,
+            status: s.into(),
+        })
+    };
+    // The fake ends the turn right after a failed phrase, so audio already in flight counts as
+    // "after the end of audio" there: those fakes are kept apart from the framing check below.
+    let fs = &mut Vec::new();
+    let st_error = faulty(fs, status("Error"), none.clone()).await;
+    let st_rate = faulty(fs, status("TooManyRequests"), none.clone()).await;
+    let st_bad = faulty(fs, status("BadRequest"), none.clone()).await;
+    let st_forbidden = faulty(fs, status("Forbidden"), none.clone()).await;
+    let close = |code: u16| {
+        fault(AzureFault::Close {
+            after_bytes: 3200,
+            code,
+            reason: "Invalid audio header".into(),
+        })
+    };
+    let closed = faulty(f, close(1011), none.clone()).await;
+    let closed_bad_audio = faulty(f, close(1007), none.clone()).await;
+    let dropped = faulty(
+        f,
+        fault(AzureFault::Disconnect { after_bytes: 3200 }),
+        none.clone(),
+    )
+    .await;
+    let after_turn = faulty(
+        f,
+        AzureFakeConfig {
+            close_after_turn: Some(1001),
+            ..d()
+        },
+        none.clone(),
+    )
+    .await;
+    let garbage = faulty(f, fault(AzureFault::Garbage), none.clone()).await;
+    let huge = faulty(
+        f,
+        fault(AzureFault::Huge { bytes: 100_000 }),
+        json!({"max_message_bytes": 65536}),
+    )
+    .await;
+    let silent = faulty(
+        f,
+        fault(AzureFault::Silent),
+        json!({"finalize_timeout_ms": 300}),
+    )
+    .await;
+    let hung = faulty(
+        f,
+        fault(AzureFault::Hang),
+        json!({"ping_interval_ms": 50, "idle_timeout_ms": 300, "finalize_timeout_ms": 60000}),
+    )
+    .await;
     let fixture = SttFixture::pcm16(to_le_bytes(&samples), 16_000)
         .with_session(session(&fake, json!({})))
         .expect("hello world")
-        .guard(Duration::from_secs(10));
+        .guard(Duration::from_secs(10))
+        .fault(
+            "401 wrong key",
+            wrong_key,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault("403", forbidden, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "429 retry-after",
+            rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "status Error",
+            st_error,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "status TooManyRequests",
+            st_rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault(
+            "status BadRequest",
+            st_bad,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "status Forbidden",
+            st_forbidden,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "close 1011 mid-turn",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "close 1007 mid-turn",
+            closed_bad_audio,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "disconnect mid-turn",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // A going-away close between turns only drops the connection (redialled on demand).
+        .fault(
+            "close 1001 after the turn",
+            after_turn,
+            FaultOutcome::Recovers,
+        )
+        // Malformed and foreign messages are skipped.
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "message over max_message_bytes",
+            huge,
+            FaultOutcome::Fails(ErrorCategory::Permanent),
+        )
+        .fault(
+            "silent service",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "hung service",
+            hung,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     let report = check_stt(&AzureStt, &fixture).await;
     report.assert_ok();
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    assert_eq!(f.len() + fs.len(), 17);
+    // The plugin's framing stays the SDK's whatever the service does.
+    for fake in f.iter() {
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
 }
 
 #[tokio::test]
