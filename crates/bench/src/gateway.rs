@@ -23,6 +23,15 @@ impl GatewayProcess {
     /// Spawns `binary` on a free loopback port with `config` (YAML, optional) and waits until
     /// `GET /` answers.
     pub async fn spawn(binary: &PathBuf, config: Option<&PathBuf>) -> std::io::Result<Self> {
+        Self::spawn_with(binary, config, &[]).await
+    }
+
+    /// Like [`GatewayProcess::spawn`], with extra arguments (the relay's `--upstream`).
+    pub async fn spawn_with(
+        binary: &PathBuf,
+        config: Option<&PathBuf>,
+        extra: &[String],
+    ) -> std::io::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut cmd = Command::new(binary);
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -30,6 +39,7 @@ impl GatewayProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .args(extra)
             .stdin(Stdio::null());
         if let Some(c) = config {
             cmd.arg("--config").arg(c);

@@ -1,10 +1,12 @@
 //! Load generator for WaaV Gateway: many concurrent `/ws` sessions streaming real-time audio into
 //! the testkit's loopback STT in benchmark (`stamp`) mode, so gateway-added latency is measured
-//! apart from provider time; plus idle-session memory and TTS first-byte phases.
+//! apart from provider time; plus idle-session memory and TTS first-byte phases. The
+//! provider-hop phase ([`hop`]) puts a real cloud plugin and its fake's socket on the path.
 //!
 //! `waav-bench` (the CLI) drives it; `tests/smoke.rs` runs a short bounded load in CI.
 
 pub mod gateway;
+pub mod hop;
 pub mod load;
 pub mod stats;
 pub mod tts;

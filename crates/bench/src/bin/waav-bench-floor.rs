@@ -1,6 +1,10 @@
 //! The floor: a bare tokio-tungstenite server that answers the load generator the way the
 //! gateway with the loopback STT does (`ready`, then a stamp report every N frames), with no
 //! gateway in between. Whatever the gateway costs above this is the gateway's own cost.
+//!
+//! With `--upstream ws://…` it is instead the bare relay for the provider-hop phase: each
+//! session dials the Deepgram fake at that address and relays frames and results
+//! (`waav_bench::hop::relay_session`).
 
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
@@ -14,6 +18,12 @@ struct Args {
     host: String,
     #[arg(long, default_value_t = 3002)]
     port: u16,
+    /// Relay every session to this Deepgram-compatible `/v1/listen` server (`ws://host:port`).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The key presented upstream (`Authorization: Token <key>`).
+    #[arg(long, default_value = waav_bench::hop::API_KEY)]
+    api_key: String,
 }
 
 #[tokio::main]
@@ -21,9 +31,13 @@ async fn main() -> std::io::Result<()> {
     waav_bench::raise_fd_limit();
     let args = Args::parse();
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    let upstream: Option<std::sync::Arc<(String, String)>> = args
+        .upstream
+        .map(|u| std::sync::Arc::new((u, args.api_key.clone())));
     loop {
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
+        let upstream = upstream.clone();
         tokio::spawn(async move {
             let mut http = [0u8; 4];
             // Health probes (`GET / `) get the gateway's answer; everything else is a WebSocket.
@@ -43,7 +57,10 @@ async fn main() -> std::io::Result<()> {
             let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(cfg)).await else {
                 return;
             };
-            relay(ws).await;
+            match upstream {
+                Some(u) => waav_bench::hop::relay_session(ws, &u.0, &u.1).await,
+                None => relay(ws).await,
+            }
         });
     }
 }

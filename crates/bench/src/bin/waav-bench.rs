@@ -5,11 +5,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use waav_bench::gateway::{sibling_binary, GatewayProcess};
+use waav_bench::hop;
 use waav_bench::load::{self, LoadConfig, Pace};
 use waav_bench::stats::Distribution;
 
 /// Load generator: N concurrent /ws sessions of real-time 20 ms PCM16 frames into the loopback
 /// STT (stamp mode), plus idle-memory and TTS first-byte phases.
+///
+/// With --hop: the provider-hop mode. The bench starts the testkit's Deepgram fakes (listen and
+/// speak) in its own process, spawns the production gateway (`waav-gateway`, built with the
+/// `deepgram` feature) configured with the `deepgram` STT and TTS plugins pointed at them, and
+/// measures the round trip frame → fake → result back; then the same load against the bare
+/// relay (`waav-bench-floor --upstream`) to the same fake. Gateway minus relay is the added
+/// latency of the hop. --idle opens sessions with their provider socket; --tts measures first
+/// byte through the gateway (miss and cache hit) against the fake's own first byte measured
+/// directly.
 #[derive(Parser)]
 #[command(name = "waav-bench", version)]
 struct Args {
@@ -49,6 +59,15 @@ struct Args {
     /// Gateway config file for the spawned gateway.
     #[arg(short, long)]
     config: Option<PathBuf>,
+    /// Provider-hop mode (see above): the deepgram plugin and its fake over real sockets.
+    #[arg(long)]
+    hop: bool,
+    /// With --hop: `both` (gateway, then relay), `gateway` or `relay`.
+    #[arg(long, default_value = "both")]
+    hop_target: String,
+    /// With --hop: the gateway binary (default: `waav-gateway` beside this one).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -65,6 +84,9 @@ fn row(name: &str, d: &Distribution) -> String {
 async fn main() -> ExitCode {
     waav_bench::raise_fd_limit();
     let args = Args::parse();
+    if args.hop {
+        return hop_main(&args).await;
+    }
     let (url, pid, _child) = match &args.url {
         Some(u) => (u.clone(), args.pid, None),
         None => {
@@ -198,5 +220,241 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn load_config(args: &Args, url: String) -> LoadConfig {
+    LoadConfig {
+        url,
+        sessions: args.sessions,
+        duration: Duration::from_secs(args.duration),
+        frame_ms: 20,
+        sample_rate: 16_000,
+        pace: if args.flood {
+            Pace::Flood
+        } else {
+            Pace::Realtime
+        },
+        report_every: args.report_every,
+        ramp: Duration::from_secs_f64(args.ramp),
+    }
+}
+
+/// One hop target's results.
+#[derive(serde::Serialize)]
+struct HopRun {
+    target: &'static str,
+    stt: Option<hop::HopReport>,
+    idle: Option<waav_bench::load::IdleReport>,
+    tts: Option<waav_bench::tts::VendorTtsReport>,
+}
+
+async fn hop_main(args: &Args) -> ExitCode {
+    let fakes = hop::Fakes::start(args.report_every, 20).await;
+    let targets: &[&'static str] = match args.hop_target.as_str() {
+        "gateway" => &["gateway"],
+        "relay" => &["relay"],
+        "both" => &["gateway", "relay"],
+        other => {
+            eprintln!("error: --hop-target {other}: expected both, gateway or relay");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg_path = std::env::temp_dir().join(format!("waav-bench-hop-{}.yaml", std::process::id()));
+    if let Err(e) = std::fs::write(&cfg_path, fakes.gateway_yaml()) {
+        eprintln!("error: cannot write {}: {e}", cfg_path.display());
+        return ExitCode::FAILURE;
+    }
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for &target in targets {
+        let spawned = if target == "gateway" {
+            let bin = args
+                .gateway_bin
+                .clone()
+                .unwrap_or_else(|| sibling_binary("waav-gateway"));
+            GatewayProcess::spawn(&bin, Some(&cfg_path))
+                .await
+                .map_err(|e| format!("cannot start {}: {e}", bin.display()))
+        } else {
+            let bin = sibling_binary("waav-bench-floor");
+            let extra = ["--upstream".to_owned(), fakes.stt.base_url()];
+            GatewayProcess::spawn_with(&bin, None, &extra)
+                .await
+                .map_err(|e| format!("cannot start {}: {e}", bin.display()))
+        };
+        let server = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = format!("ws://{}/ws", server.addr);
+        let cfg = load_config(args, url.clone());
+        eprintln!(
+            "hop: {} sessions × {} s against the {target} at {url} (deepgram fake at {}) …",
+            args.sessions,
+            args.duration,
+            fakes.stt.base_url()
+        );
+        let stt = if args.sessions > 0 {
+            Some(hop::run(&cfg, server.pid()).await)
+        } else {
+            None
+        };
+        let idle = if args.idle > 0 {
+            match hop::idle(&url, args.idle, server.pid()).await {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    println!("{target}: idle phase failed: {e}");
+                    failed = true;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let tts = if args.tts > 0 && target == "gateway" {
+            match waav_bench::tts::run_vendor(&url, &fakes.tts.base_url(), hop::API_KEY, args.tts)
+                .await
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    println!("{target}: tts phase failed: {e}");
+                    failed = true;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        print_hop(target, args, stt.as_ref(), idle.as_ref(), tts.as_ref());
+        if let Some(r) = &stt {
+            failed |= !r.errors.is_empty()
+                || r.sessions_ok < args.sessions
+                || r.results_received < r.results_expected;
+        }
+        runs.push(HopRun {
+            target,
+            stt,
+            idle,
+            tts,
+        });
+        drop(server);
+    }
+    let _ = std::fs::remove_file(&cfg_path);
+    let gw = runs
+        .iter()
+        .find(|r| r.target == "gateway")
+        .and_then(|r| r.stt.as_ref());
+    let relay = runs
+        .iter()
+        .find(|r| r.target == "relay")
+        .and_then(|r| r.stt.as_ref());
+    let added = match (gw, relay) {
+        (Some(g), Some(r)) => {
+            let a = serde_json::json!({
+                "round_trip_p50_us": g.round_trip.p50_us - r.round_trip.p50_us,
+                "round_trip_p99_us": g.round_trip.p99_us - r.round_trip.p99_us,
+                "cpu_us_per_frame": g.server_cpu_us_per_frame - r.server_cpu_us_per_frame,
+                "bytes_per_streaming_session": g.bytes_per_streaming_session - r.bytes_per_streaming_session,
+            });
+            println!(
+                "gateway − relay: round trip p50 {:+.1} µs, p99 {:+.1} µs; CPU {:+.1} µs/frame; streaming memory {:+.0} B/session",
+                g.round_trip.p50_us - r.round_trip.p50_us,
+                g.round_trip.p99_us - r.round_trip.p99_us,
+                g.server_cpu_us_per_frame - r.server_cpu_us_per_frame,
+                g.bytes_per_streaming_session - r.bytes_per_streaming_session
+            );
+            Some(a)
+        }
+        _ => None,
+    };
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"mode": "hop", "provider": "deepgram",
+            "sessions": args.sessions, "duration_s": args.duration, "runs": runs, "added": added});
+        if let Err(e) = std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        ) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_hop(
+    target: &str,
+    args: &Args,
+    stt: Option<&hop::HopReport>,
+    idle: Option<&waav_bench::load::IdleReport>,
+    tts: Option<&waav_bench::tts::VendorTtsReport>,
+) {
+    println!(
+        "target: {target} (hop: deepgram); sessions: {}; duration: {} s",
+        args.sessions, args.duration
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency (µs)", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    if let Some(r) = stt {
+        println!(
+            "{}",
+            row("round trip: frame → fake → result", &r.round_trip)
+        );
+        println!("{}", row("generator send lag", &r.send_lag));
+    }
+    if let Some(t) = tts {
+        println!(
+            "{}",
+            row("tts first byte via gateway", &t.gateway_first_byte)
+        );
+        println!(
+            "{}",
+            row("tts first byte, cache hit", &t.cache_hit_first_byte)
+        );
+        println!(
+            "{}",
+            row("tts first byte, fake direct", &t.vendor_first_byte)
+        );
+        println!(
+            "tts added first byte (gateway − fake direct): p50 {:+.1} µs, p99 {:+.1} µs",
+            t.added_p50_us, t.added_p99_us
+        );
+    }
+    if let Some(r) = stt {
+        println!(
+            "frames sent {}; results {}/{}; sessions ok {}/{}; errors {:?}",
+            r.frames_sent,
+            r.results_received,
+            r.results_expected,
+            r.sessions_ok,
+            args.sessions,
+            r.errors
+        );
+        println!(
+            "{target} CPU {:.1} µs/frame ({:.2} cores); generator + fakes {:.2} cores; {target} RSS {} → {} KiB streaming ({:.0} B/session)",
+            r.server_cpu_us_per_frame,
+            r.server_cores,
+            r.generator_cores,
+            r.server_rss_before_kib,
+            r.server_rss_peak_kib,
+            r.bytes_per_streaming_session
+        );
+        if r.generator_cores + r.server_cores > 1.8 || r.send_lag.p99_us > 5_000.0 {
+            println!("note: the rig is saturated (generator + server near 2 cores or sends late): latency figures include rig queueing");
+        }
+    }
+    if let Some(i) = idle {
+        println!(
+            "idle (provider socket open): {} sessions, RSS {} → {} KiB, {:.0} bytes/session",
+            i.sessions, i.rss_before_kib, i.rss_after_kib, i.bytes_per_session
+        );
     }
 }
