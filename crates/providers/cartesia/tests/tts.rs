@@ -9,7 +9,7 @@ use waav_plugin_api::{
     PluginError, ProviderTask, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer, TtsPlugin,
     TtsSessionConfig, VoiceInfo,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::cartesia::{expected_audio, CartesiaFake, CartesiaOptions, Fault};
 
 const KEY: &str = "test-cartesia-key";
@@ -837,6 +837,111 @@ async fn websocket_fails_a_request_whose_audio_had_started() {
     assert_eq!(fake.ws_upgrades().len(), 2);
 }
 
+/// A fault to register: the fake's options, extra plugin config, what the plugin must make of it.
+type FaultCase = (&'static str, CartesiaOptions, Value, FaultOutcome);
+
+fn with(fault: Fault) -> CartesiaOptions {
+    CartesiaOptions::new(KEY).fault(fault)
+}
+
+fn status_fault(status: u16, headers: &[(&str, &str)], body: Option<&str>) -> Fault {
+    Fault::Status {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        body: body.map(str::to_owned),
+    }
+}
+
+fn generation_error(status: u16, message: &str) -> Fault {
+    Fault::GenerationError {
+        status,
+        message: message.into(),
+    }
+}
+
+/// The faults both paths share: refusals and the vendor's generation errors.
+fn shared_faults() -> Vec<FaultCase> {
+    use ErrorCategory::*;
+    vec![
+        (
+            "wrong key",
+            CartesiaOptions::new("another-key"),
+            json!({}),
+            FaultOutcome::Fails(Auth),
+        ),
+        (
+            "429",
+            with(status_fault(429, &[("retry-after", "2")], None)),
+            json!({}),
+            FaultOutcome::Fails(RateLimited),
+        ),
+        (
+            "500",
+            with(status_fault(500, &[], Some("boom"))),
+            json!({}),
+            FaultOutcome::Fails(Transient),
+        ),
+        (
+            "vendor error 400 invalid voice",
+            with(generation_error(400, "Invalid voice ID")),
+            json!({"cartesia_version": "2026-03-01"}),
+            FaultOutcome::Fails(Config),
+        ),
+        (
+            "vendor error 400 transcript",
+            with(generation_error(
+                400,
+                "transcript contains no speakable text",
+            )),
+            json!({}),
+            FaultOutcome::Fails(Permanent),
+        ),
+        (
+            "vendor error 429",
+            with(generation_error(429, "Too many concurrent requests")),
+            json!({"cartesia_version": "2026-03-01"}),
+            FaultOutcome::Fails(RateLimited),
+        ),
+        (
+            "vendor error 500",
+            with(generation_error(500, "boom")),
+            json!({}),
+            FaultOutcome::Fails(Transient),
+        ),
+        (
+            "dropped mid-audio",
+            with(Fault::Truncate { after_chunks: 1 }),
+            json!({}),
+            FaultOutcome::Fails(Transient),
+        ),
+        (
+            "silent",
+            with(Fault::Silent),
+            json!({"response_timeout_ms": 300}),
+            FaultOutcome::Fails(Timeout),
+        ),
+    ]
+}
+
+/// Registers `cases` on `fixture`, each against its own fake (returned: they must outlive the
+/// suite).
+async fn with_faults(
+    mut fixture: TtsFixture,
+    cases: Vec<FaultCase>,
+) -> (TtsFixture, Vec<(&'static str, CartesiaFake)>) {
+    let mut fakes = Vec::new();
+    for (name, opts, extra, outcome) in cases {
+        let fake = CartesiaFake::with_options(opts).await;
+        let s = session(&fake, AudioEncoding::Linear16, 24_000, extra);
+        fixture = fixture.fault(name, s, outcome);
+        fakes.push((name, fake));
+    }
+    (fixture, fakes)
+}
+
 #[tokio::test]
 async fn conformance_streaming_and_rest() {
     let fake = CartesiaFake::with_options(CartesiaOptions {
@@ -847,10 +952,61 @@ async fn conformance_streaming_and_rest() {
     let plugin = CartesiaTts::new();
     let fixture =
         TtsFixture::new(session(&fake, AudioEncoding::Linear16, 24_000, json!({}))).guard(GUARD);
-    check_tts(&plugin, &fixture).await.assert_ok();
+    let mut streaming = shared_faults();
+    streaming.extend([
+        (
+            "close 1011 mid-audio",
+            with(Fault::CloseAfterChunks {
+                after_chunks: 1,
+                code: 1011,
+            }),
+            json!({}),
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        ),
+        // Closed (1000) after each context: the next request redials (or is sent again).
+        (
+            "closed between requests",
+            CartesiaOptions {
+                close_after_contexts: Some(1),
+                ..CartesiaOptions::new(KEY)
+            },
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
+        // Malformed frames around the real ones are skipped.
+        (
+            "garbage",
+            with(Fault::Garbage),
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
+    ]);
+    let (ws_fixture, ws_fakes) = with_faults(fixture.clone(), streaming).await;
+    check_tts(&plugin, &ws_fixture).await.assert_ok();
     assert!(!fake.ws_sessions().is_empty(), "the streaming path ran");
-    check_tts(&RestOnly(plugin), &fixture).await.assert_ok();
+    assert!(ws_fakes.iter().all(|(_, f)| f.http_requests().is_empty()));
+    let (_, closing) = ws_fakes
+        .iter()
+        .find(|(n, _)| *n == "closed between requests")
+        .unwrap();
+    assert!(
+        closing.ws_upgrades().len() >= 2,
+        "the vendor's close was seen"
+    );
+    let mut rest = shared_faults();
+    // A 200 with JSON where the audio should be.
+    rest.push((
+        "garbage",
+        with(Fault::Garbage),
+        json!({}),
+        FaultOutcome::Fails(ErrorCategory::Permanent),
+    ));
+    let (rest_fixture, rest_fakes) = with_faults(fixture.clone(), rest).await;
+    check_tts(&RestOnly(plugin), &rest_fixture)
+        .await
+        .assert_ok();
     assert!(!fake.http_requests().is_empty(), "the REST path ran");
+    assert!(rest_fakes.iter().all(|(_, f)| f.ws_sessions().is_empty()));
     let fixture =
         TtsFixture::new(session(&fake, AudioEncoding::Mulaw, 8_000, json!({}))).guard(GUARD);
     check_tts(&CartesiaTts::new(), &fixture).await.assert_ok();
