@@ -20,6 +20,19 @@ async fn next_json(c: &mut WsClient) -> Value {
     }
 }
 
+/// Everything up to and including the next final `stt_result`.
+async fn until_final(c: &mut WsClient) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v = next_json(c).await;
+        let done = v["type"] == "stt_result" && v["is_final"] == true;
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
 async fn until(c: &mut WsClient, ty: &str) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
@@ -80,8 +93,80 @@ async fn stt_fails_over_mid_stream_and_keeps_transcribing() {
 }
 
 #[tokio::test]
-async fn without_a_chain_the_failure_is_reported_as_before() {
+async fn a_dropped_stt_provider_is_reopened_with_no_speech_lost_and_no_final_repeated() {
     let server = TestServer::start("").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    // The first session of this model ends with a transient error at its first result; the
+    // reopened one behaves.
+    let model = "fault=fatal,after=1,sessions=1,tag=reopen";
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback",model,16000)}))
+        .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until_final(&mut c).await;
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    let switched = seen
+        .iter()
+        .find(|v| v["type"] == "provider_switched")
+        .unwrap_or_else(|| panic!("no provider_switched: {seen:?}"));
+    assert_eq!(
+        (switched["from"].as_str(), switched["to"].as_str()),
+        (Some("loopback"), Some("loopback"))
+    );
+    // The replayed utterance is transcribed by the reopened provider: its words are not lost.
+    let finals: Vec<&Value> = seen.iter().filter(|v| v["type"] == "stt_result").collect();
+    assert!(
+        finals.iter().any(|v| v["is_final"] == true
+            && v["transcript"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("utterance 1"))),
+        "{seen:?}"
+    );
+    // The session goes on: the next utterance gets one final, not a repeat of the first.
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until_final(&mut c).await;
+    let last = seen.last().unwrap();
+    assert!(
+        last["transcript"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("utterance 2")),
+        "{seen:?}"
+    );
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("waav_reconnects_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_dropping_spends_its_reconnects_then_errors() {
+    let server = TestServer::start("resilience: { stt_reconnects: 2 }\n").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(
+        json!({"type":"config","stt_config":stt_config("loopback","fault=fatal,after=1",16000)}),
+    )
+    .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "error").await;
+    let reopened = seen
+        .iter()
+        .filter(|v| v["type"] == "provider_switched")
+        .count();
+    assert_eq!(reopened, 2, "{seen:?}");
+    assert_eq!(seen.last().unwrap()["code"], "provider_unavailable");
+}
+
+#[tokio::test]
+async fn without_a_chain_the_failure_is_reported_as_before() {
+    let server = TestServer::start("resilience: { stt_reconnects: 0 }\n").await;
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;
     c.configure(
         json!({"type":"config","stt_config":stt_config("loopback","fault=fatal,after=1",16000)}),

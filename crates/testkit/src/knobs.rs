@@ -36,6 +36,9 @@ pub enum Fault {
 /// - `speech_final=1`: STT finals from a silence gap also mark the end of the turn.
 /// - `realtime=1`: TTS paces audio in real time instead of as fast as possible.
 /// - `stamp=N`: STT benchmark mode (see [`crate::stamp`]): a report every N frames.
+/// - `sessions=N`: the fault applies to the first N STT sessions opened with this exact model
+///   string in the process, later ones behave (a provider that drops once, then recovers);
+///   `tag=...` is ignored, to make the string unique to one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knobs {
     /// Delay per result / before first TTS audio.
@@ -55,6 +58,8 @@ pub struct Knobs {
     /// STT benchmark mode: every audio frame starts with a [`crate::stamp`] header, and every
     /// `stamp` frames the provider reports the frames' transit times (0: off).
     pub stamp: u32,
+    /// Sessions (per model string) the fault applies to; 0: all.
+    pub sessions: u32,
 }
 
 impl Default for Knobs {
@@ -68,6 +73,7 @@ impl Default for Knobs {
             speech_final: false,
             realtime: false,
             stamp: 0,
+            sessions: 0,
         }
     }
 }
@@ -87,6 +93,8 @@ impl Knobs {
                 "speech_final" => k.speech_final = num()? != 0,
                 "realtime" => k.realtime = num()? != 0,
                 "stamp" => k.stamp = num()?,
+                "sessions" => k.sessions = num()?,
+                "tag" => {}
                 "fault" => {
                     k.fault = match value {
                         "none" => Fault::None,
@@ -104,6 +112,26 @@ impl Knobs {
             }
         }
         Ok(k)
+    }
+
+    /// Counts a new session opened with `model`; past the first `sessions` of them the fault
+    /// is off.
+    pub fn opening_session(mut self, model: &str) -> Self {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock, PoisonError};
+        static OPENED: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+        if self.sessions > 0 {
+            let mut opened = OPENED
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let n = opened.entry(model.to_owned()).or_insert(0);
+            *n += 1;
+            if *n > self.sessions {
+                self.fault = Fault::None;
+            }
+        }
+        self
     }
 
     /// Applies connect-time faults.

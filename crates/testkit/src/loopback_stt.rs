@@ -56,6 +56,7 @@ impl SttPlugin for LoopbackStt {
                 config.sample_rate, config.channels
             )));
         }
+        let knobs = knobs.opening_session(&config.model);
         knobs.on_connect().await;
         let bytes_per_ms =
             f64::from(config.sample_rate) * f64::from(config.channels) * 2.0 / 1000.0;

@@ -335,6 +335,9 @@ pub struct ResilienceConfig {
     pub breaker_open_secs: u64,
     /// Audio kept for replay into the next STT provider after a failover (ms).
     pub stt_replay_ms: u64,
+    /// Times a session's STT provider is reopened after a transient drop mid-stream before the
+    /// session fails over (or reports the error); the budget refills at each final transcript.
+    pub stt_reconnects: u64,
     /// Fallbacks per primary provider: `stt: { deepgram: [microsoft-azure, local] }`; TTS entries
     /// may name a voice (`elevenlabs: ["cartesia:sonic-voice-id", local]`).
     pub failover: FailoverConfig,
@@ -347,6 +350,7 @@ impl Default for ResilienceConfig {
             breaker_window_secs: 30,
             breaker_open_secs: 15,
             stt_replay_ms: 5_000,
+            stt_reconnects: 2,
             failover: FailoverConfig::default(),
         }
     }
@@ -433,7 +437,7 @@ impl GatewayConfig {
                 message: format!("a chain of {} fallbacks; at most {MAX_CHAIN}", c.len()),
             });
         }
-        let checks: [(&str, u64, u64, u64); 17] = [
+        let checks: [(&str, u64, u64, u64); 18] = [
             (
                 "resilience.breaker_failures",
                 u64::from(r.breaker_failures),
@@ -453,6 +457,7 @@ impl GatewayConfig {
                 DAY_SECS,
             ),
             ("resilience.stt_replay_ms", r.stt_replay_ms, 0, 60_000),
+            ("resilience.stt_reconnects", r.stt_reconnects, 0, 10),
             (
                 "session.idle_timeout_secs",
                 s.idle_timeout_secs,

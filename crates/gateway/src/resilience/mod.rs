@@ -100,10 +100,20 @@ impl Resilience {
             .map_or(&[], |(_, v)| v.as_slice())
     }
 
+    /// Reopenings of a dropped STT provider a session may spend before it fails over.
+    pub fn stt_reconnects(&self) -> u8 {
+        u8::try_from(self.config.stt_reconnects).unwrap_or(u8::MAX)
+    }
+
     /// Audio kept for replay after an STT failover.
     pub fn stt_replay(&self) -> Duration {
         Duration::from_millis(self.config.stt_replay_ms)
     }
+}
+
+/// A provider reopened after a drop, counted on `/metrics`.
+pub fn count_reconnect(kind: PluginKind, provider: &'static str) {
+    counter!("waav_reconnects_total", "kind" => kind.as_str(), "provider" => provider).increment(1);
 }
 
 /// A failover counted on `/metrics`.

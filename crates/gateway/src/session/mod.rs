@@ -34,6 +34,10 @@ use waav_plugin_api::{CustomMessageContext, SttEvent, Transcript};
 
 /// Time a provider gets to finish after its session is closed, before it is aborted.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The pause before reopening a dropped STT provider, doubled at each further attempt.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+/// A rate limit asking for a longer pause than this fails over instead of reconnecting.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
 /// WebSocket close code for failed authentication.
 pub(crate) const CLOSE_AUTH_FAILED: u16 = 4001;
 /// WebSocket close code when the server stops (RFC 6455 "going away").
@@ -82,6 +86,8 @@ struct Chains {
     last_final: Option<String>,
     /// An STT failover happened; finals repeating `last_final` are duplicates.
     replayed: bool,
+    /// Reopenings of a dropped STT provider left before failing over (refilled at each final).
+    stt_reconnects_left: u8,
 }
 
 /// Runs a session on an upgraded socket until either side ends it.
@@ -466,8 +472,13 @@ impl Session {
             chains.tts = Some((cfg, rest));
             link
         });
-        // Only sessions with somewhere to fail over to keep their chain (idle memory counts).
-        let has_fallbacks = chains.stt.as_ref().is_some_and(|(_, n)| !n.is_empty())
+        // Only sessions with somewhere to fail over to (another provider, or the same one
+        // reopened) keep their chain: idle memory counts.
+        chains.stt_reconnects_left = self.state.resilience.stt_reconnects();
+        let has_fallbacks = chains
+            .stt
+            .as_ref()
+            .is_some_and(|(_, n)| !n.is_empty() || chains.stt_reconnects_left > 0)
             || chains.tts.as_ref().is_some_and(|(_, n)| !n.is_empty());
         self.chains = has_fallbacks.then(|| Box::new(chains));
         self.audio_enabled = audio;
@@ -581,9 +592,10 @@ impl Session {
             },
         )
         .await
-        // Audio is kept for a replay only while there is a provider left to replay it into.
+        // Audio is kept for a replay only while there is a provider left to replay it into
+        // (another one, or the same one reopened after a drop).
         .map(|(link, _)| {
-            if names.is_empty() {
+            if names.is_empty() && self.state.resilience.stt_reconnects() == 0 {
                 link
             } else {
                 link.with_replay(replay)
@@ -665,6 +677,91 @@ impl Session {
                 role: "stt",
                 from,
                 to,
+                reason: error.to_string(),
+            })
+            .await;
+        true
+    }
+
+    /// The STT provider `from` dropped with a retryable `error`: it is reopened (after a short
+    /// backoff) and fed the audio since the last final, while the session's reconnect budget
+    /// lasts and its breaker is closed. `false` leaves the failure to the chain.
+    async fn stt_reconnect(
+        &mut self,
+        from: &'static str,
+        error: &waav_plugin_api::PluginError,
+        replay: &[Bytes],
+    ) -> bool {
+        let kind = waav_plugin_api::PluginKind::Stt;
+        let Some(c) = self.chains.as_mut() else {
+            return false;
+        };
+        let Some((primary, _)) = c.stt.as_ref() else {
+            return false;
+        };
+        if c.stt_reconnects_left == 0 || !self.state.resilience.allow(kind, from) {
+            return false;
+        }
+        // A long rate-limit pause is better spent on a fallback than in silence.
+        let pause = match error {
+            waav_plugin_api::PluginError::RateLimited { retry_after, .. } => {
+                match retry_after.unwrap_or(RECONNECT_PAUSE) {
+                    d if d > MAX_RECONNECT_PAUSE => return false,
+                    d => d,
+                }
+            }
+            _ => {
+                let spent = self.state.resilience.stt_reconnects() - c.stt_reconnects_left;
+                RECONNECT_PAUSE * (1 << spent.min(4))
+            }
+        };
+        c.stt_reconnects_left -= 1;
+        // The provider that dropped is the primary or a fallback the chain already moved to.
+        let primary_id = self
+            .state
+            .registry
+            .find(kind, &primary.provider)
+            .map(|e| e.id);
+        let cfg = if primary_id == Some(from) {
+            primary.clone()
+        } else {
+            chain::stt_for(primary, from)
+        };
+        tokio::time::sleep(pause).await;
+        let settings = &self.state.config.session;
+        let opened = SttLink::open(
+            &self.state.registry,
+            &cfg,
+            Duration::from_secs(settings.provider_connect_timeout_secs),
+            Duration::from_millis(settings.provider_stall_ms),
+        )
+        .await;
+        let mut link = match opened {
+            Ok(link) => link.with_replay(self.state.resilience.stt_replay()),
+            Err(e) => {
+                if let Some(f) = e.provider_failure() {
+                    self.state.resilience.record(kind, from, Err(&f));
+                }
+                tracing::warn!(provider = from, error = %e, "reopening the STT provider failed");
+                return false;
+            }
+        };
+        self.state.resilience.record(kind, from, Ok(()));
+        for chunk in replay {
+            let _ = link.send_audio(chunk.clone()).await;
+        }
+        self.stt = Some(link);
+        self.stt_problem_reported = false;
+        if let Some(c) = self.chains.as_mut() {
+            c.replayed = true;
+        }
+        crate::resilience::count_reconnect(kind, from);
+        tracing::info!(provider = from, error = %error, "STT provider reopened after a drop");
+        self.out
+            .send(ServerMessage::ProviderSwitched {
+                role: "stt",
+                from,
+                to: from,
                 reason: error.to_string(),
             })
             .await;
@@ -822,10 +919,12 @@ impl Session {
                 self.state.resilience.record(kind, provider, Err(&error));
                 // Boxed: the failover path opens providers through deep futures, and inline it
                 // would size every session's task.
-                if crate::resilience::breaker::counts(&error)
-                    && Box::pin(self.stt_failover(provider, &error, replay)).await
-                {
-                    return;
+                if crate::resilience::breaker::counts(&error) {
+                    if Box::pin(self.stt_reconnect(provider, &error, &replay)).await
+                        || Box::pin(self.stt_failover(provider, &error, replay)).await
+                    {
+                        return;
+                    }
                 }
                 self.error(WsError::Provider {
                     role: "STT",
@@ -867,6 +966,7 @@ impl Session {
             stt.settled();
         }
         if let Some(c) = self.chains.as_mut() {
+            c.stt_reconnects_left = self.state.resilience.stt_reconnects();
             let norm = normalized(&t.text);
             if c.replayed && c.last_final.as_deref() == Some(norm.as_str()) {
                 c.replayed = false;
