@@ -11,14 +11,20 @@ use serde_json::json;
 use std::time::Duration;
 use waav_testkit::fakes;
 // Linking the provider crates registers their plugins.
+use waav_aws as _;
 use waav_azure as _;
 use waav_cartesia as _;
 use waav_deepgram as _;
 use waav_elevenlabs as _;
 use waav_hume as _;
+use waav_ibm as _;
 use waav_lmnt as _;
 use waav_openai as _;
 use waav_playht as _;
+
+/// The text [`speaks`] sends over `/ws`, and over `/speak`.
+const WS_TEXT: &str = "Hello there, this is a test.";
+const SPEAK_TEXT: &str = "Hello.";
 
 /// Speaks through `/ws` (mu-law at 8 kHz, a format most vendors do not produce natively) and
 /// through `/speak` (linear16 at 16 kHz); both must give audio of the right shape.
@@ -28,8 +34,7 @@ async fn speaks(provider: &str, yaml: String) {
     c.configure(json!({"type":"config","tts_config":{
         "provider":provider,"model":"","audio_format":"mulaw","sample_rate":8000}}))
         .await;
-    c.send_json(json!({"type":"speak","text":"Hello there, this is a test."}))
-        .await;
+    c.send_json(json!({"type":"speak","text":WS_TEXT})).await;
     let mut audio = 0;
     loop {
         match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
@@ -50,7 +55,7 @@ async fn speaks(provider: &str, yaml: String) {
     assert!(audio > 0, "{provider}: no audio over /ws");
     let res = reqwest::Client::new()
         .post(server.url("/speak"))
-        .json(&json!({"text":"Hello.","tts_config":{
+        .json(&json!({"text":SPEAK_TEXT,"tts_config":{
             "provider":provider,"model":"","audio_format":"linear16","sample_rate":16000}}))
         .send()
         .await
@@ -145,4 +150,117 @@ async fn azure() {
         fake.base_url()
     );
     speaks("azure", yaml).await;
+}
+
+#[tokio::test]
+async fn aws_polly_by_its_aliases() {
+    use fakes::aws::{polly, FakeCredentials};
+    let creds = FakeCredentials::new("AKIAFAKETEST0001", "eu-west-1");
+    let fake = polly::PollyFake::start(polly::PollyFakeOptions::new(creds)).await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    aws-polly: {{ access_key_id: AKIAFAKETEST0001, \
+         secret_access_key: \"fake/Secret+Key\", region: eu-west-1, endpoint: \"{}\" }}\n",
+        fake.base_url()
+    );
+    for alias in ["polly", "amazon-polly"] {
+        speaks(alias, yaml.clone()).await;
+    }
+    // Both aliases reached the one plugin: two `/ws` and two `/speak` texts, signed for Polly.
+    let texts: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.uri == "/v1/speech")
+        .map(|r| r.json()["Text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts, [WS_TEXT, SPEAK_TEXT, WS_TEXT, SPEAK_TEXT]);
+    assert!(fake.requests().iter().all(|r| r
+        .header("authorization")
+        .is_some_and(|a| a.contains("/eu-west-1/polly/aws4_request"))));
+}
+
+#[tokio::test]
+async fn ibm_watson_by_its_alias() {
+    let fake = fakes::ibm::IbmFake::start("ibm-key").await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    ibm-watson: {{ api_key: ibm-key, url: \"{}\", iam_url: \"{}\" }}\n",
+        fake.instance_url(),
+        fake.iam_url()
+    );
+    for provider in ["ibm-watson", "watson"] {
+        speaks(provider, yaml.clone()).await;
+    }
+    let texts: Vec<String> = fake
+        .synth_requests()
+        .iter()
+        .map(|r| r.text.clone())
+        .collect();
+    assert_eq!(texts, [WS_TEXT, SPEAK_TEXT, WS_TEXT, SPEAK_TEXT]);
+    assert!(fake.synth_requests().iter().all(|r| r.status == 200));
+    assert!(
+        !fake.token_requests().is_empty(),
+        "the key went through IAM"
+    );
+}
+
+/// The audio of one `speak` over `/ws`, up to its playback completion.
+async fn spoken(c: &mut WsClient, text: &str) -> Vec<u8> {
+    c.send_json(json!({"type":"speak","text":text})).await;
+    let mut audio = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
+            Ok(Frame::Binary(b)) => audio.extend_from_slice(&b),
+            Ok(Frame::Json(v)) if v["type"] == "tts_playback_complete" => return audio,
+            Ok(Frame::Json(v)) => panic!("unexpected {v}"),
+            Ok(Frame::Closed(c)) => panic!("closed {c:?}"),
+            Err(_) => panic!("no playback complete within 20 s"),
+        }
+    }
+}
+
+/// The TTS cache (on by default: `cache.max_memory_mb`) through the gateway: the same text in
+/// the same voice and client format is synthesised once, whichever session asks; a different
+/// client format is another entry.
+#[tokio::test]
+async fn repeated_text_is_synthesised_once() {
+    let fake = fakes::azure_tts::AzureTtsFake::start("az-key").await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    microsoft-azure: {{ api_key: az-key, base_url: \"{}\" }}\n",
+        fake.base_url()
+    );
+    let server = TestServer::start(&yaml).await;
+    let config = json!({"type":"config","tts_config":{
+        "provider":"azure","model":"","audio_format":"mulaw","sample_rate":8000}});
+    let text = "Say this only once, please.";
+    let mut first = WsClient::connect(&server.ws_url("/ws")).await;
+    first.configure(config.clone()).await;
+    let a = spoken(&mut first, text).await;
+    assert!(!a.is_empty(), "no audio");
+    assert_eq!(fake.syntheses().len(), 1);
+    let b = spoken(&mut first, text).await;
+    let mut second = WsClient::connect(&server.ws_url("/ws")).await;
+    second.configure(config).await;
+    let c = spoken(&mut second, text).await;
+    assert!(a == b && b == c, "the same audio each time");
+    assert_eq!(fake.syntheses().len(), 1, "the repeats came from the cache");
+    // A different text is synthesised.
+    spoken(&mut second, "Something else.").await;
+    assert_eq!(fake.syntheses().len(), 2);
+
+    // `/speak` in another format: a new entry, then served from it.
+    let speak = || async {
+        let res = reqwest::Client::new()
+            .post(server.url("/speak"))
+            .json(&json!({"text":text,"tts_config":{
+                "provider":"azure","model":"","audio_format":"linear16","sample_rate":16000}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap()
+    };
+    let x = speak().await;
+    assert_eq!(fake.syntheses().len(), 3, "linear16 is another cache entry");
+    let y = speak().await;
+    assert_eq!(fake.syntheses().len(), 3, "the repeat came from the cache");
+    assert!(!x.is_empty() && x == y);
 }
