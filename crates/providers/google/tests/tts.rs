@@ -13,7 +13,7 @@ use waav_plugin_api::{
     PluginConfig, PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin,
     TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 
 const KEY: &str = "AIzaTestKey-123";
 const T: Duration = Duration::from_secs(10);
@@ -283,6 +283,131 @@ async fn conformance_streaming_and_unary_voices() {
             .guard(Duration::from_secs(15));
         check_tts(&p, &fixture).await.assert_ok();
     }
+}
+
+/// Sets a fake's knobs.
+type SetKnobs = Box<dyn FnOnce(&mut fake::Knobs)>;
+
+/// A session signing in with the test service account at `f`'s token endpoint.
+fn sa_session(f: &GoogleFake, voice: &str) -> TtsSessionConfig {
+    let mut creds = Credentials::new();
+    let sa = json!({"type": "service_account", "private_key": TEST_KEY_PEM, "private_key_id": "k",
+        "client_email": "tts@p.iam.gserviceaccount.com", "token_uri": "https://oauth2.googleapis.com/token"});
+    creds.set("credentials_json", Secret::from(sa.to_string()));
+    TtsSessionConfig::new(AudioEncoding::Linear16, 16_000)
+        .with_voice(voice)
+        .with_credentials(creds)
+        .with_plugin_config(pc(json!({"endpoint": f.url, "token_url": f.token_url})))
+}
+
+/// Every fault the fake injects, through both paths (a streaming Chirp 3 HD voice and a unary
+/// Neural2 one), each against its own fake, through the shared suite.
+#[tokio::test]
+async fn conformance_faults() {
+    let good = fake().await;
+    let mut fakes = Vec::new(); // kept alive until the check is done
+    let mut tasks = Vec::new();
+    let mut fixture = TtsFixture::new(cfg(
+        &good,
+        AudioEncoding::Linear16,
+        16_000,
+        "en-GB-Neural2-A",
+    ))
+    .guard(Duration::from_secs(15));
+    let rate_limited = || {
+        let mut st = tonic::Status::resource_exhausted("Quota exceeded");
+        st.metadata_mut()
+            .insert("retry-after", "3".parse().unwrap());
+        st
+    };
+    for (path, voice) in [
+        ("streaming", "en-US-Chirp3-HD-Charon"),
+        ("unary", "en-GB-Neural2-A"),
+    ] {
+        let streaming = path == "streaming";
+        let knobs: Vec<(&str, SetKnobs, ErrorCategory)> = vec![
+            (
+                "rate limited",
+                Box::new(move |k| k.tts_status = Some(rate_limited())),
+                ErrorCategory::RateLimited,
+            ),
+            (
+                "internal",
+                Box::new(|k| k.tts_status = Some(tonic::Status::internal("boom"))),
+                ErrorCategory::Transient,
+            ),
+            (
+                "unavailable",
+                Box::new(|k| k.tts_status = Some(tonic::Status::unavailable("later"))),
+                ErrorCategory::Transient,
+            ),
+            (
+                "truncated",
+                Box::new(move |k| {
+                    if streaming {
+                        k.tts_truncate = true
+                    } else {
+                        k.tts_truncated_wav = true
+                    }
+                }),
+                ErrorCategory::Transient,
+            ),
+            (
+                "garbage",
+                Box::new(|k| k.tts_garbage = true),
+                ErrorCategory::Transient,
+            ),
+            (
+                "silent",
+                Box::new(|k| k.tts_silent = true),
+                ErrorCategory::Timeout,
+            ),
+        ];
+        for (name, set, want) in knobs {
+            let f = fake().await;
+            f.knobs(set);
+            let mut c = cfg(&f, AudioEncoding::Linear16, 16_000, voice);
+            c.plugin_config = pc(json!({"endpoint": f.url, "timeout_ms": 300}));
+            fixture = fixture.fault(format!("{name} ({path})"), c, FaultOutcome::Fails(want));
+            fakes.push(f);
+        }
+        // A key the service does not know: its UNAUTHENTICATED.
+        let f = GoogleFake::start("AIzaAnotherKey-456", TEST_KEY_PEM).await;
+        fixture = fixture.fault(
+            format!("auth rejected ({path})"),
+            cfg(&f, AudioEncoding::Linear16, 16_000, voice),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+        fakes.push(f);
+        // The token endpoint refusing the service account's JWT.
+        let f = fake().await;
+        f.knobs(|k| k.token_reject = true);
+        fixture = fixture.fault(
+            format!("token refused ({path})"),
+            sa_session(&f, voice),
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        );
+        fakes.push(f);
+        // A server that drops the connection once the request came in.
+        let (url, task) = fake::disconnecting_server(64).await;
+        let mut c = cfg(&good, AudioEncoding::Linear16, 16_000, voice);
+        c.plugin_config = pc(json!({"endpoint": url, "timeout_ms": 2000}));
+        fixture = fixture.fault(
+            format!("connection dropped ({path})"),
+            c,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        );
+        tasks.push(task);
+    }
+    check_tts(&GoogleTts::new(), &fixture).await.assert_ok();
+    for t in tasks {
+        t.abort();
+    }
+    // The calls reached the fakes that record them (a status or garbage answer records none).
+    let reached = |f: &GoogleFake| f.seen(|s| s.synth.len() + s.tts_stream.len());
+    assert!(fakes.iter().filter(|f| reached(f) > 0).count() >= 4);
+    assert!(fakes.iter().any(|f| f.seen(|s| s.bad_token_requests) > 0));
+    drop(fakes);
 }
 
 #[tokio::test]

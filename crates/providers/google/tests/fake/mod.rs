@@ -73,6 +73,9 @@ pub struct Knobs {
     pub tts_truncated_wav: bool,
     /// TTS streaming: send one chunk, then fail with INTERNAL.
     pub tts_truncate: bool,
+    /// TTS: answer (unary and streaming) with a gRPC message that is not a TTS response (an
+    /// invalid protobuf wire type), then end the body without trailers.
+    pub tts_garbage: bool,
     /// Token endpoint: refuse with 400 invalid_grant.
     pub token_reject: bool,
     /// Token endpoint: `expires_in` of issued tokens (default 3599).
@@ -833,6 +836,25 @@ macro_rules! grpc_route {
     }};
 }
 
+/// A TTS route: [`grpc_route!`], or [`garbage_response`] while `tts_garbage` is set.
+macro_rules! tts_route {
+    ($kind:ident, $state:expr, $f:path) => {{
+        let state = $state.clone();
+        axum::routing::post(move |req: axum::extract::Request| {
+            let state = state.clone();
+            async move {
+                use axum::response::IntoResponse;
+                if lock(&state.knobs).tts_garbage {
+                    return garbage_response();
+                }
+                let svc = tower::service_fn(move |r| $f(state.clone(), r));
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                grpc.$kind(svc, req).await.into_response()
+            }
+        })
+    }};
+}
+
 async fn list_voices(
     state: Arc<State>,
     req: tonic::Request<tts::ListVoicesRequest>,
@@ -883,11 +905,11 @@ impl GoogleFake {
             })
             .route(
                 "/google.cloud.texttospeech.v1.TextToSpeech/StreamingSynthesize",
-                grpc_route!(streaming, state, streaming_synthesize),
+                tts_route!(streaming, state, streaming_synthesize),
             )
             .route(
                 "/google.cloud.texttospeech.v1.TextToSpeech/SynthesizeSpeech",
-                grpc_route!(unary, state, synthesize),
+                tts_route!(unary, state, synthesize),
             )
             .route(
                 "/google.cloud.texttospeech.v1.TextToSpeech/ListVoices",
