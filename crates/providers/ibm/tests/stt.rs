@@ -8,7 +8,7 @@ use waav_plugin_api::{
     AudioEncoding, Credentials, ErrorCategory, PluginConfig, PluginError, Secret, SttEvent,
     SttInput, SttIo, SttPlugin, SttSessionConfig, Transcript,
 };
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::ibm::{IamFault, IbmFake, IbmFakeOptions, SttFault};
 
 const KEY: &str = "test-key";
@@ -456,40 +456,7 @@ async fn garbage_never_panics_and_the_session_goes_on() {
     ended(s.task).await.unwrap();
 }
 
-#[tokio::test]
-async fn disconnect_and_silence_end_the_task() {
-    let fake = IbmFake::with_options(IbmFakeOptions {
-        stt_fault: SttFault::DisconnectAfterAudio { bytes: 1000 },
-        ..IbmFakeOptions::new(KEY)
-    })
-    .await;
-    let plugin = IbmStt::new();
-    let s = open(&plugin, session(&fake, json!({}))).await.unwrap();
-    for _ in 0..20 {
-        if s.input
-            .send(SttInput::Audio(Bytes::from(pcm(20))))
-            .await
-            .is_err()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let e = ended(s.task).await.unwrap_err();
-    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
-
-    let fake = IbmFake::with_options(IbmFakeOptions {
-        stt_fault: SttFault::Silent,
-        ..IbmFakeOptions::new(KEY)
-    })
-    .await;
-    let s = open(&plugin, session(&fake, json!({"ack_timeout_ms": 300})))
-        .await
-        .unwrap();
-    let e = ended(s.task).await.unwrap_err();
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
-    drop(s.input);
-}
+// A disconnect mid-stream and a silent service: faults in `conformance`.
 
 #[tokio::test]
 async fn unsupported_config_is_refused_before_dialling() {
@@ -536,15 +503,147 @@ async fn unsupported_config_is_refused_before_dialling() {
     assert!(fake.token_requests().is_empty() && fake.stt_sessions().is_empty());
 }
 
+/// A session aimed at a fresh fake with `fault` (and, when set, an IAM fault); the fake is kept
+/// in `fakes`.
+async fn faulty(
+    fakes: &mut Vec<IbmFake>,
+    fault: SttFault,
+    iam: Option<IamFault>,
+    extra: Value,
+) -> SttSessionConfig {
+    let fake = IbmFake::with_options(IbmFakeOptions {
+        stt_fault: fault,
+        ..IbmFakeOptions::new(KEY)
+    })
+    .await;
+    fake.set_iam_fault(iam);
+    let cfg = session(&fake, extra);
+    fakes.push(fake);
+    cfg
+}
+
 #[tokio::test]
 async fn conformance() {
     let fake = IbmFake::start(KEY).await;
     let plugin = IbmStt::new();
     let mut samples = waav_testkit::audio::tone(300.0, 600, 16_000);
     samples.extend(waav_testkit::audio::silence(200, 16_000));
+    let f = &mut Vec::new();
+    let none = json!({});
+    let mut wrong_key = faulty(f, SttFault::None, None, none.clone()).await;
+    wrong_key.api_key = Some(Secret::from("wrong-key-123"));
+    let iam = |status: u16, body: &str| {
+        Some(IamFault {
+            status,
+            body: body.into(),
+        })
+    };
+    let iam_401 = faulty(
+        f,
+        SttFault::None,
+        iam(
+            401,
+            r#"{"errorCode":"BXNIM0102E","errorMessage":"Unauthorized"}"#,
+        ),
+        none.clone(),
+    )
+    .await;
+    let iam_503 = faulty(f, SttFault::None, iam(503, "busy"), none.clone()).await;
+    let reject = |status: u16, retry_after: Option<u64>| SttFault::Reject {
+        status,
+        body: json!({"code": status, "error": "refused"}).to_string(),
+        retry_after,
+    };
+    let forbidden = faulty(f, reject(403, None), None, none.clone()).await;
+    let rate = faulty(f, reject(429, Some(2)), None, none.clone()).await;
+    let server = faulty(f, reject(500, None), None, none.clone()).await;
+    let unavailable = faulty(f, reject(503, None), None, none.clone()).await;
+    let error = |message: &str| SttFault::ErrorAfterStart {
+        message: message.into(),
+        code: 1011,
+    };
+    let err_timeout = faulty(f, error("Session timed out."), None, none.clone()).await;
+    let err_model = faulty(f, error("Model en-US_Foo not found"), None, none.clone()).await;
+    let err_internal = faulty(f, error("Internal server error"), None, none.clone()).await;
+    let close = |code: u16| SttFault::CloseAfterStart {
+        code,
+        reason: "bye".into(),
+    };
+    let closed = faulty(f, close(1011), None, none.clone()).await;
+    let closed_policy = faulty(f, close(1008), None, none.clone()).await;
+    let dropped = faulty(
+        f,
+        SttFault::DisconnectAfterAudio { bytes: 1000 },
+        None,
+        none.clone(),
+    )
+    .await;
+    let garbage = faulty(f, SttFault::Garbage, None, none.clone()).await;
+    let silent = faulty(f, SttFault::Silent, None, json!({"ack_timeout_ms": 300})).await;
     let fixture = SttFixture::pcm16(waav_testkit::audio::to_le_bytes(&samples), 16_000)
         .with_session(session(&fake, json!({})))
         .expect("heard milliseconds")
-        .guard(Duration::from_secs(10));
+        .guard(Duration::from_secs(10))
+        .fault(
+            "IAM unknown key",
+            wrong_key,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault("IAM 401", iam_401, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "IAM 503",
+            iam_503,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault("403", forbidden, FaultOutcome::Fails(ErrorCategory::Auth))
+        .fault(
+            "429 retry-after",
+            rate,
+            FaultOutcome::Fails(ErrorCategory::RateLimited),
+        )
+        .fault("500", server, FaultOutcome::Fails(ErrorCategory::Transient))
+        .fault(
+            "503",
+            unavailable,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "error: session timed out",
+            err_timeout,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        )
+        .fault(
+            "error: model not found",
+            err_model,
+            FaultOutcome::Fails(ErrorCategory::Config),
+        )
+        .fault(
+            "error: internal",
+            err_internal,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "close 1011",
+            closed,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        .fault(
+            "close 1008",
+            closed_policy,
+            FaultOutcome::Fails(ErrorCategory::Auth),
+        )
+        .fault(
+            "disconnect mid-stream",
+            dropped,
+            FaultOutcome::Fails(ErrorCategory::Transient),
+        )
+        // Junk (including an oversized message) is skipped; the session goes on.
+        .fault("garbage", garbage, FaultOutcome::Recovers)
+        .fault(
+            "silent service",
+            silent,
+            FaultOutcome::Fails(ErrorCategory::Timeout),
+        );
     check_stt(&plugin, &fixture).await.assert_ok();
+    assert_eq!(f.len(), 15);
 }

@@ -636,6 +636,9 @@ async fn send_text(socket: &mut WebSocket, v: String) -> bool {
     socket.send(Message::Text(v.into())).await.is_ok()
 }
 
+/// Sends a close frame, then reads (bounded) until the client's close: like the service, the
+/// fake finishes the closing handshake instead of dropping a socket with audio still unread
+/// (which would reset the connection and lose the error message sent just before).
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -643,6 +646,14 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
             reason: reason.to_owned().into(),
         })))
         .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn result_json(
