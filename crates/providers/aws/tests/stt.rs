@@ -14,7 +14,7 @@ use waav_plugin_api::{
 };
 use waav_provider_kit::aws::{audio_event, encode, AwsSigner};
 use waav_testkit::audio::{silence, to_le_bytes, tone};
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::aws::transcribe::{
     TranscribeFake, TranscribeFakeOptions, TranscribeFault, PATH,
 };
@@ -471,15 +471,116 @@ async fn a_silent_service_is_timed_out() {
 
 // --- 9. conformance --------------------------------------------------------------------------
 
+/// A fake injecting `fault` after `after_events` audio events, for one registered fault.
+async fn faulty(fault: TranscribeFault, after_events: usize) -> TranscribeFake {
+    let mut opts = options(false);
+    opts.fault = fault;
+    opts.after_events = after_events;
+    start(opts).await
+}
+
 #[tokio::test]
 async fn conforms() {
     let fake = start(options(true)).await;
     let mut samples = tone(300.0, 600, 16_000);
     samples.extend(silence(200, 16_000));
-    let fixture = SttFixture::pcm16(to_le_bytes(&samples), 16_000)
+    let mut fixture = SttFixture::pcm16(to_le_bytes(&samples), 16_000)
         .with_session(session(&fake, true, json!({})))
         .expect("hello world")
         .guard(WAIT);
+    // Every fault the fake injects, each on its own instance (kept alive for the run).
+    let mut fakes = Vec::new();
+    let fails = FaultOutcome::Fails;
+
+    // A signature made with another key: the upgrade is refused with 403.
+    let f = start(options(false)).await;
+    let mut creds = credentials(false);
+    creds.set("access_key_id", "AKIAWRONG".into());
+    fixture = fixture.fault(
+        "signature rejected",
+        session(&f, false, json!({})).with_credentials(creds),
+        fails(ErrorCategory::Auth),
+    );
+    fakes.push(f);
+
+    // The upgrade refused with a status.
+    for (name, reject, category) in [
+        (
+            "upgrade 429 with retry-after",
+            Reject::status(429).header("retry-after", "7"),
+            ErrorCategory::RateLimited,
+        ),
+        ("upgrade 503", Reject::status(503), ErrorCategory::Transient),
+        ("upgrade 500", Reject::status(500), ErrorCategory::Transient),
+    ] {
+        let f = faulty(TranscribeFault::Reject(reject), 0).await;
+        fixture = fixture.fault(name, session(&f, false, json!({})), fails(category));
+        fakes.push(f);
+    }
+
+    // Exception messages after the first audio event, then a close (as the service does).
+    for (name, category) in [
+        ("BadRequestException", ErrorCategory::Config),
+        ("LimitExceededException", ErrorCategory::RateLimited),
+        ("InternalFailureException", ErrorCategory::Transient),
+        ("ServiceUnavailableException", ErrorCategory::Transient),
+        ("ConflictException", ErrorCategory::Transient),
+        ("UnrecognizedClientException", ErrorCategory::Auth),
+    ] {
+        let fault = TranscribeFault::Exception {
+            name: name.into(),
+            message: format!("{name} happened"),
+        };
+        let f = faulty(fault, 1).await;
+        fixture = fixture.fault(name, session(&f, false, json!({})), fails(category));
+        fakes.push(f);
+    }
+
+    // A close frame and a dropped connection while audio is owed. They strike right after the
+    // upgrade: the suite sends its finalize at once, and a close or reset that comes after the
+    // end of stream is taken for the stream's end (see the report of this change); mid-stream
+    // disconnects are checked by `a_disconnect_mid_stream_is_an_error`.
+    let f = faulty(
+        TranscribeFault::Close {
+            code: 1011,
+            reason: "internal".into(),
+        },
+        0,
+    )
+    .await;
+    fixture = fixture.fault(
+        "close 1011",
+        session(&f, false, json!({})),
+        fails(ErrorCategory::Transient),
+    );
+    fakes.push(f);
+    let f = faulty(TranscribeFault::Disconnect, 0).await;
+    fixture = fixture.fault(
+        "disconnect",
+        session(&f, false, json!({})),
+        fails(ErrorCategory::Transient),
+    );
+    fakes.push(f);
+
+    // Malformed frames: skipped, each reported as a non-fatal Transient error event.
+    let f = faulty(TranscribeFault::Garbage, 1).await;
+    fixture = fixture.fault(
+        "malformed frames",
+        session(&f, false, json!({})),
+        fails(ErrorCategory::Transient),
+    );
+    fakes.push(f);
+
+    // A service that goes quiet after the first audio: the finalize is never answered and times
+    // out (non-fatal). Unanswered pings are `a_silent_service_is_timed_out`.
+    let f = faulty(TranscribeFault::Silent, 1).await;
+    fixture = fixture.fault(
+        "silent (finalize unanswered)",
+        session(&f, false, json!({"finalize_timeout_ms": 300})),
+        fails(ErrorCategory::Timeout),
+    );
+    fakes.push(f);
+
     let report = check_stt(&TranscribeStt, &fixture).await;
     report.assert_ok();
     for s in fake.sessions() {
@@ -490,6 +591,8 @@ async fn conforms() {
             .collect();
         assert!(bad.is_empty(), "{bad:?}");
     }
+    // Each fault reached its own fake.
+    assert!(fakes.iter().all(|f| !f.requests().is_empty()));
 }
 
 // --- 10. refused before dialling -------------------------------------------------------------
