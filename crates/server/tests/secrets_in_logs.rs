@@ -182,6 +182,9 @@ fn needles() -> Vec<(String, String)> {
         for b in base64_forms(&s) {
             out.push((format!("{label} (base64)"), b));
         }
+        // As a byte dump prints it (matched in either case, as URL-encoding is).
+        let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+        out.push((format!("{label} (hex)"), hex));
         out.push((label, s));
     }
     out.extend(derived_needles());
@@ -193,8 +196,8 @@ fn leaks(what: &str, text: &str, needles: &[(String, String)]) -> Vec<String> {
     let mut found = Vec::new();
     let lower = text.to_lowercase();
     for (label, needle) in needles {
-        // URL-encoded hex may be either case; everything else is matched exactly.
-        let hit = if label.ends_with("(url-encoded)") {
+        // Hex digits may be either case; everything else is matched exactly.
+        let hit = if label.ends_with("(url-encoded)") || label.ends_with("(hex)") {
             lower.find(&needle.to_lowercase())
         } else {
             text.find(needle.as_str())
@@ -272,8 +275,12 @@ const CREDENTIAL_ENV: &[&str] = &[
     "CACHE_PATH",
 ];
 
-/// The log filter: `debug` everywhere, `trace` for every WaaV crate.
+/// The log filter: `debug` everywhere, `trace` for every WaaV crate (`WAAV_LEAKCHECK_RUST_LOG`
+/// replaces it, e.g. `trace` to include the libraries' frame dumps).
 fn rust_log() -> String {
+    if let Ok(f) = std::env::var("WAAV_LEAKCHECK_RUST_LOG") {
+        return f;
+    }
     let mut f = String::from("debug");
     for c in [
         "waav_gateway",
@@ -1197,6 +1204,11 @@ fn the_leak_detector_finds_encoded_secrets() {
     ] {
         assert!(!leaks("t", &text, &needles).is_empty(), "{text}");
     }
+    let hex: String = format!("{{\"api_key\":\"{secret}\"}}")
+        .bytes()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert!(!leaks("t", &format!("payload: 0x{hex}"), &needles).is_empty());
     assert!(leaks("t", "deepgram: handshake: HTTP 401 Unauthorized", &needles).is_empty());
     assert_eq!(
         base64(b"any carnal pleas", B64_STD),
