@@ -11,7 +11,7 @@ use waav_plugin_api::{
     PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsInput, TtsIo, TtsPeer,
     TtsPlugin, TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::lmnt::{audio_for, FakeOptions, FakeVoice, Fault, LmntFake, WsFault};
 
 const KEY: &str = "lmnt-test-key";
@@ -224,6 +224,213 @@ async fn audio_streams_byte_exact_and_the_first_chunk_arrives_before_the_rest() 
     assert!(fake.speeches()[0].completed);
 }
 
+/// One fault to register: the fake's options, extra plugin config, a session tweak, and what
+/// the plugin must make of it.
+struct FaultCase {
+    name: &'static str,
+    opts: FakeOptions,
+    extra: Value,
+    tweak: fn(TtsSessionConfig) -> TtsSessionConfig,
+    outcome: FaultOutcome,
+}
+
+fn fault_case(
+    name: &'static str,
+    opts: FakeOptions,
+    extra: Value,
+    outcome: FaultOutcome,
+) -> FaultCase {
+    FaultCase {
+        name,
+        opts,
+        extra,
+        tweak: |s| s,
+        outcome,
+    }
+}
+
+fn ws(fault: WsFault) -> FakeOptions {
+    FakeOptions {
+        ws_fault: fault,
+        ..FakeOptions::new(KEY)
+    }
+}
+
+/// The faults the fake can inject on the path `stream_input` picks.
+fn faults(stream_input: bool) -> Vec<FaultCase> {
+    use ErrorCategory::*;
+    let mut cases = vec![
+        FaultCase {
+            name: "wrong key",
+            opts: FakeOptions::new(KEY),
+            extra: json!({}),
+            tweak: |s| s.with_api_key(Some(Secret::from("wrong-key"))),
+            outcome: FaultOutcome::Fails(Auth),
+        },
+        FaultCase {
+            name: "vendor error invalid voice",
+            opts: FakeOptions::new(KEY),
+            extra: json!({}),
+            tweak: |s| s.with_voice("Nobody"),
+            outcome: FaultOutcome::Fails(Config),
+        },
+    ];
+    if stream_input {
+        cases.extend([
+            fault_case(
+                "upgrade 429",
+                ws(WsFault::Refuse {
+                    status: 429,
+                    retry_after: Some(2),
+                }),
+                json!({}),
+                FaultOutcome::Fails(RateLimited),
+            ),
+            fault_case(
+                "upgrade 503",
+                ws(WsFault::Refuse {
+                    status: 503,
+                    retry_after: None,
+                }),
+                json!({}),
+                FaultOutcome::Fails(Transient),
+            ),
+            fault_case(
+                "vendor error rate_limit_error",
+                ws(WsFault::ErrorMessageOnFlush {
+                    flush: 0,
+                    kind: "rate_limit_error",
+                    message: "Rate limit exceeded",
+                }),
+                json!({}),
+                FaultOutcome::Fails(RateLimited),
+            ),
+            fault_case(
+                "vendor error internal_server_error",
+                ws(WsFault::ErrorOnFlush(0)),
+                json!({}),
+                FaultOutcome::Fails(Transient),
+            ),
+            fault_case(
+                "vendor error payment_required_error",
+                ws(WsFault::ErrorMessageOnFlush {
+                    flush: 0,
+                    kind: "payment_required_error",
+                    message: "Out of credits",
+                }),
+                json!({}),
+                FaultOutcome::Fails(Auth),
+            ),
+            fault_case(
+                "dropped mid-audio",
+                ws(WsFault::DropAfterFrames(1)),
+                json!({}),
+                FaultOutcome::Fails(Transient),
+            ),
+            // Closed (1000) after each flush, as an idle timeout would: the next request
+            // reconnects (or is sent again when the close raced it).
+            fault_case(
+                "closed between requests",
+                ws(WsFault::CloseAfterFlushes(1)),
+                json!({}),
+                FaultOutcome::Recovers,
+            ),
+            fault_case(
+                "garbage",
+                ws(WsFault::Garbage),
+                json!({}),
+                FaultOutcome::Recovers,
+            ),
+            fault_case(
+                "silent",
+                ws(WsFault::SilentFlush),
+                json!({"response_timeout_ms": 300}),
+                FaultOutcome::Fails(Timeout),
+            ),
+        ]);
+    } else {
+        let with = |f: Fault| FakeOptions::new(KEY).fault(f);
+        cases.extend([
+            fault_case(
+                "429",
+                with(status(
+                    429,
+                    r#"{"error": {"message": "Rate limit exceeded", "type": "rate_limit_error"}}"#,
+                    Some(7),
+                )),
+                json!({}),
+                FaultOutcome::Fails(RateLimited),
+            ),
+            fault_case(
+                "500",
+                with(status(500, r#"{"error": "internal"}"#, None)),
+                json!({}),
+                FaultOutcome::Fails(Transient),
+            ),
+            fault_case(
+                "vendor error 402 payment_required_error",
+                with(status(
+                    402,
+                    r#"{"error": {"message": "Out of credits", "type": "payment_required_error"}}"#,
+                    None,
+                )),
+                json!({}),
+                FaultOutcome::Fails(Auth),
+            ),
+            fault_case(
+                "vendor error 400 text",
+                with(status(
+                    400,
+                    r#"{"error": {"message": "text exceeds 5000 characters", "type": "invalid_request_error"}}"#,
+                    None,
+                )),
+                json!({}),
+                FaultOutcome::Fails(Permanent),
+            ),
+            fault_case(
+                "garbage",
+                with(Fault::Garbage),
+                json!({}),
+                FaultOutcome::Fails(Permanent),
+            ),
+            fault_case(
+                "truncated body",
+                with(Fault::Truncate { after_chunks: 1 }),
+                json!({}),
+                FaultOutcome::Fails(Transient),
+            ),
+            fault_case(
+                "silent",
+                with(Fault::Silent),
+                json!({"response_timeout_ms": 300}),
+                FaultOutcome::Fails(Timeout),
+            ),
+        ]);
+    }
+    cases
+}
+
+/// Registers `cases` on `fixture`, each against its own fake (returned: they must outlive the
+/// suite).
+async fn with_faults(
+    mut fixture: TtsFixture,
+    stream_input: bool,
+    cases: Vec<FaultCase>,
+) -> (TtsFixture, Vec<(&'static str, LmntFake)>) {
+    let mut fakes = Vec::new();
+    for c in cases {
+        let fake = LmntFake::start(c.opts).await;
+        let mut extra = json!({ "stream_input": stream_input });
+        for (k, x) in c.extra.as_object().cloned().unwrap_or_default() {
+            extra[k] = x;
+        }
+        let s = (c.tweak)(session(&fake, AudioEncoding::Linear16, extra));
+        fixture = fixture.fault(c.name, s, c.outcome);
+        fakes.push((c.name, fake));
+    }
+    (fixture, fakes)
+}
+
 #[tokio::test]
 async fn conformance_on_both_paths() {
     let plugin = LmntTts::new();
@@ -237,7 +444,18 @@ async fn conformance_on_both_paths() {
             let cfg = TtsSessionConfig::new(enc, rate)
                 .with_api_key(Some(Secret::from(KEY)))
                 .with_plugin_config(config(&fake, json!({ "stream_input": stream_input })));
-            let report = check_tts(&plugin, &TtsFixture::new(cfg).guard(GUARD)).await;
+            let mut fixture = TtsFixture::new(cfg).guard(GUARD);
+            let mut fakes = Vec::new();
+            if enc == AudioEncoding::Linear16 {
+                (fixture, fakes) = with_faults(fixture, stream_input, faults(stream_input)).await;
+            }
+            let report = check_tts(&plugin, &fixture).await;
+            for (name, f) in &fakes {
+                assert_eq!(f.ws_sessions().is_empty(), !stream_input, "{name}");
+                if *name == "closed between requests" {
+                    assert!(f.ws_sessions().len() >= 2, "the vendor's close was seen");
+                }
+            }
             report.assert_ok();
             assert_eq!(
                 fake.ws_sessions().is_empty(),

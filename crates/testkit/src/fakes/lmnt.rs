@@ -166,6 +166,31 @@ pub enum WsFault {
     SilentFlush,
     /// After the first audio frame of each flush, waits for [`LmntFake::release`] (or a reset).
     HoldAfterFirstFrame,
+    /// Refuses the upgrade with `status` (a JSON `ErrorBody` in `error`) and, when set,
+    /// `retry-after: <secs>` (a rate limiter or gateway in front of the socket).
+    Refuse {
+        /// HTTP status.
+        status: u16,
+        /// `retry-after` seconds.
+        retry_after: Option<u64>,
+    },
+    /// Answers flush number `flush` (counting from 0 across all sessions) with an `error`
+    /// message of `kind` (`error_body.py` `type`, e.g. `rate_limit_error`) and `message`, and
+    /// closes (1011).
+    ErrorMessageOnFlush {
+        /// The flush to fail.
+        flush: usize,
+        /// The error's `type`.
+        kind: &'static str,
+        /// The error's `message`.
+        message: &'static str,
+    },
+    /// Junk text frames (not JSON, an array, an unknown type, a `flush_complete` for a nonce
+    /// never sent) before every text message the fake sends.
+    Garbage,
+    /// Drops the TCP connection (no close frame) once this many audio frames went out on a
+    /// socket.
+    DropAfterFrames(usize),
 }
 
 /// One WebSocket session as seen by the fake.
@@ -706,6 +731,27 @@ async fn speech_stream(
         });
         all.len() - 1
     };
+    if let WsFault::Refuse {
+        status,
+        retry_after,
+    } = st.opts.ws_fault
+    {
+        ws_log(&st, index, |l| l.ended = true);
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let kind = match status {
+            401 => "authentication_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "internal_server_error",
+            _ => "invalid_request_error",
+        };
+        let body = json!({"error": {"message": "injected failure", "type": kind}}).to_string();
+        let mut r = (code, [("content-type", "application/json")], body).into_response();
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        return r;
+    }
     upgrade.on_upgrade(move |socket| async move {
         ws_session(st.clone(), index, socket).await;
         if let Some(l) = st.ws.lock().expect("lock").get_mut(index) {
@@ -718,6 +764,26 @@ fn ws_log(st: &Shared, index: usize, f: impl FnOnce(&mut WsSessionLog)) {
     if let Some(l) = st.ws.lock().expect("lock").get_mut(index) {
         f(l);
     }
+}
+
+/// [`WsFault::Garbage`]'s junk, sent before a real text message.
+async fn junk<S>(st: &Shared, sink: &mut S) -> Result<(), S::Error>
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    if st.opts.ws_fault != WsFault::Garbage {
+        return Ok(());
+    }
+    for j in [
+        "this is not json",
+        "[1,2,3]",
+        r#"{"type":"brand_new","x":1}"#,
+        r#"{"type":"flush_complete","nonce":987654321}"#,
+        r#"{"type":5}"#,
+    ] {
+        sink.send(Message::Text(j.into())).await?;
+    }
+    Ok(())
 }
 
 fn ws_error(kind: &str, message: &str, request_id: &str) -> Message {
@@ -783,7 +849,8 @@ async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
         }
     };
     let ready = json!({"type": "ready", "request_id": request_id}).to_string();
-    if sink.send(Message::Text(ready.into())).await.is_err() {
+    if junk(&st, &mut sink).await.is_err() || sink.send(Message::Text(ready.into())).await.is_err()
+    {
         return;
     }
     let mut buffer = String::new();
@@ -792,6 +859,7 @@ async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
     let mut finishing = false;
     let mut held = false;
     let mut frames_in_flush = 0usize;
+    let mut frames_sent = 0usize;
     let mut release = st.release.subscribe();
     loop {
         if finishing && pending.is_empty() {
@@ -821,6 +889,11 @@ async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
                         match st.opts.ws_fault {
                             WsFault::ErrorOnFlush(k) if k == n => {
                                 let _ = sink.send(ws_error("internal_server_error", "synthesis failed", &request_id)).await;
+                                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1011, reason: "".into() }))).await;
+                                return;
+                            }
+                            WsFault::ErrorMessageOnFlush { flush, kind, message } if flush == n => {
+                                let _ = sink.send(ws_error(kind, message, &request_id)).await;
                                 let _ = sink.send(Message::Close(Some(CloseFrame { code: 1011, reason: "".into() }))).await;
                                 return;
                             }
@@ -866,9 +939,14 @@ async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
             () = tokio::time::sleep(st.opts.chunk_delay), if sending => {
                 match pending.pop_front() {
                     Some(Ok(frame)) => {
+                        if st.opts.ws_fault == WsFault::DropAfterFrames(frames_sent) {
+                            // Dropping both halves ends the TCP connection without a close frame.
+                            return;
+                        }
                         if sink.send(Message::Binary(frame)).await.is_err() {
                             return;
                         }
+                        frames_sent += 1;
                         ws_log(&st, index, |l| l.audio_frames += 1);
                         frames_in_flush += 1;
                         if st.opts.ws_fault == WsFault::HoldAfterFirstFrame && frames_in_flush == 1 && !*release.borrow() {
@@ -878,7 +956,7 @@ async fn ws_session(st: Arc<Shared>, index: usize, socket: WebSocket) {
                     Some(Err(nonce)) => {
                         frames_in_flush = 0;
                         let done = json!({"type": "flush_complete", "nonce": nonce}).to_string();
-                        if sink.send(Message::Text(done.into())).await.is_err() {
+                        if junk(&st, &mut sink).await.is_err() || sink.send(Message::Text(done.into())).await.is_err() {
                             return;
                         }
                         let completed = {
