@@ -10,7 +10,7 @@ use waav_plugin_api::{
     SttPeer, SttPlugin, SttSessionConfig, Transcript, VadEvent,
 };
 use waav_testkit::audio::{silence, to_le_bytes, tone};
-use waav_testkit::conformance::{check_stt, SttFixture};
+use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::openai::{Api, FakeOptions, Fault, OpenAiFake};
 
 const RATE: u32 = 16_000;
@@ -412,22 +412,6 @@ async fn a_rejected_key_ends_the_session_with_auth() {
     assert!(!err.to_string().contains("wrong"), "{err}");
 }
 
-#[tokio::test]
-async fn a_refused_model_ends_the_session_with_config() {
-    let fake = OpenAiFake::start("test-key").await;
-    let plugin = TranscriptionsStt::openai();
-    let cfg = session(
-        &fake.base_url(),
-        "test-key",
-        json!({"model": "gpt-9-transcribe"}),
-    );
-    let (peer, task) = open(&plugin, cfg).await;
-    audio(&peer, &tone_ms(300)).await;
-    send(&peer, SttInput::Finalize).await;
-    let err = ended(task).await.unwrap_err();
-    assert_eq!(err.category(), ErrorCategory::Config, "{err}");
-}
-
 async fn failed_then_recovered(fault: Fault, extra: serde_json::Value) -> PluginError {
     let fake =
         OpenAiFake::with_options(FakeOptions::new("test-key").fault(fault).fault_on(0)).await;
@@ -586,16 +570,193 @@ fn fixture(cfg: SttSessionConfig) -> SttFixture {
         .guard(Duration::from_secs(10))
 }
 
+/// An OpenAI error envelope.
+fn envelope(message: &str, kind: &str, code: &str) -> String {
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}}).to_string()
+}
+
+fn status(status: u16, body: String, retry_after: Option<u64>) -> Fault {
+    Fault::Status {
+        status,
+        body,
+        retry_after,
+    }
+}
+
+/// Registers every fault the fake injects, each on its own fake (returned, to keep them alive).
+/// `groq`: the Groq API (no SSE), else OpenAI with SSE interims (gpt-4o) unless `stream` is off.
+async fn with_faults(mut fixture: SttFixture, groq: bool) -> (SttFixture, Vec<OpenAiFake>) {
+    let key = if groq { "groq-test-key" } else { "test-key" };
+    let mut fakes = Vec::new();
+    let mut add = |fixture: SttFixture,
+                   fake: OpenAiFake,
+                   name: &str,
+                   extra: serde_json::Value,
+                   outcome: FaultOutcome| {
+        let url = if groq {
+            fake.groq_base_url()
+        } else {
+            fake.base_url()
+        };
+        let f = fixture.fault(name, session(&url, key, extra), outcome);
+        fakes.push(fake);
+        f
+    };
+    let fails = FaultOutcome::Fails;
+    let faulty = |fault: Fault| OpenAiFake::with_options(FakeOptions::new("test-key").fault(fault));
+
+    // A key the API does not know: 401 invalid_api_key, fatal.
+    let f =
+        OpenAiFake::with_options(FakeOptions::new("other-key").groq_key("other-groq-key")).await;
+    fixture = add(
+        fixture,
+        f,
+        "401 invalid_api_key",
+        json!({}),
+        fails(ErrorCategory::Auth),
+    );
+    let body = envelope(
+        "You are not allowed to sample from this model",
+        "invalid_request_error",
+        "model_not_found",
+    );
+    fixture = add(
+        fixture,
+        faulty(status(403, body, None)).await,
+        "403",
+        json!({}),
+        fails(ErrorCategory::Auth),
+    );
+    // A model the API refuses: 400 model_not_found, fatal.
+    let f = OpenAiFake::start("test-key").await;
+    let model = if groq {
+        "whisper-large-v9"
+    } else {
+        "gpt-9-transcribe"
+    };
+    fixture = add(
+        fixture,
+        f,
+        "400 model_not_found",
+        json!({"model": model}),
+        fails(ErrorCategory::Config),
+    );
+    // Per-utterance failures: error events, the session goes on.
+    let body = envelope(
+        "Rate limit reached for requests",
+        "requests",
+        "rate_limit_exceeded",
+    );
+    fixture = add(
+        fixture,
+        faulty(status(429, body, Some(7))).await,
+        "429 with retry-after",
+        json!({"stream": false}),
+        fails(ErrorCategory::RateLimited),
+    );
+    let body = envelope(
+        "The server had an error while processing your request.",
+        "server_error",
+        "server_error",
+    );
+    fixture = add(
+        fixture,
+        faulty(status(500, body, None)).await,
+        "500",
+        json!({"stream": false}),
+        fails(ErrorCategory::Transient),
+    );
+    fixture = add(
+        fixture,
+        faulty(status(503, "upstream connect error".into(), None)).await,
+        "503",
+        json!({}),
+        fails(ErrorCategory::Transient),
+    );
+    fixture = add(
+        fixture,
+        faulty(status(413, String::new(), None)).await,
+        "413",
+        json!({"stream": false}),
+        fails(ErrorCategory::Permanent),
+    );
+    let body = envelope(
+        "Audio file is too short.",
+        "invalid_request_error",
+        "audio_too_short",
+    );
+    fixture = add(
+        fixture,
+        faulty(status(400, body, None)).await,
+        "400 about the file",
+        json!({"stream": false}),
+        fails(ErrorCategory::Permanent),
+    );
+    // A 200 whose JSON does not parse.
+    fixture = add(
+        fixture,
+        faulty(Fault::Garbage).await,
+        "garbage JSON",
+        json!({"stream": false}),
+        fails(ErrorCategory::Permanent),
+    );
+    // The body cut off mid-way (the connection drops while the answer streams).
+    fixture = add(
+        fixture,
+        faulty(Fault::Truncate { after_chunks: 1 }).await,
+        "truncated JSON",
+        json!({"stream": false}),
+        fails(ErrorCategory::Transient),
+    );
+    // The head sent, then nothing: request_timeout_ms.
+    fixture = add(
+        fixture,
+        faulty(Fault::Silent).await,
+        "silent JSON body",
+        json!({"stream": false, "request_timeout_ms": 300}),
+        fails(ErrorCategory::Timeout),
+    );
+    if !groq {
+        // SSE: junk events are skipped, a cut stream and a stalled one fail the utterance.
+        fixture = add(
+            fixture,
+            faulty(Fault::Garbage).await,
+            "junk SSE events",
+            json!({}),
+            FaultOutcome::Recovers,
+        );
+        fixture = add(
+            fixture,
+            faulty(Fault::Truncate { after_chunks: 1 }).await,
+            "SSE cut after a delta",
+            json!({}),
+            fails(ErrorCategory::Transient),
+        );
+        fixture = add(
+            fixture,
+            faulty(Fault::Silent).await,
+            "silent SSE",
+            json!({"request_timeout_ms": 300}),
+            fails(ErrorCategory::Timeout),
+        );
+    }
+    (fixture, fakes)
+}
+
 #[tokio::test]
 async fn openai_conforms() {
     let fake = OpenAiFake::start("test-key").await;
     let plugin = TranscriptionsStt::openai();
-    check_stt(
-        &plugin,
-        &fixture(session(&fake.base_url(), "test-key", json!({}))),
+    let (faulty, fakes) = with_faults(
+        fixture(session(&fake.base_url(), "test-key", json!({}))),
+        false,
     )
-    .await
-    .assert_ok();
+    .await;
+    check_stt(&plugin, &faulty).await.assert_ok();
+    assert!(
+        fakes.iter().all(|f| !f.transcriptions().is_empty()),
+        "every fault's fake was asked"
+    );
     let whisper = session(&fake.base_url(), "test-key", json!({})).with_model("whisper-1");
     check_stt(&plugin, &fixture(whisper)).await.assert_ok();
 }
@@ -604,10 +765,14 @@ async fn openai_conforms() {
 async fn groq_conforms() {
     let fake = OpenAiFake::start("test-key").await;
     let plugin = TranscriptionsStt::groq();
-    check_stt(
-        &plugin,
-        &fixture(session(&fake.groq_base_url(), "groq-test-key", json!({}))),
+    let (faulty, fakes) = with_faults(
+        fixture(session(&fake.groq_base_url(), "groq-test-key", json!({}))),
+        true,
     )
-    .await
-    .assert_ok();
+    .await;
+    check_stt(&plugin, &faulty).await.assert_ok();
+    assert!(
+        fakes.iter().all(|f| !f.transcriptions().is_empty()),
+        "every fault's fake was asked"
+    );
 }
