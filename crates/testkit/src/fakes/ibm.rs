@@ -14,6 +14,8 @@
 //!   `{"state": "listening"}`; binary audio accumulates; an interim result is sent every
 //!   [`IbmFakeOptions::interim_every_bytes`] when `interim_results` is on; `{"action": "stop"}`
 //!   (or an empty binary frame) is answered with the request's final result and `listening`.
+//!   With [`IbmFakeOptions::final_every_bytes`] set, a final also closes each phrase of that
+//!   many bytes while audio flows, as the service's end-of-phrase results do.
 //!   A request with fewer than 100 bytes is refused as the service does (`{"error": "Stream was
 //!   N bytes but needs to be at least 100 bytes."}` and close 1011). The transcript is
 //!   deterministic: `heard <ms> milliseconds` for the request's audio duration, with word
@@ -164,6 +166,10 @@ pub struct IbmFakeOptions {
     pub tts_fault: TtsFault,
     /// STT: an interim result every this many audio bytes of a request (0: none).
     pub interim_every_bytes: usize,
+    /// STT: a final result every this many audio bytes of a request, while audio flows (the
+    /// service's end-of-phrase results, as with `end_of_phrase_silence_time`); 0: finals only
+    /// on `stop`.
+    pub final_every_bytes: usize,
     /// STT: raw text messages sent after the first `listening` (scripted results).
     pub script: Vec<String>,
     /// STT: size of the huge junk message of [`SttFault::Garbage`].
@@ -187,6 +193,7 @@ impl Default for IbmFakeOptions {
             stt_fault: SttFault::None,
             tts_fault: TtsFault::None,
             interim_every_bytes: 6400,
+            final_every_bytes: 0,
             script: Vec::new(),
             huge_bytes: 300_000,
             ms_per_char: 20,
@@ -814,6 +821,16 @@ async fn stt_session(mut socket: WebSocket, opts: IbmFakeOptions, log: Arc<Mutex
                     req.interims = req.bytes / opts.interim_every_bytes;
                     let (m, _) = result_json(&req, rate, false, false, index);
                     send_text(&mut socket, m).await;
+                }
+                if opts.final_every_bytes > 0 && req.bytes >= opts.final_every_bytes {
+                    let (m, dur) = result_json(&req, rate, true, speakers, index);
+                    send_text(&mut socket, m).await;
+                    log.lock().expect("log").finals_sent += 1;
+                    index += 1;
+                    req = Request {
+                        offset_s: req.offset_s + dur,
+                        ..Request::default()
+                    };
                 }
             }
             Message::Ping(_) => log.lock().expect("log").pings += 1,
