@@ -10,7 +10,7 @@ use waav_plugin_api::{
     AudioEncoding, AudioSink, CancelFlag, Emotion, ErrorCategory, Plugin, PluginConfig,
     PluginContext, PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
 };
-use waav_testkit::conformance::{check_tts, TtsFixture};
+use waav_testkit::conformance::{check_tts, FaultOutcome, TtsFixture};
 use waav_testkit::fakes::hume::{audio_for, FakeOptions, FakeVoice, Fault, HumeFake};
 
 const KEY: &str = "hume-test-key";
@@ -198,10 +198,113 @@ async fn audio_streams_byte_exact_and_the_first_chunk_arrives_before_the_rest() 
 
 #[tokio::test]
 async fn conformance() {
+    use ErrorCategory::*;
     let fake = HumeFake::start(FakeOptions::new(KEY)).await;
     let plugin = HumeTts::new();
-    let report = check_tts(&plugin, &TtsFixture::new(pcm(&fake)).guard(GUARD)).await;
+    let with = |f: Fault| FakeOptions::new(KEY).fault(f);
+    type Tweak = fn(TtsSessionConfig) -> TtsSessionConfig;
+    let same: Tweak = |s| s;
+    // (name, the fake's options, extra config, session tweak, outcome)
+    let faults: Vec<(&str, FakeOptions, Value, Tweak, FaultOutcome)> = vec![
+        (
+            "wrong key",
+            FakeOptions::new(KEY),
+            json!({}),
+            |s| s.with_api_key(Some(Secret::from("wrong-key"))),
+            FaultOutcome::Fails(Auth),
+        ),
+        (
+            "402 out of credits",
+            with(status(402, r#"{"message": "Payment required"}"#, None)),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Auth),
+        ),
+        (
+            "429",
+            with(status(
+                429,
+                r#"{"message": "API rate limit exceeded"}"#,
+                Some(7),
+            )),
+            json!({}),
+            same,
+            FaultOutcome::Fails(RateLimited),
+        ),
+        (
+            "500",
+            with(status(500, r#"{"message": "internal"}"#, None)),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Transient),
+        ),
+        (
+            "vendor error E0303",
+            with(status(
+                400,
+                r#"{"code":"E0303","error":"Voice not found","message":"nope"}"#,
+                None,
+            )),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Config),
+        ),
+        (
+            "vendor error unknown voice",
+            FakeOptions::new(KEY),
+            json!({}),
+            |s| s.with_voice("Nobody"),
+            FaultOutcome::Fails(Config),
+        ),
+        (
+            "vendor error 422 text",
+            with(status(
+                422,
+                r#"{"detail":[{"loc":["body","utterances",0,"text"],"msg":"too long","type":"value_error"}]}"#,
+                None,
+            )),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Permanent),
+        ),
+        // A 200 with JSON where the audio should be.
+        (
+            "garbage",
+            with(Fault::Garbage),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Permanent),
+        ),
+        (
+            "truncated body",
+            with(Fault::Truncate { after_chunks: 1 }),
+            json!({}),
+            same,
+            FaultOutcome::Fails(Transient),
+        ),
+        (
+            "silent",
+            with(Fault::Silent),
+            json!({"response_timeout_ms": 300}),
+            same,
+            FaultOutcome::Fails(Timeout),
+        ),
+    ];
+    let mut fixture = TtsFixture::new(pcm(&fake)).guard(GUARD);
+    let mut fakes = Vec::new();
+    for (name, opts, extra, tweak, outcome) in faults {
+        let f = HumeFake::start(opts).await;
+        fixture = fixture.fault(
+            name,
+            tweak(session(&f, AudioEncoding::Linear16, extra)),
+            outcome,
+        );
+        fakes.push(f);
+    }
+    let report = check_tts(&plugin, &fixture).await;
     report.assert_ok();
+    // Each faulty fake was asked (a failure before any request would be the plugin's own).
+    assert!(fakes.iter().all(|f| !f.speeches().is_empty()));
     let fake = HumeFake::start(FakeOptions::new(KEY)).await;
     let report = check_tts(
         &plugin,
@@ -250,46 +353,18 @@ async fn errors_are_categorised() {
         }
         other => panic!("{other:?}"),
     }
-    let e = failing(
-        status(
-            400,
-            r#"{"code":"E0303","error":"Voice not found","message":"nope"}"#,
-            None,
-        ),
-        json!({}),
-    )
-    .await;
-    assert_eq!(e.category(), ErrorCategory::Config, "{e}");
-    let e = failing(status(500, r#"{"message": "internal"}"#, None), json!({})).await;
-    assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
 
-    // The fake's own validation: an unknown voice (400); a 422 that blames the text.
+    // The fake's own validation: an unknown voice (400), with its message.
     let fake = HumeFake::start(FakeOptions::new(KEY)).await;
     let cfg = pcm(&fake).with_voice("Nobody");
     let (r, _) = synth(&cfg, "Hello.").await;
     let e = r.unwrap_err();
     assert_eq!(e.category(), ErrorCategory::Config, "{e}");
     assert!(e.to_string().contains("No voice found"), "{e}");
-    let e = failing(
-        status(
-            422,
-            r#"{"detail":[{"loc":["body","utterances",0,"text"],"msg":"too long","type":"value_error"}]}"#,
-            None,
-        ),
-        json!({}),
-    )
-    .await;
-    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
-
-    // Malformed and truncated answers never panic.
-    let e = failing(Fault::Garbage, json!({})).await;
-    assert_eq!(e.category(), ErrorCategory::Permanent, "{e}");
+    // A body cut after two chunks (the suite cuts after one).
     let e = failing(Fault::Truncate { after_chunks: 2 }, json!({})).await;
     assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
-
-    // A silent vendor is timed out.
-    let e = failing(Fault::Silent, json!({"response_timeout_ms": 300})).await;
-    assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
+    // The other faults' categories are checked by the conformance suite (`conformance`).
 }
 
 #[tokio::test]
