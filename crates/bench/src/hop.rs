@@ -60,9 +60,15 @@ impl Fakes {
         Self { stt, tts }
     }
 
-    /// Gateway config: the `deepgram` STT and TTS plugins pointed at the fakes.
-    pub fn gateway_yaml(&self) -> String {
-        format!(
+    /// Gateway config: the `deepgram` STT and TTS plugins pointed at the fakes; `replay: false`
+    /// also sets `resilience.stt_reconnects: 0`, so sessions keep no audio for a replay.
+    pub fn gateway_yaml(&self, replay: bool) -> String {
+        let extra = if replay {
+            ""
+        } else {
+            "resilience:\n  stt_reconnects: 0\n"
+        };
+        extra.to_owned() + &format!(
             "plugins:\n  stt:\n    deepgram: {{ api_key: {API_KEY}, base_url: \"{}\", vad_events: false }}\n  tts:\n    deepgram: {{ api_key: {API_KEY}, base_url: \"{}\" }}\n",
             self.stt.base_url(),
             self.tts.base_url()
@@ -105,7 +111,8 @@ pub struct HopReport {
     pub generator_cores: f64,
     /// Server RSS before the sessions opened, KiB.
     pub server_rss_before_kib: u64,
-    /// Server RSS with every session streaming (sampled after the last session started), KiB.
+    /// Server RSS with every session streaming (sampled 1 s before the first session ends;
+    /// 0 for runs of 2 s or less), KiB.
     pub server_rss_peak_kib: u64,
     /// (peak − before) / sessions, bytes: client socket, session and provider socket.
     pub bytes_per_streaming_session: f64,
@@ -148,10 +155,10 @@ pub async fn run(cfg: &LoadConfig, server_pid: u32) -> HopReport {
             session(&cfg, &shared).await
         }));
     }
-    // Peak memory: every session has started (ramp over) and is still streaming.
-    let settle = cfg.ramp + Duration::from_millis(500);
-    let peak = if settle + Duration::from_millis(500) < cfg.duration + cfg.ramp {
-        tokio::time::sleep(settle).await;
+    // Peak memory: every session has started and streamed for a while (the gateway's replay
+    // buffer fills over `resilience.stt_replay_ms`), sampled 1 s before the first ones end.
+    let peak = if cfg.duration > Duration::from_secs(2) {
+        tokio::time::sleep(cfg.duration - Duration::from_secs(1)).await;
         sample(server_pid).rss_kib
     } else {
         0

@@ -107,7 +107,7 @@ async fn gateway_hop_through_the_deepgram_plugin() {
     let fakes = Fakes::start(5, 20).await;
     let path =
         std::env::temp_dir().join(format!("waav-bench-hop-test-{}.yaml", std::process::id()));
-    std::fs::write(&path, fakes.gateway_yaml()).expect("write config");
+    std::fs::write(&path, fakes.gateway_yaml(true)).expect("write config");
     let gw = GatewayProcess::spawn(&bin, Some(&path))
         .await
         .expect("gateway starts");

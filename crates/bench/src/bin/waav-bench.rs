@@ -65,6 +65,9 @@ struct Args {
     /// With --hop: `both` (gateway, then relay), `gateway` or `relay`.
     #[arg(long, default_value = "both")]
     hop_target: String,
+    /// With --hop: `resilience.stt_reconnects: 0` in the gateway config (no replay buffer).
+    #[arg(long)]
+    no_replay: bool,
     /// With --hop: the gateway binary (default: `waav-gateway` beside this one).
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
@@ -261,7 +264,7 @@ async fn hop_main(args: &Args) -> ExitCode {
         }
     };
     let cfg_path = std::env::temp_dir().join(format!("waav-bench-hop-{}.yaml", std::process::id()));
-    if let Err(e) = std::fs::write(&cfg_path, fakes.gateway_yaml()) {
+    if let Err(e) = std::fs::write(&cfg_path, fakes.gateway_yaml(!args.no_replay)) {
         eprintln!("error: cannot write {}: {e}", cfg_path.display());
         return ExitCode::FAILURE;
     }
