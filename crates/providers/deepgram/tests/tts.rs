@@ -488,6 +488,9 @@ async fn conforms_over_the_websocket() {
     for f in &fakes {
         assert!(f.rest_requests().is_empty());
     }
+    // Every faulty fake was reached (no fault was refused by the plugin before any request);
+    // a refused upgrade is not a session, so only those that accepted one are counted.
+    assert_eq!(fakes.iter().filter(|f| !f.sessions().is_empty()).count(), 5);
 }
 
 #[tokio::test]
@@ -524,6 +527,7 @@ async fn conforms_over_rest() {
     assert!(!fake.rest_requests().is_empty());
     for f in &fakes {
         assert!(f.sessions().is_empty());
+        assert!(!f.rest_requests().is_empty(), "each faulty fake was asked");
     }
 }
 
