@@ -419,6 +419,7 @@ async fn conformance_rest_path() {
         }
         check_tts(&ElevenLabsTts::new(), &fixture).await.assert_ok();
         assert!(fakes.iter().all(|f| f.ws_sessions().is_empty()));
+        assert!(fakes.iter().all(|f| !f.http_requests().is_empty()));
     }
 }
 
@@ -474,6 +475,7 @@ async fn conformance_streaming_path() {
         }
         check_tts(&ElevenLabsTts::new(), &fixture).await.assert_ok();
         assert!(fakes.iter().all(|f| f.http_requests().is_empty()));
+        assert!(fakes.iter().all(|f| !f.ws_sessions().is_empty()));
     }
     // One socket per session (no reconnects needed here).
     assert_eq!(fake.ws_sessions().len(), 2);
