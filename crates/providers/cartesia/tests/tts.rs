@@ -985,6 +985,7 @@ async fn conformance_streaming_and_rest() {
     check_tts(&plugin, &ws_fixture).await.assert_ok();
     assert!(!fake.ws_sessions().is_empty(), "the streaming path ran");
     assert!(ws_fakes.iter().all(|(_, f)| f.http_requests().is_empty()));
+    assert!(ws_fakes.iter().all(|(_, f)| !f.ws_upgrades().is_empty()));
     let (_, closing) = ws_fakes
         .iter()
         .find(|(n, _)| *n == "closed between requests")
@@ -1007,6 +1008,9 @@ async fn conformance_streaming_and_rest() {
         .assert_ok();
     assert!(!fake.http_requests().is_empty(), "the REST path ran");
     assert!(rest_fakes.iter().all(|(_, f)| f.ws_sessions().is_empty()));
+    assert!(rest_fakes
+        .iter()
+        .all(|(_, f)| !f.http_requests().is_empty()));
     let fixture =
         TtsFixture::new(session(&fake, AudioEncoding::Mulaw, 8_000, json!({}))).guard(GUARD);
     check_tts(&CartesiaTts::new(), &fixture).await.assert_ok();
