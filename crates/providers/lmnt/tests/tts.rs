@@ -452,6 +452,7 @@ async fn conformance_on_both_paths() {
             let report = check_tts(&plugin, &fixture).await;
             for (name, f) in &fakes {
                 assert_eq!(f.ws_sessions().is_empty(), !stream_input, "{name}");
+                assert_eq!(f.speeches().is_empty(), stream_input, "{name}");
                 if *name == "closed between requests" {
                     assert!(f.ws_sessions().len() >= 2, "the vendor's close was seen");
                 }
