@@ -274,3 +274,92 @@ async fn a_breaker_opens_after_repeated_failures_fails_fast_and_recovers() {
     d.configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
         .await;
 }
+
+/// Speaks "hello there" through a TTS that fails silently (`model`), with a fallback when
+/// `fallback` is set: what the client saw (JSON messages) and the audio bytes it got.
+async fn speak_through(server: &TestServer, model: &str, fallback: bool) -> (Vec<Value>, usize) {
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut tts = tts_config("loopback", model);
+    if fallback {
+        tts["fallback"] = json!(["loopback:tone-c5"]);
+    }
+    c.configure(json!({"type":"config","tts_config":tts})).await;
+    c.send_json(json!({"type":"speak","text":"hello there"}))
+        .await;
+    let mut seen = Vec::new();
+    let mut audio = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+            Ok(Frame::Json(v)) => {
+                let done = v["type"] == "tts_playback_complete";
+                seen.push(v);
+                if done {
+                    return (seen, audio);
+                }
+            }
+            Ok(Frame::Binary(b)) => audio += b.len(),
+            Ok(Frame::Closed(c)) => panic!("closed: {c:?}"),
+            Err(_) => panic!("no playback complete: {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_tts_failures_are_caught_by_watchdogs_and_failed_over() {
+    let server = TestServer::start("resilience: { tts_first_byte_ms: 300 }\n").await;
+    // No first byte in time, no audio at all, audio that is only silence: each is a failure
+    // no error reported, and the fallback speaks the request.
+    for (model, watchdog) in [
+        ("latency_ms=5000", "first_byte"),
+        ("fault=mute", "empty_audio"),
+        ("amplitude=0", "silent_audio"),
+    ] {
+        let (seen, audio) = speak_through(&server, model, true).await;
+        let switched = seen
+            .iter()
+            .find(|v| v["type"] == "provider_switched")
+            .unwrap_or_else(|| panic!("{model}: no failover: {seen:?}"));
+        assert_eq!(switched["role"], "tts", "{model}");
+        assert!(
+            seen.iter().all(|v| v["type"] != "error"),
+            "{model}: {seen:?}"
+        );
+        // "hello there": 11 chars x 10 ms at 16 kHz = 3,520 bytes from the fallback; silence
+        // can only be known at the request's end, so what was silent already went out.
+        if watchdog == "silent_audio" {
+            assert!(audio > 3_520, "{model}: {audio}");
+        } else {
+            assert_eq!(audio, 3_520, "{model}");
+        }
+        let metrics = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("waav_watchdog_trips_total")
+                    && l.contains(&format!("watchdog=\"{watchdog}\""))),
+            "{model}: {metrics}"
+        );
+    }
+    // Without a chain the request fails with an error and the session goes on.
+    let (seen, audio) = speak_through(&server, "fault=mute", false).await;
+    assert_eq!(audio, 0);
+    let error = seen
+        .iter()
+        .find(|v| v["type"] == "error")
+        .expect("an error");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no audio")),
+        "{error}"
+    );
+    // Quiet but real audio is not silence.
+    let (seen, audio) = speak_through(&server, "amplitude=2000", false).await;
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    assert_eq!(audio, 3_520);
+}

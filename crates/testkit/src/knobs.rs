@@ -23,19 +23,22 @@ pub enum Fault {
     PanicOnConnect,
     /// Never finish `connect`.
     HangOnConnect,
+    /// TTS: finish the request without any audio.
+    Mute,
 }
 
 /// Loopback behaviour for one session.
 ///
 /// Parsed from `model`: comma-separated `key=value` pairs.
 /// - `latency_ms=N`: delay before each result (STT) or before the first audio chunk (TTS).
-/// - `fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect`, `after=N`: inject the fault
+/// - `fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect|mute`, `after=N`: inject the fault
 ///   after N results (STT) or on request N (TTS, counting from 1; default 1).
 /// - `chunk_ms=N`: TTS audio chunk length (default 20).
 /// - `ms_per_char=N`: TTS tone length per character (default 10).
 /// - `speech_final=1`: STT finals from a silence gap also mark the end of the turn.
 /// - `realtime=1`: TTS paces audio in real time instead of as fast as possible.
 /// - `stamp=N`: STT benchmark mode (see [`crate::stamp`]): a report every N frames.
+/// - `amplitude=N`: TTS tone amplitude (default 12000; 0 speaks silence).
 /// - `sessions=N`: the fault applies to the first N STT sessions opened with this exact model
 ///   string in the process, later ones behave (a provider that drops once, then recovers);
 ///   `tag=...` is ignored, to make the string unique to one test.
@@ -60,6 +63,8 @@ pub struct Knobs {
     pub stamp: u32,
     /// Sessions (per model string) the fault applies to; 0: all.
     pub sessions: u32,
+    /// TTS tone amplitude.
+    pub amplitude: u32,
 }
 
 impl Default for Knobs {
@@ -74,6 +79,7 @@ impl Default for Knobs {
             realtime: false,
             stamp: 0,
             sessions: 0,
+            amplitude: 12_000,
         }
     }
 }
@@ -94,6 +100,7 @@ impl Knobs {
                 "realtime" => k.realtime = num()? != 0,
                 "stamp" => k.stamp = num()?,
                 "sessions" => k.sessions = num()?,
+                "amplitude" => k.amplitude = num()?.min(32_767),
                 "tag" => {}
                 "fault" => {
                     k.fault = match value {
@@ -105,6 +112,7 @@ impl Knobs {
                         "deaf" => Fault::Deaf,
                         "panic_on_connect" => Fault::PanicOnConnect,
                         "hang_on_connect" => Fault::HangOnConnect,
+                        "mute" => Fault::Mute,
                         _ => return Err(bad(part)),
                     }
                 }
@@ -146,7 +154,7 @@ impl Knobs {
 
 fn bad(part: &str) -> PluginError {
     PluginError::Config(format!(
-        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect, after=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1, stamp=N)"
+        "loopback model knob {part:?} not understood (use latency_ms=N, fault=panic|error|fatal|stall|deaf|panic_on_connect|hang_on_connect|mute, after=N, amplitude=N, sessions=N, chunk_ms=N, ms_per_char=N, speech_final=0|1, realtime=0|1, stamp=N)"
     ))
 }
 

@@ -216,7 +216,11 @@ impl State {
                         return Ok(false);
                     }
                 }
-                Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
+                Fault::None
+                | Fault::Deaf
+                | Fault::PanicOnConnect
+                | Fault::HangOnConnect
+                | Fault::Mute => {}
             }
         }
         Ok(io

@@ -104,6 +104,7 @@ impl TtsPlugin for LoopbackTts {
                     ))
                 }
                 Fault::Stall => std::future::pending::<()>().await,
+                Fault::Mute => return Ok(()),
                 Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
             }
         }
@@ -125,7 +126,7 @@ impl TtsPlugin for LoopbackTts {
             let n = chunk.min(total - pos);
             let mut buf = Vec::with_capacity(n * 2);
             for i in pos..pos + n {
-                let s = ((i as f32 * step).sin() * 12_000.0) as i16;
+                let s = ((i as f32 * step).sin() * knobs.amplitude as f32) as i16;
                 buf.extend_from_slice(&s.to_le_bytes());
             }
             pos += n;

@@ -338,6 +338,12 @@ pub struct ResilienceConfig {
     /// Times a session's STT provider is reopened after a transient drop mid-stream before the
     /// session fails over (or reports the error); the budget refills at each final transcript.
     pub stt_reconnects: u64,
+    /// A TTS request with no first audio byte this long after it reached the provider's head
+    /// counts as a silent failure (ms; 0: off; the request timeout still applies).
+    pub tts_first_byte_ms: u64,
+    /// A TTS request that ends with every PCM sample within ± this (of 32767) counts as a
+    /// silent failure, like one that ends with no audio at all (0: only no audio).
+    pub tts_silent_peak: u64,
     /// Fallbacks per primary provider: `stt: { deepgram: [microsoft-azure, local] }`; TTS entries
     /// may name a voice (`elevenlabs: ["cartesia:sonic-voice-id", local]`).
     pub failover: FailoverConfig,
@@ -351,6 +357,8 @@ impl Default for ResilienceConfig {
             breaker_open_secs: 15,
             stt_replay_ms: 5_000,
             stt_reconnects: 2,
+            tts_first_byte_ms: 8_000,
+            tts_silent_peak: 64,
             failover: FailoverConfig::default(),
         }
     }
@@ -437,7 +445,7 @@ impl GatewayConfig {
                 message: format!("a chain of {} fallbacks; at most {MAX_CHAIN}", c.len()),
             });
         }
-        let checks: [(&str, u64, u64, u64); 18] = [
+        let checks: [(&str, u64, u64, u64); 20] = [
             (
                 "resilience.breaker_failures",
                 u64::from(r.breaker_failures),
@@ -458,6 +466,13 @@ impl GatewayConfig {
             ),
             ("resilience.stt_replay_ms", r.stt_replay_ms, 0, 60_000),
             ("resilience.stt_reconnects", r.stt_reconnects, 0, 10),
+            (
+                "resilience.tts_first_byte_ms",
+                r.tts_first_byte_ms,
+                0,
+                600_000,
+            ),
+            ("resilience.tts_silent_peak", r.tts_silent_peak, 0, 32_767),
             (
                 "session.idle_timeout_secs",
                 s.idle_timeout_secs,

@@ -105,10 +105,35 @@ impl Resilience {
         u8::try_from(self.config.stt_reconnects).unwrap_or(u8::MAX)
     }
 
+    /// The TTS silent-failure bounds.
+    pub fn tts_watchdogs(&self) -> TtsWatchdogs {
+        TtsWatchdogs {
+            first_byte: (self.config.tts_first_byte_ms > 0)
+                .then(|| Duration::from_millis(self.config.tts_first_byte_ms)),
+            silent_peak: u16::try_from(self.config.tts_silent_peak).unwrap_or(i16::MAX as u16),
+        }
+    }
+
     /// Audio kept for replay after an STT failover.
     pub fn stt_replay(&self) -> Duration {
         Duration::from_millis(self.config.stt_replay_ms)
     }
+}
+
+/// Bounds on a TTS provider that fails without an error: no first byte in time, or a request
+/// that ends with no audio or only silence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtsWatchdogs {
+    /// No first audio byte within this of the request reaching the head of the queue.
+    pub first_byte: Option<Duration>,
+    /// PCM peaks at or below this amplitude are silence.
+    pub silent_peak: u16,
+}
+
+/// A watchdog trip counted on `/metrics`: a failure no error reported.
+pub fn count_watchdog(kind: PluginKind, provider: &'static str, watchdog: &'static str) {
+    counter!("waav_watchdog_trips_total", "kind" => kind.as_str(), "provider" => provider, "watchdog" => watchdog)
+        .increment(1);
 }
 
 /// A provider reopened after a drop, counted on `/metrics`.

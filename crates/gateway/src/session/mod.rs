@@ -154,7 +154,9 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
             }
             () = sleep_until(tts_due) => {
                 if let Some(tts) = s.tts.as_mut() {
-                    tts.on_timeout(&s.out).await;
+                    if let Some(tripped) = tts.on_timeout(&s.out).await {
+                        Box::pin(s.on_tts_tripped(tripped)).await;
+                    }
                 }
             }
             () = sleep_until(auth_deadline) => {
@@ -613,6 +615,7 @@ impl Session {
         let settings = &self.state.config.session;
         let registry = &self.state.registry;
         let kind = waav_plugin_api::PluginKind::Tts;
+        let watchdogs = self.state.resilience.tts_watchdogs();
         chain::open_first(
             &self.state,
             kind,
@@ -636,7 +639,9 @@ impl Session {
                         settings.tts_frame_ms,
                     )
                     .await
-                    .map(|p| TtsLink::new(p, request_timeout, limits, true))
+                    .map(|p| {
+                        TtsLink::new(p, request_timeout, limits, true).with_watchdogs(watchdogs)
+                    })
                 }
             },
         )
@@ -775,15 +780,16 @@ impl Session {
     }
 
     /// The TTS provider `from` failed with `error`: the next provider of the chain takes over
-    /// and speaks every request not yet finished, from its start. `false` when none is left.
+    /// and speaks every request not yet finished, from its start. The old link comes back when
+    /// none is left (or none opens).
     async fn tts_failover(
         &mut self,
         from: &'static str,
         error: &waav_plugin_api::PluginError,
         old: TtsLink,
-    ) -> bool {
+    ) -> Result<(), TtsLink> {
         let Some((cfg, mut names)) = self.chains.as_mut().and_then(|c| c.tts.take()) else {
-            return false;
+            return Err(old);
         };
         let opened = if names.is_empty() {
             Err(WsError::NothingToConfigure)
@@ -793,7 +799,9 @@ impl Session {
         if let Some(c) = self.chains.as_mut() {
             c.tts = Some((cfg, names));
         }
-        let Ok(mut link) = opened else { return false };
+        let Ok(mut link) = opened else {
+            return Err(old);
+        };
         let pending = old.into_unfinished();
         link.continue_stream_of(&pending);
         let to = link.provider_id();
@@ -815,7 +823,24 @@ impl Session {
             }
         }
         self.tts = Some(link);
-        true
+        Ok(())
+    }
+
+    /// A TTS watchdog found a silent failure of the head request: it counts against the
+    /// provider, the chain takes over (speaking the request again), or the request fails.
+    async fn on_tts_tripped(&mut self, tripped: tts::Tripped) {
+        let Some(old) = self.tts.take() else { return };
+        let provider = old.provider_id();
+        let kind = waav_plugin_api::PluginKind::Tts;
+        tracing::warn!(provider, watchdog = tripped.watchdog, error = %tripped.error, "TTS watchdog tripped");
+        crate::resilience::count_watchdog(kind, provider, tripped.watchdog);
+        self.state
+            .resilience
+            .record(kind, provider, Err(&tripped.error));
+        if let Err(mut old) = self.tts_failover(provider, &tripped.error, old).await {
+            old.fail_head(tripped.error, &self.out).await;
+            self.tts = Some(old);
+        }
     }
 
     async fn on_speak(
@@ -919,12 +944,11 @@ impl Session {
                 self.state.resilience.record(kind, provider, Err(&error));
                 // Boxed: the failover path opens providers through deep futures, and inline it
                 // would size every session's task.
-                if crate::resilience::breaker::counts(&error) {
-                    if Box::pin(self.stt_reconnect(provider, &error, &replay)).await
-                        || Box::pin(self.stt_failover(provider, &error, replay)).await
-                    {
-                        return;
-                    }
+                if crate::resilience::breaker::counts(&error)
+                    && (Box::pin(self.stt_reconnect(provider, &error, &replay)).await
+                        || Box::pin(self.stt_failover(provider, &error, replay)).await)
+                {
+                    return;
                 }
                 self.error(WsError::Provider {
                     role: "STT",
@@ -1007,7 +1031,11 @@ impl Session {
     async fn on_tts(&mut self, sig: TtsSignal) {
         let Some(tts) = self.tts.as_mut() else { return };
         match sig {
-            TtsSignal::Event(ev) => tts.on_event(ev, &self.state.cache, &self.out).await,
+            TtsSignal::Event(ev) => {
+                if let Some(tripped) = tts.on_event(ev, &self.state.cache, &self.out).await {
+                    Box::pin(self.on_tts_tripped(tripped)).await;
+                }
+            }
             TtsSignal::Ended(result) => {
                 let provider = tts.provider_id();
                 let old = self.tts.take();
@@ -1018,7 +1046,10 @@ impl Session {
                 let kind = waav_plugin_api::PluginKind::Tts;
                 self.state.resilience.record(kind, provider, Err(&error));
                 if let Some(old) = old.filter(|_| crate::resilience::breaker::counts(&error)) {
-                    if Box::pin(self.tts_failover(provider, &error, old)).await {
+                    if Box::pin(self.tts_failover(provider, &error, old))
+                        .await
+                        .is_ok()
+                    {
                         return;
                     }
                 }

@@ -19,6 +19,7 @@ use crate::isolation::guard;
 use crate::metrics::Metrics;
 use crate::pipeline::AudioPipeline;
 use crate::registry::Registry;
+use crate::resilience::TtsWatchdogs;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -28,6 +29,14 @@ use waav_plugin_api::{
     AudioEncoding, AudioFormat, Emotion, PluginError, Pronunciation, SpeakRequest, TtsEvent,
     TtsInput, TtsIo, TtsSessionConfig,
 };
+
+/// The largest magnitude among the PCM16LE samples of `data` (a trailing odd byte ignored).
+fn peak16(data: &[u8]) -> u16 {
+    data.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0)
+}
 
 /// Cache fills stop collecting past this size (the cache would refuse it anyway).
 const MAX_COLLECT: usize = 8 * 1024 * 1024;
@@ -255,6 +264,9 @@ struct Pending {
     frame_bytes: usize,
     started: Instant,
     first_byte: bool,
+    /// Provider audio bytes received, and their PCM peak (the silent-audio watchdog).
+    audio_bytes: usize,
+    peak: u16,
 }
 
 /// The unfinished part of a TTS link (see [`TtsLink::into_unfinished`]).
@@ -312,6 +324,16 @@ pub struct TtsLink {
     audio_until: Instant,
     last_progress: Instant,
     cache_fill: bool,
+    watchdogs: TtsWatchdogs,
+}
+
+/// A request that failed without an error: what a watchdog found, as the failure it counts as.
+#[derive(Debug)]
+pub struct Tripped {
+    /// Which watchdog (`first_byte`, `empty_audio`, `silent_audio`).
+    pub watchdog: &'static str,
+    /// The failure, for the breaker, the failover and the client.
+    pub error: PluginError,
 }
 
 impl TtsLink {
@@ -336,7 +358,14 @@ impl TtsLink {
             // Processed audio depends on the processors' state (an AGC's gain, a denoiser's
             // history): it is neither served from the cache nor stored in it.
             cache_fill: cache_fill && !processed,
+            watchdogs: TtsWatchdogs::default(),
         }
+    }
+
+    /// Arms the silent-failure watchdogs.
+    pub fn with_watchdogs(mut self, watchdogs: TtsWatchdogs) -> Self {
+        self.watchdogs = watchdogs;
+        self
     }
 
     /// Provider id.
@@ -404,6 +433,8 @@ impl TtsLink {
             frame_bytes: 0,
             started: Instant::now(),
             first_byte: false,
+            audio_bytes: 0,
+            peak: 0,
         });
         if let Some(text) = spoken {
             let req = SpeakRequest { id, text, flush };
@@ -428,12 +459,24 @@ impl TtsLink {
     }
 
     /// Handles one provider event (a failed request is reported before the queue moves on).
-    pub async fn on_event(&mut self, ev: TtsEvent, cache: &TtsCache, out: &Outbound) {
+    /// A request that ends with no audio, or only silence, is left at the head and returned
+    /// as tripped: the caller fails over, or fails it with [`fail_head`](Self::fail_head).
+    pub async fn on_event(
+        &mut self,
+        ev: TtsEvent,
+        cache: &TtsCache,
+        out: &Outbound,
+    ) -> Option<Tripped> {
         let head = self.queue.front().map(|p| p.id);
+        let pcm16 = self.provider.config.encoding == AudioEncoding::Linear16;
         match ev {
             TtsEvent::Audio { id, data } if Some(id) == head => {
                 self.last_progress = Instant::now();
                 let p = self.queue.front_mut().expect("head exists");
+                p.audio_bytes += data.len();
+                if pcm16 && p.peak <= self.watchdogs.silent_peak {
+                    p.peak = p.peak.max(peak16(&data));
+                }
                 if !p.first_byte {
                     p.first_byte = true;
                     Metrics::get().provider_latency(
@@ -457,6 +500,21 @@ impl TtsLink {
             // Audio for a cleared (or unknown) request is dropped.
             TtsEvent::Audio { .. } => {}
             TtsEvent::Done { id } if Some(id) == head => {
+                let p = self.queue.front().expect("head exists");
+                let speakable = p.text.chars().any(char::is_alphanumeric);
+                let tripped = if p.audio_bytes == 0 && speakable {
+                    Some(("empty_audio", "the request ended with no audio"))
+                } else if pcm16 && speakable && p.peak <= self.watchdogs.silent_peak {
+                    Some(("silent_audio", "the request ended with only silence"))
+                } else {
+                    None
+                };
+                if let Some((watchdog, what)) = tripped {
+                    return Some(Tripped {
+                        watchdog,
+                        error: PluginError::Transient(what.into()),
+                    });
+                }
                 // Back-to-back requests share the resampler's state (continuous audio); when
                 // no provider audio follows at once, what it still holds is this request's end.
                 let continues = self.queue.get(1).is_some_and(|n| n.cached.is_none());
@@ -479,34 +537,47 @@ impl TtsLink {
                 self.after_head(out).await;
             }
             TtsEvent::Done { .. } => {}
-            TtsEvent::Error { id, error } => {
-                let was_head = head == Some(id);
-                let was_pending = self.queue.iter().any(|p| p.id == id);
-                self.queue.retain(|p| p.id != id);
-                if was_head {
-                    // What the resampler still holds is earlier audio: let it play.
-                    let mut frames = std::mem::take(&mut self.frames);
-                    self.provider.audio.flush(&mut |f| frames.push(f));
-                    if !frames.is_empty() {
-                        if let Some(h) = self.provider.audio.take_header() {
-                            out.binary(h).await;
-                        }
-                    }
-                    for f in frames.drain(..) {
-                        out.binary(f).await;
-                    }
-                    self.frames = frames;
-                }
-                if was_pending {
-                    let e = WsError::Provider {
-                        role: "TTS",
-                        provider: self.provider.provider,
-                        error,
-                    };
-                    out.send(e.into()).await;
-                    self.after_head(out).await;
+            TtsEvent::Error { id, error } => self.fail(id, error, head, out).await,
+        }
+        None
+    }
+
+    /// Fails the head request with `error` (a watchdog's finding no failover took over).
+    pub async fn fail_head(&mut self, error: PluginError, out: &Outbound) {
+        let head = self.queue.front().map(|p| p.id);
+        if let Some(id) = head {
+            self.provider.audio.discard();
+            self.cancel(id).await;
+            self.fail(id, error, head, out).await;
+        }
+    }
+
+    async fn fail(&mut self, id: u64, error: PluginError, head: Option<u64>, out: &Outbound) {
+        let was_head = head == Some(id);
+        let was_pending = self.queue.iter().any(|p| p.id == id);
+        self.queue.retain(|p| p.id != id);
+        if was_head {
+            // What the resampler still holds is earlier audio: let it play.
+            let mut frames = std::mem::take(&mut self.frames);
+            self.provider.audio.flush(&mut |f| frames.push(f));
+            if !frames.is_empty() {
+                if let Some(h) = self.provider.audio.take_header() {
+                    out.binary(h).await;
                 }
             }
+            for f in frames.drain(..) {
+                out.binary(f).await;
+            }
+            self.frames = frames;
+        }
+        if was_pending {
+            let e = WsError::Provider {
+                role: "TTS",
+                provider: self.provider.provider,
+                error,
+            };
+            out.send(e.into()).await;
+            self.after_head(out).await;
         }
     }
 
@@ -648,16 +719,32 @@ impl TtsLink {
         Instant::now() < self.playing_until || self.queue.iter().any(|p| !p.interruptible)
     }
 
-    /// When the head request times out for lack of progress, if one is in flight.
+    /// When the head request times out for lack of progress (or, before its first byte, for
+    /// lack of a first byte), if one is in flight.
     pub fn deadline(&self) -> Option<Instant> {
-        self.queue
-            .front()
-            .filter(|p| p.cached.is_none())
-            .map(|_| self.last_progress + self.request_timeout)
+        let p = self.queue.front().filter(|p| p.cached.is_none())?;
+        let timeout = match self.watchdogs.first_byte {
+            Some(fb) if !p.first_byte => fb.min(self.request_timeout),
+            _ => self.request_timeout,
+        };
+        Some(self.last_progress + timeout)
     }
 
-    /// The head request made no progress within the request timeout: report it, drop it.
-    pub async fn on_timeout(&mut self, out: &Outbound) {
+    /// The head request made no progress in time. Before its first byte that is a silent
+    /// failure, returned for the caller to fail over (or [`fail_head`](Self::fail_head));
+    /// later it is reported and the request dropped.
+    pub async fn on_timeout(&mut self, out: &Outbound) -> Option<Tripped> {
+        if let (Some(fb), Some(p)) = (self.watchdogs.first_byte, self.queue.front()) {
+            if !p.first_byte && fb < self.request_timeout {
+                return Some(Tripped {
+                    watchdog: "first_byte",
+                    error: PluginError::Timeout(format!(
+                        "no first audio byte within {} ms",
+                        fb.as_millis()
+                    )),
+                });
+            }
+        }
         let e = WsError::Provider {
             role: "TTS",
             provider: self.provider.provider,
@@ -672,6 +759,7 @@ impl TtsLink {
             self.cancel(p.id).await;
         }
         self.after_head(out).await;
+        None
     }
 
     /// The next provider signal.
