@@ -4,6 +4,9 @@
 
 #[path = "../../gateway/tests/common/mod.rs"]
 mod common;
+// Google's gRPC fake lives with its provider (see its module docs).
+#[path = "../../providers/google/tests/fake/mod.rs"]
+mod google_fake;
 
 use common::ws::{Frame, WsClient};
 use common::TestServer;
@@ -16,6 +19,7 @@ use waav_azure as _;
 use waav_cartesia as _;
 use waav_deepgram as _;
 use waav_elevenlabs as _;
+use waav_google as _;
 use waav_hume as _;
 use waav_ibm as _;
 use waav_lmnt as _;
@@ -200,6 +204,36 @@ async fn ibm_watson_by_its_alias() {
         !fake.token_requests().is_empty(),
         "the key went through IAM"
     );
+}
+
+#[tokio::test]
+async fn google() {
+    let fake =
+        google_fake::GoogleFake::start("AIzaTestKey-123", google_fake::key::TEST_KEY_PEM).await;
+    let yaml = format!(
+        "plugins:\n  tts:\n    google: {{ api_key: AIzaTestKey-123, endpoint: \"{}\" }}\n",
+        fake.url
+    );
+    // The default voice (Chirp 3 HD): StreamingSynthesize.
+    speaks("google", yaml).await;
+    let texts: Vec<Vec<String>> =
+        fake.seen(|s| s.tts_stream.iter().map(|c| c.texts.clone()).collect());
+    assert_eq!(
+        texts,
+        [vec![WS_TEXT.to_owned()], vec![SPEAK_TEXT.to_owned()]]
+    );
+    assert!(fake.seen(|s| s.tts_stream.iter().all(|c| c
+        .metadata
+        .get("x-goog-api-key")
+        .is_some_and(|k| k == "AIzaTestKey-123"))));
+    // A Neural2 voice: SynthesizeSpeech, its WAV header stripped by the plugin.
+    let yaml = format!(
+        "plugins:\n  tts:\n    google: {{ api_key: AIzaTestKey-123, endpoint: \"{}\", \
+         voice: en-GB-Neural2-A }}\n",
+        fake.url
+    );
+    speaks("google", yaml).await;
+    assert_eq!(fake.seen(|s| s.synth.len()), 2);
 }
 
 /// The audio of one `speak` over `/ws`, up to its playback completion.
