@@ -47,24 +47,80 @@ pub struct SttLink {
     stall: Duration,
 }
 
-/// Client audio kept for a failover replay: shared with the frames sent (not copied), bounded.
+/// Client audio kept for a replay into a reopened or next provider: the last `cap` bytes since
+/// the last final, copied into one ring that grows to `cap` once and is then reused (the frames
+/// themselves may pin much larger receive buffers, so they are not kept).
 #[derive(Debug)]
 struct Replay {
-    chunks: std::collections::VecDeque<Bytes>,
-    bytes: usize,
+    ring: Vec<u8>,
+    /// Where the oldest byte is, once the ring has wrapped.
+    start: usize,
+    len: usize,
     cap: usize,
+    /// Replayed audio is sent in chunks of this many bytes (whole samples).
+    chunk: usize,
 }
 
 impl Replay {
-    fn push(&mut self, chunk: Bytes) {
-        self.bytes += chunk.len();
-        self.chunks.push_back(chunk);
-        while self.bytes > self.cap {
-            let Some(old) = self.chunks.pop_front() else {
-                break;
-            };
-            self.bytes -= old.len();
+    fn push(&mut self, audio: &[u8]) {
+        // Only the last `cap` bytes can be kept.
+        let audio = &audio[audio.len().saturating_sub(self.cap)..];
+        // Until the ring reaches `cap` it only grows, oldest byte at 0; memory is reserved in
+        // doubling steps, never past `cap`.
+        let grow = (self.cap - self.ring.len()).min(audio.len());
+        if grow > 0 {
+            let need = self.ring.len() + grow;
+            if self.ring.capacity() < need {
+                let want = (self.ring.len() * 2).max(16 * 1024).min(self.cap).max(need);
+                self.ring.reserve_exact(want - self.ring.len());
+            }
+            self.ring.extend_from_slice(&audio[..grow]);
+            self.len += grow;
         }
+        let mut rest = &audio[grow..];
+        if rest.is_empty() {
+            return;
+        }
+        // Full: the newest bytes overwrite the oldest.
+        let cap = self.ring.len();
+        let written = rest.len();
+        let mut at = (self.start + self.len) % cap;
+        while !rest.is_empty() {
+            let n = (cap - at).min(rest.len());
+            self.ring[at..at + n].copy_from_slice(&rest[..n]);
+            at = (at + n) % cap;
+            rest = &rest[n..];
+        }
+        let total = self.len + written;
+        if total > cap {
+            self.start = (self.start + total - cap) % cap;
+            self.len = cap;
+        } else {
+            self.len = total;
+        }
+    }
+
+    fn clear(&mut self) {
+        // The ring keeps its memory: steady state allocates nothing.
+        self.ring.clear();
+        (self.start, self.len) = (0, 0);
+    }
+
+    /// The kept audio, oldest first, in chunks; the ring is emptied.
+    fn take(&mut self) -> Vec<Bytes> {
+        let mut all = Vec::with_capacity(self.len);
+        if self.len == self.ring.len() && self.start > 0 {
+            all.extend_from_slice(&self.ring[self.start..]);
+            all.extend_from_slice(&self.ring[..self.start]);
+        } else {
+            all.extend_from_slice(&self.ring[self.start..self.start + self.len]);
+        }
+        self.clear();
+        let all = Bytes::from(all);
+        (0..all.len())
+            .step_by(self.chunk.max(1))
+            .map(|at| all.slice(at..(at + self.chunk.max(1)).min(all.len())))
+            .collect()
     }
 }
 
@@ -152,15 +208,15 @@ impl SttLink {
     /// the chunk is dropped and reported. A provider that has not read for the stall bound is
     /// reported as stalled (the session then disconnects it).
     pub async fn send_audio(&mut self, audio: Bytes) -> Result<(), WsError> {
-        if let Some(r) = self.replay.as_mut() {
-            r.push(audio.clone());
-        }
         if self.sample_bytes > 1 && !audio.len().is_multiple_of(self.sample_bytes) {
             // A split sample would shift every later one: refuse the frame, keep the stream sane.
             return Err(WsError::MisalignedAudio {
                 len: audio.len(),
                 sample_bytes: self.sample_bytes,
             });
+        }
+        if let Some(r) = self.replay.as_mut() {
+            r.push(&audio);
         }
         if let Some(pre) = self.pre.as_mut() {
             let mut chunks = std::mem::take(&mut pre.out);
@@ -217,14 +273,20 @@ impl SttLink {
         result
     }
 
-    /// Keeps up to `window` of client audio for a failover replay.
+    /// Keeps up to `window` of client audio for a replay after a drop or a failover.
     pub fn with_replay(mut self, window: Duration) -> Self {
+        let unit = self.sample_bytes.max(1);
+        let per_second = self.bytes_per_second as usize;
         let cap = (u128::from(self.bytes_per_second) * window.as_millis() / 1000) as usize;
+        let cap = cap / unit * unit;
         self.replay = (cap > 0).then(|| {
             Box::new(Replay {
-                chunks: std::collections::VecDeque::new(),
-                bytes: 0,
+                ring: Vec::new(),
+                start: 0,
+                len: 0,
                 cap,
+                // 100 ms per chunk, in whole samples.
+                chunk: (per_second / 10 / unit * unit).max(unit),
             })
         });
         self
@@ -233,20 +295,13 @@ impl SttLink {
     /// A final arrived: the audio so far needs no replay.
     pub fn settled(&mut self) {
         if let Some(r) = self.replay.as_mut() {
-            r.chunks.clear();
-            r.bytes = 0;
+            r.clear();
         }
     }
 
     /// The audio since the last final, for the next provider.
     pub fn take_replay(&mut self) -> Vec<Bytes> {
-        self.replay
-            .as_mut()
-            .map(|r| {
-                r.bytes = 0;
-                r.chunks.drain(..).collect()
-            })
-            .unwrap_or_default()
+        self.replay.as_mut().map(|r| r.take()).unwrap_or_default()
     }
 
     /// Takes what the pre-STT processors reported since the last call (events, and a
@@ -311,5 +366,53 @@ impl SttLink {
             pre.log_stats();
         }
         self.link.close(grace).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Replay;
+
+    fn replay(cap: usize) -> Replay {
+        Replay {
+            ring: Vec::new(),
+            start: 0,
+            len: 0,
+            cap,
+            chunk: 4,
+        }
+    }
+
+    fn joined(r: &mut Replay) -> Vec<u8> {
+        r.take().iter().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_bytes_in_order_and_reuses_its_memory() {
+        let mut r = replay(10);
+        let mut all = Vec::new();
+        for (i, len) in [3usize, 4, 0, 5, 9, 1, 25, 2].into_iter().enumerate() {
+            let chunk: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            r.push(&chunk);
+            all.extend_from_slice(&chunk);
+            assert!(r.ring.capacity() <= 10, "never reserved past the cap");
+            let mut probe = Replay {
+                ring: r.ring.clone(),
+                ..replay(10)
+            };
+            (probe.start, probe.len) = (r.start, r.len);
+            let kept = joined(&mut probe);
+            assert_eq!(kept, all[all.len().saturating_sub(10)..], "after chunk {i}");
+        }
+        let chunks = r.take();
+        assert!(chunks.iter().all(|c| c.len() <= 4));
+        let ptr = r.ring.as_ptr();
+        r.push(&[1, 2, 3]);
+        assert_eq!(
+            r.ring.as_ptr(),
+            ptr,
+            "the ring's memory is reused after a take"
+        );
+        assert_eq!(joined(&mut r), [1, 2, 3]);
     }
 }
