@@ -363,3 +363,58 @@ async fn silent_tts_failures_are_caught_by_watchdogs_and_failed_over() {
     assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
     assert_eq!(audio, 3_520);
 }
+
+#[tokio::test]
+async fn an_stt_provider_silent_through_speech_is_caught_and_failed_over() {
+    let server = TestServer::start(
+        "resilience: { stt_silent_ms: 300, stt_reconnects: 0 }\nplugins:\n  processors:\n    vad: { type: level-vad, config: { silence_frames: 3 } }\n  pipelines: { default_stt_pre: [vad] }\n",
+    )
+    .await;
+    // With a chain: the silent provider is replaced, and the replayed utterance is transcribed.
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "fault=mute", 16000);
+    stt["fallback"] = json!(["loopback"]);
+    c.configure(json!({"type":"config","stt_config":stt})).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "provider_switched").await;
+    let switched = seen.last().unwrap();
+    assert_eq!(switched["role"], "stt");
+    assert!(
+        switched["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no result within 300 ms")),
+        "{switched}"
+    );
+    let seen = until_final(&mut c).await;
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("waav_watchdog_trips_total")
+                && l.contains("watchdog=\"no_result\"")),
+        "{metrics}"
+    );
+    // Without one: an error naming the timeout, and the connection survives.
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback","fault=mute",16000)}))
+        .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until(&mut c, "error").await;
+    assert_eq!(seen.last().unwrap()["code"], "provider_timeout", "{seen:?}");
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback","",16000)}))
+        .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    until_final(&mut c).await;
+}

@@ -23,7 +23,7 @@ pub enum Fault {
     PanicOnConnect,
     /// Never finish `connect`.
     HangOnConnect,
-    /// TTS: finish the request without any audio.
+    /// TTS: finish the request without any audio. STT: read audio, never answer.
     Mute,
 }
 

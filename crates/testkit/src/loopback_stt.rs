@@ -216,11 +216,9 @@ impl State {
                         return Ok(false);
                     }
                 }
-                Fault::None
-                | Fault::Deaf
-                | Fault::PanicOnConnect
-                | Fault::HangOnConnect
-                | Fault::Mute => {}
+                // Connected and reading, but the results go nowhere.
+                Fault::Mute => return Ok(true),
+                Fault::None | Fault::Deaf | Fault::PanicOnConnect | Fault::HangOnConnect => {}
             }
         }
         Ok(io

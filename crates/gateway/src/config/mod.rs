@@ -338,6 +338,10 @@ pub struct ResilienceConfig {
     /// Times a session's STT provider is reopened after a transient drop mid-stream before the
     /// session fails over (or reports the error); the budget refills at each final transcript.
     pub stt_reconnects: u64,
+    /// An STT provider that gives no result (not even an interim) this long after a speech
+    /// boundary the session's VAD reported counts as failed silently (ms; 0: off; needs a VAD in
+    /// the pre-STT pipeline).
+    pub stt_silent_ms: u64,
     /// A TTS request with no first audio byte this long after it reached the provider's head
     /// counts as a silent failure (ms; 0: off; the request timeout still applies).
     pub tts_first_byte_ms: u64,
@@ -357,6 +361,7 @@ impl Default for ResilienceConfig {
             breaker_open_secs: 15,
             stt_replay_ms: 5_000,
             stt_reconnects: 2,
+            stt_silent_ms: 10_000,
             tts_first_byte_ms: 8_000,
             tts_silent_peak: 64,
             failover: FailoverConfig::default(),
@@ -445,7 +450,7 @@ impl GatewayConfig {
                 message: format!("a chain of {} fallbacks; at most {MAX_CHAIN}", c.len()),
             });
         }
-        let checks: [(&str, u64, u64, u64); 20] = [
+        let checks: &[(&str, u64, u64, u64)] = &[
             (
                 "resilience.breaker_failures",
                 u64::from(r.breaker_failures),
@@ -532,7 +537,7 @@ impl GatewayConfig {
                 365 * DAY_SECS,
             ),
         ];
-        for (path, value, min, max) in checks {
+        for &(path, value, min, max) in checks {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError::Syntax {
                     path: path.into(),

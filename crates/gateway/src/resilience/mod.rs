@@ -105,6 +105,11 @@ impl Resilience {
         u8::try_from(self.config.stt_reconnects).unwrap_or(u8::MAX)
     }
 
+    /// How long an STT provider may owe a result after a speech boundary.
+    pub fn stt_silent(&self) -> Option<Duration> {
+        (self.config.stt_silent_ms > 0).then(|| Duration::from_millis(self.config.stt_silent_ms))
+    }
+
     /// The TTS silent-failure bounds.
     pub fn tts_watchdogs(&self) -> TtsWatchdogs {
         TtsWatchdogs {

@@ -138,6 +138,15 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         }
         let turn_due = s.turn.deadline();
         let tts_due = s.tts.as_ref().and_then(TtsLink::deadline);
+        let stt_due = s
+            .stt
+            .as_ref()
+            .and_then(|l| l.silent_deadline(s.state.resilience.stt_silent()));
+        // One timer for both providers' watchdogs (each select arm's timer sizes the task).
+        let watch_due = match (tts_due, stt_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
@@ -152,11 +161,17 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
                 s.turn.fire();
                 s.send_result(Transcript::final_result("", 1.0, true), None).await;
             }
-            () = sleep_until(tts_due) => {
-                if let Some(tts) = s.tts.as_mut() {
-                    if let Some(tripped) = tts.on_timeout(&s.out).await {
-                        Box::pin(s.on_tts_tripped(tripped)).await;
+            () = sleep_until(watch_due) => {
+                let now = Instant::now();
+                if tts_due.is_some_and(|d| d <= now) {
+                    if let Some(tts) = s.tts.as_mut() {
+                        if let Some(tripped) = tts.on_timeout(&s.out).await {
+                            Box::pin(s.on_tts_tripped(tripped)).await;
+                        }
                     }
+                }
+                if stt_due.is_some_and(|d| d <= now) {
+                    Box::pin(s.on_stt_silent()).await;
                 }
             }
             () = sleep_until(auth_deadline) => {
@@ -356,6 +371,9 @@ impl Session {
             };
             if event == "started" {
                 self.turn_decided = None;
+            }
+            if let Some(stt) = self.stt.as_mut() {
+                stt.owe_result();
             }
             self.out
                 .send(ServerMessage::SpeechEvent { event, audio_ms })
@@ -909,7 +927,12 @@ impl Session {
     async fn on_stt(&mut self, sig: SttSignal) {
         let provider = self.stt.as_ref().map(|s| s.provider);
         match sig {
-            SttSignal::Event(SttEvent::Transcript(t)) => self.on_transcript(*t, provider).await,
+            SttSignal::Event(SttEvent::Transcript(t)) => {
+                if let Some(stt) = self.stt.as_mut() {
+                    stt.answered();
+                }
+                self.on_transcript(*t, provider).await
+            }
             SttSignal::Event(SttEvent::UtteranceEnd) => {
                 if self.turn.pending() {
                     self.turn.fire();
@@ -930,34 +953,73 @@ impl Session {
             }
             SttSignal::Ended(result) => {
                 let provider = provider.unwrap_or("unknown");
-                let replay = self
-                    .stt
-                    .take()
-                    .map(|mut l| l.take_replay())
-                    .unwrap_or_default();
-                self.stt_problem_reported = true;
                 let error = result.err().unwrap_or_else(|| {
                     waav_plugin_api::PluginError::Transient("the provider ended the session".into())
                 });
                 tracing::warn!(provider, error = %error, "STT provider session ended");
-                let kind = waav_plugin_api::PluginKind::Stt;
-                self.state.resilience.record(kind, provider, Err(&error));
-                // Boxed: the failover path opens providers through deep futures, and inline it
-                // would size every session's task.
-                if crate::resilience::breaker::counts(&error)
-                    && (Box::pin(self.stt_reconnect(provider, &error, &replay)).await
-                        || Box::pin(self.stt_failover(provider, &error, replay)).await)
-                {
-                    return;
-                }
-                self.error(WsError::Provider {
-                    role: "STT",
-                    provider,
-                    error,
-                })
-                .await;
+                self.on_stt_failed(provider, error).await;
             }
         }
+    }
+
+    /// The STT provider failed (ended, or a watchdog found it silent): it counts against its
+    /// breaker, and the session reopens it, fails over, or reports the error.
+    async fn on_stt_failed(&mut self, provider: &'static str, error: waav_plugin_api::PluginError) {
+        let replay = self
+            .stt
+            .take()
+            .map(|mut l| l.take_replay())
+            .unwrap_or_default();
+        self.stt_problem_reported = true;
+        let kind = waav_plugin_api::PluginKind::Stt;
+        self.state.resilience.record(kind, provider, Err(&error));
+        // Boxed: the failover path opens providers through deep futures, and inline it
+        // would size every session's task.
+        if crate::resilience::breaker::counts(&error)
+            && (Box::pin(self.stt_reconnect(provider, &error, &replay)).await
+                || Box::pin(self.stt_failover(provider, &error, replay)).await)
+        {
+            return;
+        }
+        self.error(WsError::Provider {
+            role: "STT",
+            provider,
+            error,
+        })
+        .await;
+    }
+
+    /// The STT provider owes a result past the silent-STT bound: it is closed (in the
+    /// background) and handled as failed.
+    async fn on_stt_silent(&mut self) {
+        let Some(link) = self.stt.as_mut() else {
+            return;
+        };
+        let provider = link.provider;
+        let bound = self.state.resilience.stt_silent().unwrap_or_default();
+        let replay = link.take_replay();
+        let Some(old) = self.stt.take() else { return };
+        tokio::spawn(old.close(CLOSE_GRACE));
+        crate::resilience::count_watchdog(waav_plugin_api::PluginKind::Stt, provider, "no_result");
+        let error = waav_plugin_api::PluginError::Timeout(format!(
+            "no result within {} ms of the speech the VAD reported",
+            bound.as_millis()
+        ));
+        tracing::warn!(provider, error = %error, "STT watchdog tripped");
+        self.stt_problem_reported = true;
+        let kind = waav_plugin_api::PluginKind::Stt;
+        self.state.resilience.record(kind, provider, Err(&error));
+        if Box::pin(self.stt_reconnect(provider, &error, &replay)).await
+            || Box::pin(self.stt_failover(provider, &error, replay)).await
+        {
+            return;
+        }
+        self.error(WsError::Provider {
+            role: "STT",
+            provider,
+            error,
+        })
+        .await;
     }
 
     async fn on_transcript(&mut self, t: Transcript, provider: Option<&'static str>) {

@@ -31,6 +31,8 @@ pub(crate) struct PreStt {
     pub(crate) disabled: Vec<Disabled>,
     /// Chunks for the provider from one frame, reused by the link.
     pub(crate) out: Vec<Bytes>,
+    /// Since the VAD's last boundary with no STT result after it (the silent-STT watchdog).
+    pub(crate) unanswered_since: Option<tokio::time::Instant>,
 }
 
 impl PreStt {
@@ -57,6 +59,7 @@ impl PreStt {
             events: Vec::new(),
             disabled: Vec::new(),
             out: Vec::new(),
+            unanswered_since: None,
         })
     }
 

@@ -292,6 +292,26 @@ impl SttLink {
         self
     }
 
+    /// The VAD reported a speech boundary: the provider owes a result from now on (the
+    /// silent-STT watchdog; only sessions with pre-STT processors have a VAD).
+    pub fn owe_result(&mut self) {
+        if let Some(pre) = self.pre.as_mut() {
+            pre.unanswered_since = Some(Instant::now());
+        }
+    }
+
+    /// The provider produced a result.
+    pub fn answered(&mut self) {
+        if let Some(pre) = self.pre.as_mut() {
+            pre.unanswered_since = None;
+        }
+    }
+
+    /// When the provider has gone `bound` without a result owed since a speech boundary.
+    pub fn silent_deadline(&self, bound: Option<Duration>) -> Option<Instant> {
+        Some(self.pre.as_ref()?.unanswered_since? + bound?)
+    }
+
     /// A final arrived: the audio so far needs no replay.
     pub fn settled(&mut self) {
         if let Some(r) = self.replay.as_mut() {
