@@ -448,6 +448,19 @@ async fn conformance_streaming_path() {
         ),
         // Junk messages around the real ones are skipped.
         case("garbage", Fault::Garbage, json!({}), FaultOutcome::Recovers),
+        // The vendor's idle close crosses the second request: it goes again on a new socket.
+        case(
+            "idle close as the next request arrives",
+            Fault::CloseOnNextRequest { notice: true },
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
+        case(
+            "dropped as the next request arrives",
+            Fault::CloseOnNextRequest { notice: false },
+            json!({}),
+            FaultOutcome::Recovers,
+        ),
         case(
             "audio not base64",
             Fault::BadAudio,
@@ -686,6 +699,88 @@ async fn websocket_reconnects_lazily_after_the_vendor_closed_it() {
         "{events:?}"
     );
     assert_eq!(fake.ws_sessions().len(), 2);
+}
+
+/// The vendor ends the socket right after a request went out and before any answer (its idle
+/// close crossing the request, with its notice or as a drop): the request is sent again on a
+/// new socket and the host gets its audio once, whole, and no error.
+#[tokio::test]
+async fn websocket_resends_a_request_its_closing_socket_never_answered() {
+    for notice in [true, false] {
+        let fake = ElevenLabsFake::start(
+            FakeOptions::new(KEY).fault(Fault::CloseOnNextRequest { notice }),
+        )
+        .await;
+        let (mut peer, task) =
+            open(&session(&fake, AudioEncoding::Linear16, 16_000, json!({}))).await;
+        peer.input.send(speak(1, "First one.")).await.unwrap();
+        let first = until_end(&mut peer, 1).await;
+        peer.input.send(speak(2, "Second one.")).await.unwrap();
+        let second = until_end(&mut peer, 2).await;
+        for (events, id, text) in [(&first, 1, "First one."), (&second, 2, "Second one.")] {
+            assert!(
+                matches!(events.last(), Some(TtsEvent::Done { id: i }) if *i == id),
+                "notice {notice}, request {id}: {events:?}"
+            );
+            assert!(
+                !events.iter().any(|e| matches!(e, TtsEvent::Error { .. })),
+                "notice {notice}: {events:?}"
+            );
+            assert_eq!(
+                audio_of(events, id),
+                audio_for(text, "pcm_16000", 10).unwrap(),
+                "notice {notice}, request {id}: its audio once, whole"
+            );
+        }
+        let sessions = fake.ws_sessions();
+        assert_eq!(sessions.len(), 2, "notice {notice}: two upgrades");
+        let contexts = |s: &waav_testkit::fakes::elevenlabs::WsSessionLog| {
+            s.received
+                .iter()
+                .filter_map(|m| m["context_id"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        };
+        // Socket 1 got both requests (the second unanswered), socket 2 the second again.
+        assert_eq!(
+            contexts(&sessions[0]),
+            ["waav-1", "waav-1", "waav-1", "waav-2", "waav-2", "waav-2"],
+            "notice {notice}"
+        );
+        assert_eq!(
+            contexts(&sessions[1]),
+            ["waav-2", "waav-2", "waav-2"],
+            "notice {notice}"
+        );
+        assert!(sessions[0].ended, "notice {notice}");
+        drop(peer);
+        timeout(GUARD, task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// A request whose socket ends after some of its audio reached the host is not sent again
+/// (that would repeat its start): it fails as Transient, once, and the next request is
+/// served on a new socket.
+#[tokio::test]
+async fn websocket_does_not_resend_a_request_whose_audio_was_forwarded() {
+    let fake =
+        ElevenLabsFake::start(FakeOptions::new(KEY).fault(Fault::Truncate { after_chunks: 1 }))
+            .await;
+    let (mut peer, _task) = open(&session(&fake, AudioEncoding::Linear16, 16_000, json!({}))).await;
+    peer.input
+        .send(speak(1, "Hello there, several chunks."))
+        .await
+        .unwrap();
+    let events = until_end(&mut peer, 1).await;
+    assert!(!audio_of(&events, 1).is_empty(), "{events:?}");
+    assert_eq!(error_of(&events).category(), ErrorCategory::Transient);
+    let sessions = fake.ws_sessions();
+    assert_eq!(sessions.len(), 1, "no re-send on a new socket");
+    let texts = sessions[0]
+        .received
+        .iter()
+        .filter(|m| m.get("flush").is_some())
+        .count();
+    assert_eq!(texts, 1, "the text went once");
 }
 
 #[tokio::test]

@@ -79,6 +79,16 @@ pub enum Fault {
     Hang,
     /// WebSocket: audio fields that are not base64.
     BadAudio,
+    /// WebSocket: each connection serves its first context only. The next request (its
+    /// opening, its text and its `close_context`) is read in full and not answered; then the
+    /// socket ends as when the vendor's idle close crosses a request just sent: with `notice`,
+    /// the `input_timeout_exceeded` error and a 1008 close, without it a dropped TCP
+    /// connection (no close frame). A client that sends the request again on a new connection
+    /// is served there.
+    CloseOnNextRequest {
+        /// Send the idle notice and a close frame (else drop the connection).
+        notice: bool,
+    },
     /// WebSocket: after this many audio messages, sends `json` and closes with `code`.
     WsError {
         /// Audio messages sent first.
@@ -717,6 +727,8 @@ impl Session {
         let audio_count = Arc::new(AtomicUsize::new(0));
         let opts = self.app.opts.clone();
         let mut last_input = tokio::time::Instant::now();
+        // The first context this connection saw (for `Fault::CloseOnNextRequest`).
+        let mut first_context: Option<String> = None;
         loop {
             let next = tokio::select! {
                 m = stream.next() => m,
@@ -785,6 +797,22 @@ impl Session {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
+            if let Fault::CloseOnNextRequest { notice } = opts.fault {
+                if *first_context.get_or_insert_with(|| ctx.clone()) != ctx {
+                    if v.get("close_context").and_then(Value::as_bool) != Some(true) {
+                        continue;
+                    }
+                    // The whole request is in: end the socket without answering it.
+                    if notice {
+                        let msg = json!({"message": format!("Have not received a new text input within the timeout of {}s.", opts.inactivity.as_secs()), "error": "input_timeout_exceeded", "code": 1008});
+                        let _ = tx.send(Out::Msg(Message::Text(msg.to_string().into())));
+                        let _ = tx.send(Out::Close(1008, "input_timeout_exceeded".into()));
+                    } else {
+                        let _ = tx.send(Out::Kill);
+                    }
+                    break;
+                }
+            }
             if v.get("close_context").and_then(Value::as_bool) == Some(true) {
                 self.log(|l| l.closed_contexts.push(ctx.clone()));
                 self.close_context(&ctx, &contexts, &tx, &audio_count, false);

@@ -117,6 +117,12 @@ impl ServerMessage {
         self.kind.as_ref().and_then(Value::as_str) == Some("flush_done")
     }
 
+    /// Whether this is the notice the vendor sends before closing a socket that had no input
+    /// for its `inactivity_timeout` (`{"error": "input_timeout_exceeded", …}`, then a close).
+    pub fn is_idle_timeout(&self) -> bool {
+        self.error.as_ref().and_then(Value::as_str) == Some("input_timeout_exceeded")
+    }
+
     /// The error this message reports, if it is an error message.
     pub fn error(&self, redactor: &Redactor) -> Option<PluginError> {
         let code = match self.error.as_ref()? {
@@ -374,6 +380,13 @@ mod tests {
         .error(&Redactor::new())
         .unwrap();
         assert_eq!(e.category(), ErrorCategory::RateLimited);
+        let idle = ServerMessage::parse(
+            r#"{"message":"Have not received a new text input within the timeout of 20s.","error":"input_timeout_exceeded","code":1008}"#,
+        )
+        .unwrap();
+        assert!(idle.is_idle_timeout());
+        let not_idle = ServerMessage::parse(r#"{"error":"max_active_conversations"}"#).unwrap();
+        assert!(!not_idle.is_idle_timeout());
     }
 
     #[test]

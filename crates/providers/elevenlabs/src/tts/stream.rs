@@ -23,9 +23,15 @@
 //! would reach `max_contexts`, the socket is replaced instead, which ends them all at once.
 //!
 //! The socket is opened when the session starts and reopened lazily for the next request when
-//! the vendor closed it (its inactivity timeout, 20 s by default). A request that gets no
-//! message for `response_timeout` fails with a Timeout and the (silent) socket is dropped. When
-//! the host closes the input, the socket is closed with a close frame, bounded.
+//! the vendor closed it (its inactivity timeout: "the connection will automatically close after
+//! 20 seconds of inactivity", `inactivity_timeout` query parameter, at most 180 s; ElevenLabs
+//! help centre, "How can I keep the WebSocket open?"). That close can cross a request that was
+//! just sent: the socket ends (a close, a drop, or first the `input_timeout_exceeded` notice)
+//! before anything for the request came back. Such a request is sent again, once, on a new
+//! socket, as the Deepgram, Cartesia and LMNT sessions do; see [`Active::may_resend`] for when.
+//! A request that gets no message for `response_timeout` fails with a Timeout and the (silent)
+//! socket is dropped. When the host closes the input, the socket is closed with a close frame,
+//! bounded.
 
 use super::messages::{self, decode_audio, ServerMessage, Transcoder};
 use super::settings::Transcode;
@@ -70,6 +76,26 @@ struct Active {
     context: String,
     deadline: Instant,
     transcoder: Transcoder,
+    /// The request, kept for one re-send on a new socket.
+    request: SpeakRequest,
+    /// Audio of it went to the host.
+    forwarded: bool,
+    /// It is the re-send already.
+    resent: bool,
+}
+
+impl Active {
+    /// Whether the request may go again on a new socket after its socket ended: only once, and
+    /// only while none of its audio reached the host. Whatever the failed attempt received
+    /// without forwarding it (an odd byte the transcoder held, messages without audio) is
+    /// dropped with it, and the new attempt starts clean, so the host never hears a part twice.
+    /// Once audio was forwarded a re-send would repeat its beginning (the context cannot be
+    /// resumed on another socket), so the request fails as before (Transient, or the socket's
+    /// own error) and the host's failover decides. The vendor may bill the lost attempt's
+    /// characters; that is the price of not failing a request its idle close cut off.
+    fn may_resend(&self) -> bool {
+        !self.forwarded && !self.resent
+    }
 }
 
 enum Wake {
@@ -94,11 +120,19 @@ pub async fn run(setup: StreamSetup, io: TtsIo) -> Result<(), PluginError> {
     let mut queue: VecDeque<SpeakRequest> = VecDeque::new();
     let mut cancelled = 0u64;
     let mut active: Option<Active> = None;
+    // A request to send again first, on a new socket (its socket ended before answering it).
+    let mut retry: Option<SpeakRequest> = None;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     loop {
         while active.is_none() {
-            let Some(req) = queue.pop_front() else { break };
+            let (req, resent) = match retry.take() {
+                Some(r) => (r, true),
+                None => match queue.pop_front() {
+                    Some(r) => (r, false),
+                    None => break,
+                },
+            };
             if req.id <= cancelled {
                 continue;
             }
@@ -106,7 +140,7 @@ pub async fn run(setup: StreamSetup, io: TtsIo) -> Result<(), PluginError> {
             let event = if req.text.trim().is_empty() {
                 Some(TtsEvent::Done { id })
             } else {
-                match start(&setup, &mut conn, &req).await {
+                match start(&setup, &mut conn, req, resent).await {
                     Ok(a) => {
                         active = Some(a);
                         None
@@ -167,25 +201,23 @@ pub async fn run(setup: StreamSetup, io: TtsIo) -> Result<(), PluginError> {
                     }
                 }
             }
-            Wake::Socket(Err(error)) => {
+            Wake::Socket(ended @ (Err(_) | Ok(None))) => {
+                // Its draining contexts end with it.
                 conn = None;
-                if let Some(a) = active.take() {
-                    if events
-                        .send(TtsEvent::Error { id: a.id, error })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
+                if let Some(a) = active.take_if(|a| a.may_resend()) {
+                    match &ended {
+                        Err(e) => tracing::debug!(id = a.id, error = %e, "elevenlabs: the socket failed before answering; re-sending on a new one"),
+                        _ => tracing::debug!(id = a.id, "elevenlabs: the socket closed before answering; re-sending on a new one"),
                     }
-                }
-            }
-            Wake::Socket(Ok(None)) => {
-                conn = None;
-                if let Some(a) = active.take() {
-                    let error = PluginError::Transient(format!(
-                        "elevenlabs: the socket closed before request {} finished",
-                        a.id
-                    ));
+                    retry = Some(a.request);
+                } else if let Some(a) = active.take() {
+                    let error = match ended {
+                        Err(e) => e,
+                        _ => PluginError::Transient(format!(
+                            "elevenlabs: the socket closed before request {} finished",
+                            a.id
+                        )),
+                    };
                     if events
                         .send(TtsEvent::Error { id: a.id, error })
                         .await
@@ -198,7 +230,14 @@ pub async fn run(setup: StreamSetup, io: TtsIo) -> Result<(), PluginError> {
             Wake::Socket(Ok(Some(Message::Text(text)))) => {
                 let Some(c) = conn.as_mut() else { continue };
                 let out = on_text(&text, &mut active, &mut c.draining, &setup, &redactor);
-                for ev in out {
+                if out.socket_ending {
+                    // The vendor closes it next; nothing more is sent on it.
+                    conn = None;
+                }
+                if let Some(r) = out.resend {
+                    retry = Some(r);
+                }
+                for ev in out.events {
                     if events.send(ev).await.is_err() {
                         return shutdown(conn).await;
                     }
@@ -211,26 +250,66 @@ pub async fn run(setup: StreamSetup, io: TtsIo) -> Result<(), PluginError> {
     }
 }
 
-/// Handles one server text message; returns the events to emit.
+/// What one server text message leads to.
+#[derive(Default)]
+struct Handled {
+    /// Events to emit.
+    events: Vec<TtsEvent>,
+    /// The vendor announced it is closing the socket (its idle notice).
+    socket_ending: bool,
+    /// The request in flight, to send again on a new socket.
+    resend: Option<SpeakRequest>,
+}
+
+impl From<Vec<TtsEvent>> for Handled {
+    fn from(events: Vec<TtsEvent>) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
+    }
+}
+
+/// Handles one server text message.
 fn on_text(
     text: &str,
     active: &mut Option<Active>,
     draining: &mut HashSet<String>,
     setup: &StreamSetup,
     redactor: &Redactor,
-) -> Vec<TtsEvent> {
+) -> Handled {
     let Some(msg) = ServerMessage::parse(text) else {
         tracing::debug!(
             len = text.len(),
             "elevenlabs: ignoring an unparseable message"
         );
-        return Vec::new();
+        return Handled::default();
     };
     let ctx = msg.context_id();
     if let Some(error) = msg.error(redactor) {
+        if msg.is_idle_timeout() {
+            // The idle close crossed the request just sent: the socket goes, the request (if
+            // it may) goes again on a new one.
+            let mut out = Handled {
+                socket_ending: true,
+                ..Handled::default()
+            };
+            match active.take() {
+                Some(a) if a.may_resend() => {
+                    tracing::debug!(
+                        id = a.id,
+                        "elevenlabs: idle close crossed the request; re-sending on a new socket"
+                    );
+                    out.resend = Some(a.request);
+                }
+                Some(a) => out.events.push(TtsEvent::Error { id: a.id, error }),
+                None => tracing::debug!("elevenlabs: the vendor closes the idle socket"),
+            }
+            return out;
+        }
         if let Some(c) = ctx.filter(|c| draining.contains(*c)) {
             draining.remove(c);
-            return Vec::new();
+            return Handled::default();
         }
         // An error naming no context, or ours, fails the request in flight.
         let ours = active
@@ -238,13 +317,13 @@ fn on_text(
             .is_some_and(|a| ctx.is_none_or(|c| c == a.context));
         if ours {
             let a = active.take().expect("checked");
-            return vec![TtsEvent::Error { id: a.id, error }];
+            return vec![TtsEvent::Error { id: a.id, error }].into();
         }
         tracing::warn!(error = %error, "elevenlabs: vendor error outside a request");
-        return Vec::new();
+        return Handled::default();
     }
     if msg.is_flush_done() {
-        return Vec::new();
+        return Handled::default();
     }
     let is_active = active
         .as_ref()
@@ -258,7 +337,7 @@ fn on_text(
             }
             _ => tracing::debug!(context = ?ctx, "elevenlabs: message for an unknown context"),
         }
-        return Vec::new();
+        return Handled::default();
     }
     let a = active.as_mut().expect("checked");
     let mut out = Vec::new();
@@ -268,6 +347,7 @@ fn on_text(
                 let data = a.transcoder.push(Bytes::from(raw));
                 a.deadline = Instant::now() + setup.response_timeout;
                 if !data.is_empty() {
+                    a.forwarded = true;
                     out.push(TtsEvent::Audio { id: a.id, data });
                 }
             }
@@ -275,7 +355,7 @@ fn on_text(
                 // The context's audio is corrupt: fail it; its remaining messages are dropped.
                 let a = active.take().expect("checked");
                 draining.insert(a.context);
-                return vec![TtsEvent::Error { id: a.id, error }];
+                return vec![TtsEvent::Error { id: a.id, error }].into();
             }
         }
     } else {
@@ -286,7 +366,7 @@ fn on_text(
         let a = active.take().expect("checked");
         out.push(TtsEvent::Done { id: a.id });
     }
-    out
+    out.into()
 }
 
 async fn connect(setup: &StreamSetup) -> Result<Conn, PluginError> {
@@ -307,11 +387,13 @@ async fn connect(setup: &StreamSetup) -> Result<Conn, PluginError> {
 }
 
 /// Opens request `req`'s context and sends its text, (re)connecting as needed. A send that
-/// fails (the vendor closed the socket just now) is retried once on a new socket.
+/// fails (the vendor closed the socket just now) is retried once on a new socket. `resent`:
+/// this is the request's second attempt (see [`Active::may_resend`]).
 async fn start(
     setup: &StreamSetup,
     conn: &mut Option<Conn>,
-    req: &SpeakRequest,
+    req: SpeakRequest,
+    resent: bool,
 ) -> Result<Active, PluginError> {
     let context = format!("waav-{}", req.id);
     let frames = [
@@ -351,6 +433,9 @@ async fn start(
                     context,
                     deadline: Instant::now() + setup.response_timeout,
                     transcoder: Transcoder::new(setup.transcode),
+                    request: req,
+                    forwarded: false,
+                    resent,
                 })
             }
             Err(e) if attempt >= 2 => return Err(e),
