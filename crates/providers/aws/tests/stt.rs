@@ -16,7 +16,7 @@ use waav_provider_kit::aws::{audio_event, encode, AwsSigner};
 use waav_testkit::audio::{silence, to_le_bytes, tone};
 use waav_testkit::conformance::{check_stt, FaultOutcome, SttFixture};
 use waav_testkit::fakes::aws::transcribe::{
-    TranscribeFake, TranscribeFakeOptions, TranscribeFault, PATH,
+    FaultAt, TranscribeFake, TranscribeFakeOptions, TranscribeFault, PATH,
 };
 use waav_testkit::fakes::aws::FakeCredentials;
 use waav_testkit::fakes::Reject;
@@ -440,6 +440,84 @@ async fn a_disconnect_mid_stream_is_an_error() {
     assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
 }
 
+/// Audio, then the end of stream (a finalize, or the input closing), against a fake whose
+/// `fault` strikes `at` the end: every event until the task ends, and its result.
+async fn end_of_stream_with(
+    fault: TranscribeFault,
+    at: FaultAt,
+    finalize: bool,
+) -> (Vec<SttEvent>, Result<(), PluginError>, TranscribeFake) {
+    let mut opts = options(false);
+    opts.fault = fault;
+    opts.fault_at = at;
+    let fake = start(opts).await;
+    let (mut peer, task) = open(session(&fake, false, json!({}))).await.unwrap();
+    for c in chunks(3) {
+        peer.input.send(SttInput::Audio(c)).await.unwrap();
+    }
+    if finalize {
+        peer.input.send(SttInput::Finalize).await.unwrap();
+    } else {
+        drop(peer.input);
+    }
+    let mut events = Vec::new();
+    while let Some(ev) = tokio::time::timeout(WAIT, peer.events.recv())
+        .await
+        .expect("the session neither ended nor sent anything")
+    {
+        events.push(ev);
+    }
+    (events, ended(task).await, fake)
+}
+
+fn finals(events: &[SttEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, SttEvent::Transcript(t) if t.is_final))
+        .count()
+}
+
+/// After the end of stream only the service's normal close completes the stream: a 1011 close
+/// or a dropped connection instead of the last final ends the session with a Transient error
+/// (before, it was taken for the stream's end and the final was lost without a word).
+#[tokio::test]
+async fn a_drop_or_1011_after_the_end_of_stream_is_an_error() {
+    let close_1011 = || TranscribeFault::Close {
+        code: 1011,
+        reason: "internal".into(),
+    };
+    for finalize in [true, false] {
+        for (name, fault) in [
+            ("1011", close_1011()),
+            ("drop", TranscribeFault::Disconnect),
+        ] {
+            let (events, r, fake) = end_of_stream_with(fault, FaultAt::EndOfStream, finalize).await;
+            let e = r.expect_err(name);
+            assert_eq!(e.category(), ErrorCategory::Transient, "{name}: {e}");
+            assert!(e.to_string().contains("after its end of stream"), "{e}");
+            assert_eq!(finals(&events), 0, "{name}: {events:?}");
+            assert!(
+                fake.sessions()[0].ended,
+                "{name}: the end of stream was sent"
+            );
+            assert_eq!(fake.sessions().len(), 1, "{name}: no new stream");
+        }
+    }
+    // Also when the final came first: only the normal close says the stream is complete.
+    let (events, r, _fake) = end_of_stream_with(close_1011(), FaultAt::AfterLastFinal, true).await;
+    assert_eq!(finals(&events), 1, "{events:?}");
+    assert_eq!(r.unwrap_err().category(), ErrorCategory::Transient);
+    // The normal close after the end of stream is the stream's end: no error.
+    let (events, r, _fake) =
+        end_of_stream_with(TranscribeFault::None, FaultAt::EndOfStream, false).await;
+    r.unwrap();
+    assert_eq!(finals(&events), 1, "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, SttEvent::Error(_))),
+        "{events:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_silent_service_is_timed_out() {
     let mut opts = options(false);
@@ -536,10 +614,33 @@ async fn conforms() {
         fakes.push(f);
     }
 
-    // A close frame and a dropped connection while audio is owed. They strike right after the
-    // upgrade: the suite sends its finalize at once, and a close or reset that comes after the
-    // end of stream is taken for the stream's end (see the report of this change); mid-stream
-    // disconnects are checked by `a_disconnect_mid_stream_is_an_error`.
+    // A close frame and a dropped connection while audio is owed (right after the upgrade),
+    // and the same instead of the last final after the end of stream; mid-stream disconnects
+    // are checked by `a_disconnect_mid_stream_is_an_error`.
+    for (name, fault) in [
+        (
+            "close 1011 after the end of stream",
+            TranscribeFault::Close {
+                code: 1011,
+                reason: "internal".into(),
+            },
+        ),
+        (
+            "disconnect after the end of stream",
+            TranscribeFault::Disconnect,
+        ),
+    ] {
+        let mut opts = options(false);
+        opts.fault = fault;
+        opts.fault_at = FaultAt::EndOfStream;
+        let f = start(opts).await;
+        fixture = fixture.fault(
+            name,
+            session(&f, false, json!({})),
+            fails(ErrorCategory::Transient),
+        );
+        fakes.push(f);
+    }
     let f = faulty(
         TranscribeFault::Close {
             code: 1011,

@@ -734,6 +734,8 @@ pub mod transcribe {
     //! once `partial_after_ms` of audio arrived in a segment, and a final for the segment when
     //! `segment_ms` of audio arrived (0: only at the end) or when the empty `AudioEvent` (end of
     //! stream) arrives; after the end it sends the last final and closes with 1000.
+    //! A [`TranscribeFault`] strikes after `after_events` audio events, or at the end of stream
+    //! ([`FaultAt`]).
 
     use super::eventstream::{self, EsMessage};
     use super::FakeCredentials;
@@ -780,6 +782,19 @@ pub mod transcribe {
         Disconnect,
     }
 
+    /// When the fault strikes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum FaultAt {
+        /// After [`TranscribeFakeOptions::after_events`] audio events.
+        #[default]
+        AfterEvents,
+        /// When the end of stream (the empty `AudioEvent`) arrives, instead of its last final
+        /// and the normal close: the final it was owed never comes.
+        EndOfStream,
+        /// After the end of stream's last final was sent, instead of the normal close.
+        AfterLastFinal,
+    }
+
     /// Options of the fake.
     #[derive(Debug, Clone)]
     pub struct TranscribeFakeOptions {
@@ -793,8 +808,10 @@ pub mod transcribe {
         pub segment_ms: u64,
         /// Fault and when it strikes.
         pub fault: TranscribeFault,
-        /// Audio events before the fault.
+        /// Audio events before the fault (with [`FaultAt::AfterEvents`]).
         pub after_events: usize,
+        /// When the fault strikes.
+        pub fault_at: FaultAt,
         /// Speaker label put on the items (`show-speaker-label`), if any.
         pub speaker: Option<String>,
     }
@@ -809,6 +826,7 @@ pub mod transcribe {
                 segment_ms: 0,
                 fault: TranscribeFault::None,
                 after_events: 0,
+                fault_at: FaultAt::AfterEvents,
                 speaker: None,
             }
         }
@@ -1061,40 +1079,13 @@ pub mod transcribe {
         let mut faulted = false;
         let secs = |b: u64| b as f64 / (bytes_per_ms * 1000) as f64;
         loop {
-            if !faulted && log.lock().expect("session").audio_events >= opts.after_events {
+            if !faulted
+                && opts.fault_at == FaultAt::AfterEvents
+                && log.lock().expect("session").audio_events >= opts.after_events
+            {
                 faulted = true;
-                match &opts.fault {
-                    TranscribeFault::Exception { name, message } => {
-                        let _ = ws
-                            .send(WsMessage::Binary(exception(name, message).into()))
-                            .await;
-                        let _ = ws.close(Some(normal())).await;
-                        drain(&mut ws).await;
-                        return;
-                    }
-                    TranscribeFault::Close { code, reason } => {
-                        let _ = ws
-                            .close(Some(CloseFrame {
-                                code: CloseCode::from(*code),
-                                reason: reason.clone().into(),
-                            }))
-                            .await;
-                        drain(&mut ws).await;
-                        return;
-                    }
-                    TranscribeFault::Silent => {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        return;
-                    }
-                    TranscribeFault::Disconnect => return,
-                    TranscribeFault::Garbage => {
-                        for frame in garbage() {
-                            if ws.send(frame).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    TranscribeFault::None | TranscribeFault::Reject(_) => {}
+                if strike(&opts.fault, &mut ws).await {
+                    return;
                 }
             }
             let Some(Ok(msg)) = ws.next().await else {
@@ -1126,6 +1117,9 @@ pub mod transcribe {
             let mut out: Vec<Vec<u8>> = Vec::new();
             let speaker = opts.speaker.as_deref();
             if m.payload.is_empty() {
+                if opts.fault_at == FaultAt::EndOfStream && strike(&opts.fault, &mut ws).await {
+                    return;
+                }
                 if total_bytes > seg_start_bytes || seg == 0 {
                     let r = result(
                         &format!("seg-{seg}"),
@@ -1139,6 +1133,9 @@ pub mod transcribe {
                 }
                 for f in out {
                     let _ = ws.send(WsMessage::Binary(f.into())).await;
+                }
+                if opts.fault_at == FaultAt::AfterLastFinal && strike(&opts.fault, &mut ws).await {
+                    return;
                 }
                 let _ = ws.close(Some(normal())).await;
                 drain(&mut ws).await;
@@ -1178,6 +1175,44 @@ pub mod transcribe {
                     return;
                 }
             }
+        }
+    }
+
+    /// Injects `fault`; `true` when the connection is over (the caller returns).
+    async fn strike(fault: &TranscribeFault, ws: &mut FakeSocket) -> bool {
+        match fault {
+            TranscribeFault::Exception { name, message } => {
+                let _ = ws
+                    .send(WsMessage::Binary(exception(name, message).into()))
+                    .await;
+                let _ = ws.close(Some(normal())).await;
+                drain(ws).await;
+                true
+            }
+            TranscribeFault::Close { code, reason } => {
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::from(*code),
+                        reason: reason.clone().into(),
+                    }))
+                    .await;
+                drain(ws).await;
+                true
+            }
+            TranscribeFault::Silent => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                true
+            }
+            TranscribeFault::Disconnect => true,
+            TranscribeFault::Garbage => {
+                for frame in garbage() {
+                    if ws.send(frame).await.is_err() {
+                        return true;
+                    }
+                }
+                false
+            }
+            TranscribeFault::None | TranscribeFault::Reject(_) => false,
         }
     }
 

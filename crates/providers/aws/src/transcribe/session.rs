@@ -26,8 +26,10 @@
 //!   InternalFailureException / ServiceUnavailableException → Transient,
 //!   UnrecognizedClientException → Auth; ConflictException → Transient here: the session id was
 //!   reused, and a new stream without it may succeed). A close or a reset while audio is owed
-//!   ends it with the kit's close-code category. Malformed frames (bad CRC, bad JSON, unknown
-//!   events) are logged and skipped; a bad frame also yields a non-fatal error event.
+//!   ends it with the kit's close-code category, and so does any end after the end of stream
+//!   but the service's normal close (its last finals may be lost; see `on_closed`). Malformed
+//!   frames (bad CRC, bad JSON, unknown events) are logged and skipped; a bad frame also
+//!   yields a non-fatal error event.
 //! - `SpeechStarted` is emitted when a new result id first appears (a segment began).
 
 use super::messages;
@@ -333,13 +335,30 @@ impl Session {
         Ok(())
     }
 
+    /// The socket ended: `None` for the service's normal close, else the kit's error for it.
+    ///
+    /// After the end of stream only the normal close is the stream's completion: for a
+    /// completed stream "the server sends the remaining finals and then ends" the stream
+    /// normally (STT_PROTOCOLS.md §8, "Session end"; over WebSocket that is a close frame with
+    /// 1000 or no code, while a failure comes as an exception message and then a close,
+    /// `websocket.md` "Handling WebSocket streaming errors"). Nothing else tells that the
+    /// last finals were all sent, so any other end (a 1011 or other error close, a dropped
+    /// connection, the kit's idle timeout when pings go unanswered) may have lost them: it
+    /// ends the session with that error (1011 and a drop are Transient, unanswered pings
+    /// Timeout), as it does while audio is owed. The host replays the audio since the last
+    /// final it got into a new stream, so nothing is lost even when the finals had all come.
     async fn on_closed(
         &mut self,
         err: Option<PluginError>,
     ) -> Result<Result<(), Stop>, PluginError> {
         if self.ending.is_some() {
             if let Some(e) = err {
-                tracing::debug!(error = %e, "aws transcribe: stream ended with an error after its end");
+                return Err(errors::make(
+                    e.category(),
+                    format!("{CONTEXT}: the stream ended abnormally after its end of stream, its last results may be lost: {e}"),
+                    None,
+                    &self.redactor,
+                ));
             }
             self.next_stream().await?;
             return Ok(Ok(()));
