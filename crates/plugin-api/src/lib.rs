@@ -89,7 +89,10 @@ pub use extension::{
 };
 pub use io::{SessionIo, SessionPeer};
 pub use plugin::{HealthStatus, Plugin, PluginContext, PluginInfo, PluginKind};
-pub use processor::{AudioProcessor, ProcessorContext, ProcessorEvent, ProcessorPlugin, Stage};
+pub use processor::{
+    replace_words, AudioProcessor, ProcessorContext, ProcessorEvent, ProcessorPlugin, Stage,
+    TextProcessor,
+};
 pub use realtime::{
     RealtimeEvent, RealtimeInput, RealtimeIo, RealtimePeer, RealtimePlugin, RealtimeSessionConfig,
     Role,

@@ -116,46 +116,12 @@ impl TtsSessionConfig {
         self
     }
 
-    /// Applies the pronunciation overrides to `text` (whole words, case-sensitive). The host
-    /// calls it once per request; plugins receive the result.
+    /// Applies the pronunciation overrides to `text` (whole words, case-sensitive; see
+    /// [`replace_words`](crate::replace_words)). The host calls it once per request; plugins
+    /// receive the result.
     pub fn apply_pronunciations(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for p in &self.pronunciations {
-            out = replace_word(&out, &p.word, &p.pronunciation);
-        }
-        out
+        crate::processor::replace_words(text, &self.pronunciations)
     }
-}
-
-/// Replaces whole-word occurrences of `word`. Word boundaries are judged against the original
-/// text (not what is left after the previous match), in one linear pass per word.
-fn replace_word(text: &str, word: &str, with: &str) -> String {
-    if word.is_empty() {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    for (pos, _) in text.match_indices(word) {
-        if pos < copied {
-            continue; // overlaps a replaced match
-        }
-        let before_ok = text[..pos]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric());
-        let end = pos + word.len();
-        let after_ok = text[end..]
-            .chars()
-            .next()
-            .is_none_or(|c| !c.is_alphanumeric());
-        if before_ok && after_ok {
-            out.push_str(&text[copied..pos]);
-            out.push_str(with);
-            copied = end;
-        }
-    }
-    out.push_str(&text[copied..]);
-    out
 }
 
 /// One piece of text to synthesise.

@@ -1,5 +1,5 @@
-//! The built-in audio processors of WaaV Gateway, each a [`ProcessorPlugin`] registered when
-//! this crate is linked:
+//! The built-in processors of WaaV Gateway, each a [`ProcessorPlugin`] registered when this
+//! crate is linked. Audio processors:
 //!
 //! | id | aliases | what it does | settings | events |
 //! |---|---|---|---|---|
@@ -7,6 +7,15 @@
 //! | [`vad`](vad::VadPlugin) | `earshot` | voice activity detection | `threshold`, `neg_threshold`, `min_speech_ms`, `min_silence_ms` | `speech_started`, `speech_ended` |
 //! | [`denoise`](denoise::DenoisePlugin) | `nnnoiseless`, `rnnoise` | RNNoise noise suppression | `mix` | — |
 //! | [`gain`](gain::GainPlugin) | `agc` | fixed gain or AGC + limiter | `mode`, `gain_db` / `target_dbfs`, … | — |
+//!
+//! Text processors ([`text`]; post-STT transcripts and pre-TTS text):
+//!
+//! | id | aliases | stages | what it does | settings |
+//! |---|---|---|---|---|
+//! | [`redact_pii`](text::RedactPiiPlugin) | `pii` | post-STT, pre-TTS | masks e-mail addresses, phone numbers, Luhn-valid card numbers | `kinds`, `replacement` |
+//! | [`pronunciations`](text::PronunciationsPlugin) | — | pre-TTS | whole-word, case-sensitive replacements | `words` |
+//!
+//! The rest of this page is about the audio processors.
 //!
 //! Every processor is created per session (state is never shared), accepts 8–192 kHz and 1–8
 //! channels, runs synchronously, takes no lock and allocates nothing per frame once its buffers
@@ -28,18 +37,29 @@ pub mod gain;
 pub mod resample;
 mod settings;
 mod stream;
+pub mod text;
 pub mod vad;
 
 pub use denoise::{DenoisePlugin, DenoiseProcessor};
 pub use gain::{AgcSettings, GainMode, GainPlugin, GainProcessor};
 pub use resample::{ResamplePlugin, ResampleProcessor};
 pub use settings::{CHANNEL_RANGE, RATE_RANGE};
+pub use text::{PronunciationsPlugin, RedactPiiPlugin};
 pub use vad::{VadPlugin, VadProcessor, VadSettings};
 
 waav_plugin_api::register_plugin!(Processor, ResamplePlugin);
 waav_plugin_api::register_plugin!(Processor, VadPlugin);
 waav_plugin_api::register_plugin!(Processor, DenoisePlugin);
 waav_plugin_api::register_plugin!(Processor, GainPlugin);
+waav_plugin_api::register_plugin!(Processor, RedactPiiPlugin);
+waav_plugin_api::register_plugin!(Processor, PronunciationsPlugin);
 
 /// The ids of the processors this crate registers.
-pub const PROCESSOR_IDS: [&str; 4] = [resample::ID, vad::ID, denoise::ID, gain::ID];
+pub const PROCESSOR_IDS: [&str; 6] = [
+    resample::ID,
+    vad::ID,
+    denoise::ID,
+    gain::ID,
+    text::pii::ID,
+    text::pronunciations::ID,
+];
