@@ -19,6 +19,7 @@ mod loopback_stt;
 mod loopback_tts;
 mod route;
 pub mod stamp;
+mod text_probe;
 
 pub use faulty::FaultyPlugin;
 pub use knobs::{Fault, Knobs};
@@ -27,6 +28,7 @@ pub use loopback_realtime::LoopbackRealtime;
 pub use loopback_stt::LoopbackStt;
 pub use loopback_tts::{tone_ms_for_text, LoopbackTts};
 pub use route::TestRoutes;
+pub use text_probe::TextProbe;
 
 waav_plugin_api::register_plugin!(Stt, LoopbackStt);
 waav_plugin_api::register_plugin!(Tts, LoopbackTts);
@@ -35,6 +37,7 @@ waav_plugin_api::register_plugin!(Stt, KeyedStt);
 waav_plugin_api::register_plugin!(Route, TestRoutes);
 waav_plugin_api::register_plugin!(Processor, LevelVad);
 waav_plugin_api::register_plugin!(Realtime, LoopbackRealtime);
+waav_plugin_api::register_plugin!(Processor, TextProbe);
 
 /// STT plugin `keyed`: the loopback STT behind an API key (`WAAV_TESTKIT_KEYED_API_KEY` or a
 /// per-session `api_key`), to exercise key resolution.

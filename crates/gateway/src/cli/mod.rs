@@ -198,6 +198,7 @@ pub fn plugins(cli: &Cli) -> Result<String, String> {
         "VERSION".to_owned(),
         "ALIASES".to_owned(),
         "ENABLED".to_owned(),
+        "STAGES".to_owned(),
     ]];
     for e in registry.entries() {
         rows.push([
@@ -215,6 +216,15 @@ pub fn plugins(cli: &Cli) -> Result<String, String> {
                 String::new()
             },
             if e.section.enabled { "yes" } else { "no" }.to_owned(),
+            match &e.handle {
+                waav_plugin_api::PluginHandle::Processor(p) => p
+                    .stages()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => String::new(),
+            },
         ]);
     }
     for b in registry.broken() {
@@ -225,9 +235,10 @@ pub fn plugins(cli: &Cli) -> Result<String, String> {
             String::new(),
             String::new(),
             "no".into(),
+            String::new(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -4,6 +4,12 @@
 //!
 //! Processors are synchronous and real-time safe by contract; the runtime adds no allocation per
 //! frame (the frame buffer, the event list and the metric handles are made once per session).
+//!
+//! The text stages (post-STT transcripts, pre-TTS text) have their own chain, [`TextPipeline`].
+
+pub mod text;
+
+pub use text::TextPipeline;
 
 use crate::registry::Registry;
 use metrics::{counter, histogram, Counter, Histogram};
@@ -158,10 +164,5 @@ impl AudioPipeline {
 }
 
 fn stage_label(stage: Stage) -> &'static str {
-    match stage {
-        Stage::PreStt => "pre_stt",
-        Stage::PostStt => "post_stt",
-        Stage::PreTts => "pre_tts",
-        Stage::PostTts => "post_tts",
-    }
+    stage.as_str()
 }

@@ -142,6 +142,14 @@ pub struct CreatedProcessor {
     pub processor: Box<dyn waav_plugin_api::AudioProcessor>,
 }
 
+/// A text processor made for one session.
+pub struct CreatedTextProcessor {
+    /// The plugin id implementing it.
+    pub plugin: &'static str,
+    /// The session's processor.
+    pub processor: Box<dyn waav_plugin_api::TextProcessor>,
+}
+
 impl std::fmt::Debug for CreatedProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreatedProcessor")
@@ -434,6 +442,48 @@ impl Registry {
                 reason: e.to_string(),
             })?;
         Ok(CreatedProcessor {
+            plugin: entry.id,
+            processor,
+        })
+    }
+
+    /// Creates text processor instance `name` (from `plugins.processors`) for one session at a
+    /// text stage (post-STT, pre-TTS).
+    pub fn text_processor(
+        &self,
+        name: &str,
+        ctx: &waav_plugin_api::ProcessorContext,
+    ) -> Result<CreatedTextProcessor, LookupError> {
+        let unsupported = || LookupError::Unsupported(format!("processor {name}"));
+        let inst = self.processors.get(name).ok_or_else(unsupported)?;
+        let entry = self
+            .find(PluginKind::Processor, inst.plugin)
+            .ok_or_else(unsupported)?;
+        let unavailable = |reason: String| LookupError::Unavailable {
+            id: name.to_owned(),
+            reason,
+        };
+        if entry.state() != PluginState::Ready {
+            return Err(unavailable(format!(
+                "processor plugin {} is {:?}",
+                entry.id,
+                entry.state()
+            )));
+        }
+        let PluginHandle::Processor(p) = &entry.handle else {
+            return Err(unsupported());
+        };
+        if !p.stages().contains(&ctx.stage) {
+            return Err(unavailable(format!(
+                "{} does not run at stage {}",
+                entry.id,
+                ctx.stage.as_str()
+            )));
+        }
+        let processor = guard_sync(|| p.create_text(ctx, &inst.config))
+            .and_then(|r| r)
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(CreatedTextProcessor {
             plugin: entry.id,
             processor,
         })

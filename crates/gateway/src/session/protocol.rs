@@ -161,6 +161,10 @@ pub struct SttConfig {
     /// `plugins.pipelines.default_stt_pre` for this session, `[]` runs none (additive).
     #[serde(default)]
     pub pipeline: Option<Vec<String>>,
+    /// Post-STT text processor instances, run on each transcript before it is sent; replaces
+    /// `plugins.pipelines.default_stt_post` for this session, `[]` runs none (additive).
+    #[serde(default)]
+    pub post_pipeline: Option<Vec<String>>,
 }
 
 /// A pronunciation override.
@@ -224,6 +228,11 @@ pub struct TtsConfig {
     /// `plugins.pipelines.default_tts_post` for this session, `[]` runs none (additive).
     #[serde(default)]
     pub pipeline: Option<Vec<String>>,
+    /// Pre-TTS text processor instances, run on each text to speak before the provider and the
+    /// cache see it; replaces `plugins.pipelines.default_tts_pre` for this session, `[]` runs
+    /// none (additive).
+    #[serde(default)]
+    pub pre_pipeline: Option<Vec<String>>,
     /// Emotion name.
     #[serde(default)]
     pub emotion: Option<String>,
@@ -325,6 +334,7 @@ impl SttConfig {
         )?;
         check_chain(self.fallback.as_deref())?;
         check_pipeline(self.pipeline.as_deref())?;
+        check_pipeline(self.post_pipeline.as_deref())?;
         check_credentials(self.credentials.as_ref())
     }
 }
@@ -371,6 +381,7 @@ impl TtsConfig {
         check_credentials(self.credentials.as_ref())?;
         check_chain(self.fallback.as_deref())?;
         check_pipeline(self.pipeline.as_deref())?;
+        check_pipeline(self.pre_pipeline.as_deref())?;
         if self.pronunciations.len() > MAX_PRONUNCIATIONS {
             return Err(format!(
                 "{} pronunciations (max {MAX_PRONUNCIATIONS})",

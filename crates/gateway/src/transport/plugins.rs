@@ -19,6 +19,11 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 waav_plugin_api::PluginHandle::Route(p) => p.routes(),
                 _ => &[],
             };
+            // Where a processor runs (`pre_stt`, `post_stt`, `pre_tts`, `post_tts`).
+            let stages = match &e.handle {
+                waav_plugin_api::PluginHandle::Processor(p) => Some(p.stages()),
+                _ => None,
+            };
             json!({
                 "id": e.id,
                 "plugin": e.info.id,
@@ -30,6 +35,7 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
                 "enabled": e.section.enabled,
                 "state": st,
                 "routes": routes,
+                "stages": stages,
                 // Which credentials are configured for the instance, never their values.
                 "credentials": e.info.credential_fields().iter().map(|f| json!({
                     "name": f.name,

@@ -125,6 +125,23 @@ async fn synthesize(
         sample_rate: session.sample_rate,
         channels: 1,
     };
+    // Pre-TTS processors first: the key is made of the text actually spoken.
+    let names = cfg
+        .pre_pipeline
+        .as_ref()
+        .unwrap_or(&state.registry.pipelines().default_tts_pre);
+    let mut text = text.to_owned();
+    if let Some(mut pre) =
+        crate::pipeline::TextPipeline::build(&state.registry, names, waav_plugin_api::Stage::PreTts)
+            .map_err(|message| WsError::InvalidConfig {
+                section: "tts_config",
+                message,
+            })?
+    {
+        // A failing processor is disabled (logged, counted) and the text goes on without it.
+        let _ = pre.run(&mut text);
+    }
+    let text = text.as_str();
     let key = CacheKey::new(provider_id, &session, client, text);
     let m = Metrics::get();
     if let Some(hit) = state.cache.get(key).await {
