@@ -598,6 +598,36 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_checked() {
+        let cfg = |v: serde_json::Value| {
+            PluginConfig::from_value("plugins.processors.pii.config", v).unwrap()
+        };
+        let r = Redactor::from_config(&cfg(serde_json::json!({}))).unwrap();
+        assert_eq!(
+            r.redact("a@b.io 4111111111111111 555-234-5678").unwrap(),
+            "[email] [card] [phone]"
+        );
+        let r = Redactor::from_config(&cfg(
+            serde_json::json!({"kinds": ["Card"], "replacement": "#"}),
+        ))
+        .unwrap();
+        assert_eq!(r.redact("a@b.io 4111111111111111").unwrap(), "a@b.io #");
+        for bad in [
+            serde_json::json!({"kinds": ["ssn"]}),
+            serde_json::json!({"kinds": "email"}),
+            serde_json::json!({"replacement": "x".repeat(65)}),
+            serde_json::json!({"replace": "x"}),
+        ] {
+            let e = Redactor::from_config(&cfg(bad.clone())).unwrap_err();
+            assert!(matches!(e, PluginError::Config(_)), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("plugins.processors.pii.config"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn non_ascii_text_is_safe() {
         assert_eq!(redact("écris à zoé@exemple.fr"), "écris à [email]");
         assert_eq!(redact("«bob@example.com»"), "«[email]»");

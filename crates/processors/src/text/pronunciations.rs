@@ -154,6 +154,31 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_checked() {
+        let cfg = |v: serde_json::Value| {
+            PluginConfig::from_value("plugins.processors.say.config", v).unwrap()
+        };
+        let mut p = Pronouncer::from_config(&cfg(serde_json::json!({
+            "words": [{"word": "SQL", "pronunciation": "sequel"}]
+        })))
+        .unwrap();
+        let mut t = "SQL".to_owned();
+        p.process(&mut t).unwrap();
+        assert_eq!(t, "sequel");
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"words": "SQL"}),
+            serde_json::json!({"words": [{"word": "SQL"}]}),
+            serde_json::json!({"words": [{"word": "", "pronunciation": "x"}]}),
+            serde_json::json!({"words": [{"word": "a", "pronunciation": "b", "ipa": "c"}]}),
+            serde_json::json!({"words": [], "extra": 1}),
+        ] {
+            let e = Pronouncer::from_config(&cfg(bad.clone())).unwrap_err();
+            assert!(matches!(e, PluginError::Config(_)), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn entries_apply_in_order() {
         let w = [("AWS", "A W S"), ("A", "ay")];
         assert_eq!(run(&w, "AWS"), "ay W S");
