@@ -170,10 +170,11 @@ pub enum Subject {
 /// A non-2xx response as a categorised, redacted error carrying the vendor's message.
 ///
 /// The kit's status table applies (401/403 Auth, 429 RateLimited with `retry-after`, 404
-/// Config, 408/504 Timeout, 5xx Transient) with two refinements: 400 is Config (the request we
-/// built was refused: model, voice, format) unless the vendor blames the payload of this one
+/// Config, 408/504 Timeout, 5xx Transient) with three refinements: 400 is Config (the request
+/// we built was refused: model, voice, format) unless the vendor blames the payload of this one
 /// request (`param` `file`/`input`, or a code/message about the audio or the text), which is
-/// Permanent; 413 is Permanent ("audio too large").
+/// Permanent; 413 is Permanent ("audio too large"); a 429 about billing is Auth (see
+/// [`is_billing`]).
 pub async fn error_from_response(
     mut resp: Response,
     wait: Duration,
@@ -214,6 +215,9 @@ pub fn error_from_parts(
             ErrorCategory::Config
         };
     }
+    if status == 429 && parsed.as_ref().is_some_and(is_billing) {
+        category = ErrorCategory::Auth;
+    }
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -240,6 +244,29 @@ pub fn error_from_parts(
         ));
     }
     errors::make(category, msg, errors::retry_after(headers), redactor)
+}
+
+/// The `error.code` (or, in older answers with a null code, `error.type`) of a 429 that is
+/// about billing, not pace: OpenAI's error-codes guide lists "429 - You exceeded your current
+/// quota, please check your plan and billing details" (cause: "You have run out of credits or
+/// hit your maximum monthly spend"; fix: buy credits or raise the limit), sent as
+/// `{"type": "insufficient_quota", "code": "insufficient_quota"}`; newer answers keep that
+/// type and name the cause in the code (`credit_balance_exhausted`,
+/// `organization_spend_limit_exceeded`, `project_spend_limit_exceeded`,
+/// `organization_usage_limit_exceeded`). Retrying cannot help until an operator acts, so it is
+/// Auth, as the kit files a 402; the pace limits (`rate_limit_exceeded`, …) stay RateLimited.
+const BILLING_CODES: &[&str] = &[
+    "insufficient_quota",
+    "credit_balance_exhausted",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
+    "organization_usage_limit_exceeded",
+];
+
+/// Whether a 429's body says billing, not pace, refused the request (see [`BILLING_CODES`]).
+fn is_billing(e: &ErrorBody) -> bool {
+    let billing = |v: Option<&str>| v.is_some_and(|v| BILLING_CODES.contains(&v));
+    billing(e.code_str().as_deref()) || billing(e.kind.as_deref())
 }
 
 fn blames_payload(e: &ErrorBody, subject: Subject) -> bool {
@@ -374,6 +401,26 @@ mod tests {
                 assert_eq!(retry_after, Some(Duration::from_secs(3)))
             }
             other => panic!("{other:?}"),
+        }
+        // Billing, not pace: Auth (retrying cannot help); the pace limits stay RateLimited.
+        for body in [
+            r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+            r#"{"error":{"message":"You exceeded your current quota.","type":"insufficient_quota","param":null,"code":null}}"#,
+            r#"{"error":{"message":"No credits left.","type":"insufficient_quota","param":null,"code":"credit_balance_exhausted"}}"#,
+            r#"{"error":{"message":"Spend limit reached.","type":"insufficient_quota","code":"project_spend_limit_exceeded"}}"#,
+        ] {
+            for subject in [Subject::Audio, Subject::Text] {
+                let got = error_from_parts(429, &h, body.as_bytes(), subject, "openai", &r);
+                assert_eq!(got.category(), ErrorCategory::Auth, "{body}: {got}");
+            }
+        }
+        for body in [
+            r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+            r#"{"error":{"message":"Rate limit reached for tokens","type":"tokens","code":"rate_limit_exceeded"}}"#,
+            "not json",
+        ] {
+            let got = error_from_parts(429, &h, body.as_bytes(), Subject::Audio, "openai", &r);
+            assert_eq!(got.category(), ErrorCategory::RateLimited, "{body}: {got}");
         }
     }
 }

@@ -412,6 +412,39 @@ async fn a_rejected_key_ends_the_session_with_auth() {
     assert!(!err.to_string().contains("wrong"), "{err}");
 }
 
+/// A 429 saying the account is out of credits is not a rate limit: retrying cannot help, so
+/// it ends the session with Auth (as a 402 would), while the pace-limit 429 stays a non-fatal
+/// RateLimited error (`per_utterance_failures_are_non_fatal`).
+#[tokio::test]
+async fn an_exhausted_quota_ends_the_session_with_auth() {
+    for extra in [json!({"stream": false}), json!({})] {
+        let fake = OpenAiFake::with_options(
+            FakeOptions::new("test-key").fault(Fault::insufficient_quota()),
+        )
+        .await;
+        let plugin = TranscriptionsStt::openai();
+        let (peer, task) = open(
+            &plugin,
+            session(&fake.base_url(), "test-key", extra.clone()),
+        )
+        .await;
+        audio(&peer, &tone_ms(300)).await;
+        send(&peer, SttInput::Finalize).await;
+        let err = ended(task).await.unwrap_err();
+        assert_eq!(err.category(), ErrorCategory::Auth, "{extra}: {err}");
+        assert!(
+            err.to_string().contains("exceeded your current quota"),
+            "{err}"
+        );
+        assert_eq!(
+            fake.transcriptions().len(),
+            1,
+            "{extra}: asked once, not retried"
+        );
+        drop(peer);
+    }
+}
+
 async fn failed_then_recovered(fault: Fault, extra: serde_json::Value) -> PluginError {
     let fake =
         OpenAiFake::with_options(FakeOptions::new("test-key").fault(fault).fault_on(0)).await;
@@ -654,6 +687,16 @@ async fn with_faults(mut fixture: SttFixture, groq: bool) -> (SttFixture, Vec<Op
         json!({"stream": false}),
         fails(ErrorCategory::RateLimited),
     );
+    if !groq {
+        // Billing exhausted (OpenAI's `insufficient_quota` 429): fatal, like a 402.
+        fixture = add(
+            fixture,
+            faulty(Fault::insufficient_quota()).await,
+            "429 insufficient_quota",
+            json!({"stream": false}),
+            fails(ErrorCategory::Auth),
+        );
+    }
     let body = envelope(
         "The server had an error while processing your request.",
         "server_error",

@@ -211,6 +211,14 @@ async fn conformance() {
             json!({}),
             FaultOutcome::Fails(RateLimited),
         ),
+        // Billing exhausted: retrying cannot help, so not RateLimited.
+        (
+            "429 insufficient_quota",
+            FakeOptions::new("test-key").fault(Fault::insufficient_quota()),
+            "test-key",
+            json!({}),
+            FaultOutcome::Fails(Auth),
+        ),
         (
             "500",
             FakeOptions::new("test-key").fault(status(500, "boom", None)),
@@ -320,6 +328,18 @@ async fn errors_keep_the_vendor_message_and_retry_after() {
         }
         other => panic!("{other:?}"),
     }
+    // A 429 about billing (no credits left) is Auth, with the vendor's message and code; a
+    // retry-after on it does not make it a rate limit.
+    let mut quota = Fault::insufficient_quota();
+    if let Fault::Status { retry_after, .. } = &mut quota {
+        *retry_after = Some(4);
+    }
+    let e = failure(quota, json!({})).await;
+    assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
+    assert!(!e.is_retryable(), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("exceeded your current quota"), "{text}");
+    assert!(text.contains("insufficient_quota"), "{text}");
     // The other faults' categories are checked by the conformance suite (`conformance`).
 }
 

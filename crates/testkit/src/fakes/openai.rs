@@ -115,6 +115,25 @@ pub enum Fault {
     AnswerSecondFirst,
 }
 
+impl Fault {
+    /// The 429 of an account out of credits (OpenAI's error-codes guide, "429 - You exceeded
+    /// your current quota, please check your plan and billing details"), in the shape the API
+    /// sends: `type` and `code` `insufficient_quota`.
+    pub fn insufficient_quota() -> Self {
+        Self::Status {
+            status: 429,
+            body: json!({"error": {
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota",
+                "param": null,
+                "code": "insufficient_quota",
+            }})
+            .to_string(),
+            retry_after: None,
+        }
+    }
+}
+
 /// How the fake is set up.
 #[derive(Debug, Clone)]
 pub struct FakeOptions {
