@@ -418,3 +418,67 @@ async fn an_stt_provider_silent_through_speech_is_caught_and_failed_over() {
     }
     until_final(&mut c).await;
 }
+
+/// How many first bytes `/metrics` has recorded for TTS instance `id`.
+async fn first_bytes(server: &TestServer, id: &str) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("waav_provider_latency_seconds_count")
+                && l.contains(&format!("provider=\"{id}\""))
+                && l.contains("stage=\"tts_first_byte\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_fastest_chain_moves_sessions_to_the_instance_with_the_lowest_first_byte() {
+    let server = TestServer::start(
+        "plugins:\n  tts:\n    slow: { plugin: loopback }\n    quick: { plugin: loopback }\nresilience:\n  failover:\n    tts: { slow: { providers: [quick], strategy: fastest } }\n",
+    )
+    .await;
+    let mut n = 0;
+    let mut speak = |model: &'static str| {
+        let server = &server;
+        // A new text each time: a repeat would be a cache hit, measuring no provider.
+        n += 1;
+        let text = format!("hello number {n}");
+        async move {
+            let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+            c.configure(json!({"type":"config","tts_config":tts_config("slow", model)}))
+                .await;
+            c.send_json(json!({"type":"speak","text":text})).await;
+            until(&mut c, "tts_playback_complete").await;
+        }
+    };
+    // Neither measured: the listed order, so the primary, slow this time (300 ms to first byte).
+    speak("latency_ms=300").await;
+    assert_eq!(
+        (
+            first_bytes(&server, "slow").await,
+            first_bytes(&server, "quick").await
+        ),
+        (1, 0)
+    );
+    // An instance never measured goes first, so the fallback is tried and measured...
+    speak("latency_ms=300").await;
+    assert_eq!(first_bytes(&server, "quick").await, 1);
+    // ...and, being faster, keeps the sessions.
+    for _ in 0..3 {
+        speak("latency_ms=300").await;
+    }
+    assert_eq!(
+        (
+            first_bytes(&server, "slow").await,
+            first_bytes(&server, "quick").await
+        ),
+        (1, 4)
+    );
+}

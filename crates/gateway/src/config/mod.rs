@@ -374,9 +374,55 @@ impl Default for ResilienceConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FailoverConfig {
     /// STT: primary → fallbacks in order.
-    pub stt: BTreeMap<String, Vec<String>>,
+    pub stt: BTreeMap<String, Chain>,
     /// TTS: primary → fallbacks in order (`provider` or `provider:voice`).
-    pub tts: BTreeMap<String, Vec<String>>,
+    pub tts: BTreeMap<String, Chain>,
+}
+
+/// One primary's fallbacks: a list (`[azure, local]`, tried in order), or the list with a
+/// strategy (`{ providers: [azure, local], strategy: fastest }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Chain {
+    /// Fallbacks in order.
+    Ordered(Vec<String>),
+    /// Fallbacks and how a session picks among them and the primary.
+    With {
+        /// Fallbacks.
+        providers: Vec<String>,
+        /// How they are ordered.
+        #[serde(default)]
+        strategy: Strategy,
+    },
+}
+
+impl Chain {
+    /// The fallbacks.
+    pub fn providers(&self) -> &[String] {
+        match self {
+            Self::Ordered(p) | Self::With { providers: p, .. } => p,
+        }
+    }
+
+    /// How the chain is walked.
+    pub fn strategy(&self) -> Strategy {
+        match self {
+            Self::Ordered(_) => Strategy::Ordered,
+            Self::With { strategy, .. } => *strategy,
+        }
+    }
+}
+
+/// How a session orders its provider and the fallbacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The primary, then the fallbacks as listed.
+    #[default]
+    Ordered,
+    /// The primary and its fallbacks by their recent latency (an EWMA of TTS first byte or STT
+    /// first result per instance), lowest first; instances never measured come first.
+    Fastest,
 }
 
 /// Settings given on the command line; they win over everything else.
@@ -444,10 +490,13 @@ impl GatewayConfig {
         let s = &self.session;
         let r = &self.resilience;
         let chains = r.failover.stt.values().chain(r.failover.tts.values());
-        if let Some(c) = chains.into_iter().find(|c| c.len() > MAX_CHAIN) {
+        if let Some(c) = chains.into_iter().find(|c| c.providers().len() > MAX_CHAIN) {
             return Err(ConfigError::Syntax {
                 path: "resilience.failover".into(),
-                message: format!("a chain of {} fallbacks; at most {MAX_CHAIN}", c.len()),
+                message: format!(
+                    "a chain of {} fallbacks; at most {MAX_CHAIN}",
+                    c.providers().len()
+                ),
             });
         }
         let checks: &[(&str, u64, u64, u64)] = &[

@@ -4,11 +4,12 @@
 
 pub mod breaker;
 
-use crate::config::ResilienceConfig;
+use crate::config::{ResilienceConfig, Strategy};
 use crate::registry::Registry;
 use breaker::{Breaker, BreakerSettings, BreakerState, Transition};
 use metrics::counter;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use waav_plugin_api::{PluginError, PluginKind};
 
@@ -16,8 +17,14 @@ use waav_plugin_api::{PluginError, PluginKind};
 #[derive(Debug)]
 pub struct Resilience {
     breakers: HashMap<(PluginKind, &'static str), Breaker>,
+    /// Per instance: an EWMA of TTS first byte / STT first result, in µs as `f64` bits (0: not
+    /// measured yet).
+    latency: HashMap<(PluginKind, &'static str), AtomicU64>,
     config: ResilienceConfig,
 }
+
+/// Weight of the newest observation in the latency EWMA.
+const EWMA_ALPHA: f64 = 0.2;
 
 impl Resilience {
     /// A closed breaker for every STT, TTS and realtime instance of `registry`.
@@ -38,11 +45,57 @@ impl Resilience {
                 )
             })
             .map(|e| ((e.handle.kind(), e.id), Breaker::new(settings)))
-            .collect();
+            .collect::<HashMap<_, _>>();
+        let latency = breakers.keys().map(|&k| (k, AtomicU64::new(0))).collect();
         Self {
             breakers,
+            latency,
             config: config.clone(),
         }
+    }
+
+    /// Folds one first-byte / first-result latency of instance `id` into its EWMA.
+    pub fn observe(&self, kind: PluginKind, id: &'static str, latency: Duration) {
+        let Some(cell) = self.latency.get(&(kind, id)) else {
+            return;
+        };
+        let x = latency.as_secs_f64() * 1e6;
+        let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let old = f64::from_bits(bits);
+            let new = if bits == 0 {
+                x
+            } else {
+                old + EWMA_ALPHA * (x - old)
+            };
+            Some(new.max(f64::MIN_POSITIVE).to_bits())
+        });
+    }
+
+    /// Instance `id`'s latency EWMA, if it was measured.
+    pub fn latency(&self, kind: PluginKind, id: &str) -> Option<Duration> {
+        self.latency
+            .iter()
+            .find(|((k, i), _)| *k == kind && *i == id)
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .filter(|&bits| bits != 0)
+            .map(|bits| Duration::from_secs_f64(f64::from_bits(bits) / 1e6))
+    }
+
+    /// How `primary`'s chain is walked.
+    pub fn strategy(&self, kind: PluginKind, primary: &str) -> Strategy {
+        self.chain(kind, primary)
+            .map_or(Strategy::Ordered, crate::config::Chain::strategy)
+    }
+
+    fn chain(&self, kind: PluginKind, primary: &str) -> Option<&crate::config::Chain> {
+        let map = match kind {
+            PluginKind::Stt => &self.config.failover.stt,
+            PluginKind::Tts => &self.config.failover.tts,
+            _ => return None,
+        };
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(primary))
+            .map(|(_, v)| v)
     }
 
     /// Whether a new session may use instance `id` now.
@@ -90,14 +143,8 @@ impl Resilience {
 
     /// The fallbacks configured for `primary` (names as configured).
     pub fn fallbacks(&self, kind: PluginKind, primary: &str) -> &[String] {
-        let map = match kind {
-            PluginKind::Stt => &self.config.failover.stt,
-            PluginKind::Tts => &self.config.failover.tts,
-            _ => return &[],
-        };
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(primary))
-            .map_or(&[], |(_, v)| v.as_slice())
+        self.chain(kind, primary)
+            .map_or(&[], crate::config::Chain::providers)
     }
 
     /// Reopenings of a dropped STT provider a session may spend before it fails over.

@@ -25,6 +25,30 @@ pub(crate) fn fallbacks(
         .collect()
 }
 
+/// Orders `names` (the primary, then its fallbacks) as `primary`'s configured chain says: with
+/// `strategy: fastest`, by each instance's latency EWMA, lowest first, never-measured first
+/// (so every instance gets measured); otherwise unchanged. The order is stable among equals.
+pub(crate) fn order(
+    state: &AppState,
+    kind: PluginKind,
+    primary: &str,
+    names: &mut VecDeque<String>,
+) {
+    if state.resilience.strategy(kind, primary) != crate::config::Strategy::Fastest {
+        return;
+    }
+    let latency = |entry: &String| {
+        // A TTS entry may be `provider:voice`.
+        let name = entry.split_once(':').map_or(entry.as_str(), |(n, _)| n);
+        state
+            .registry
+            .find(kind, name)
+            .and_then(|e| state.resilience.latency(kind, e.id))
+            .unwrap_or_default()
+    };
+    names.make_contiguous().sort_by_key(latency);
+}
+
 /// The session's STT settings for fallback `name`: the model and the client's keys are the
 /// primary's, so the fallback uses its own defaults and the server's credentials.
 pub(crate) fn stt_for(cfg: &SttConfig, name: &str) -> SttConfig {
@@ -54,7 +78,7 @@ pub(crate) fn tts_for(cfg: &TtsConfig, entry: &str) -> TtsConfig {
 }
 
 /// Opens the first provider of `names` that works; `open` gets each name and whether it is the
-/// session's own provider (`first_is_primary` and first). A non-provider error (bad config,
+/// session's own provider (the first entry named `primary`, wherever a strategy put it). A non-provider error (bad config,
 /// unknown name) of the primary is the session's to see, not a reason to fail over; for
 /// fallbacks it only skips them.
 pub(crate) async fn open_first<T, F, Fut>(
@@ -62,7 +86,7 @@ pub(crate) async fn open_first<T, F, Fut>(
     kind: PluginKind,
     role: &'static str,
     names: &mut VecDeque<String>,
-    first_is_primary: bool,
+    primary: Option<&str>,
     mut open: F,
 ) -> Result<(T, String), WsError>
 where
@@ -70,8 +94,12 @@ where
     Fut: Future<Output = Result<T, WsError>>,
 {
     let mut last = None;
-    let mut primary = first_is_primary;
+    let mut primary_left = primary;
     while let Some(name) = names.pop_front() {
+        let primary = primary_left == Some(name.as_str());
+        if primary {
+            primary_left = None;
+        }
         let id = state.registry.find(kind, &name).map(|e| e.id);
         if let Some(id) = id.filter(|&id| !state.resilience.allow(kind, id)) {
             tracing::info!(
@@ -80,7 +108,6 @@ where
                 "skipping a provider whose circuit is open"
             );
             last = Some(WsError::CircuitOpen { role, provider: id });
-            primary = false;
             continue;
         }
         match open(name.clone(), primary).await {
@@ -103,7 +130,6 @@ where
                 last = Some(e);
             }
         }
-        primary = false;
     }
     Err(last.unwrap_or(WsError::InvalidConfig {
         section: "fallback",

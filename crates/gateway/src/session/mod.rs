@@ -17,6 +17,7 @@ pub(crate) mod turn;
 use crate::metrics::Metrics;
 use crate::middleware::auth;
 use crate::middleware::limits::ConnectionSlot;
+use crate::pipeline::TextPipeline;
 use crate::state::SharedState;
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
@@ -75,6 +76,10 @@ struct Session {
     /// The configs and remaining fallbacks of the open providers (boxed: idle sessions are
     /// counted in bytes).
     chains: Option<Box<Chains>>,
+    /// Post-STT text processors, run on each transcript just before it is sent.
+    post_stt: Option<Box<TextPipeline>>,
+    /// Pre-TTS text processors, run on each `speak` text before it is queued.
+    pre_tts: Option<Box<TextPipeline>>,
 }
 
 /// What a session needs to fail over: each role's config and the fallbacks not yet tried.
@@ -116,6 +121,8 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         barge_in: false,
         turn_decided: None,
         chains: None,
+        post_stt: None,
+        pre_tts: None,
     };
     // A pending socket holds a slot, so it gets a short deadline, not the idle timeout.
     let auth_timeout = Duration::from_secs(settings.auth_timeout_secs);
@@ -478,11 +485,19 @@ impl Session {
         if audio && cfg.stt_config.is_none() && cfg.tts_config.is_none() {
             return Err(WsError::NothingToConfigure);
         }
+        // The session's text processors, before any provider is dialled (a bad name rejects
+        // the config and changes nothing).
+        let (post_stt, pre_tts) = if audio {
+            self.text_pipelines(&cfg)?
+        } else {
+            (None, None)
+        };
         let (stt, tts) = if audio {
             self.open_providers(&cfg).await?
         } else {
             (None, None)
         };
+        (self.post_stt, self.pre_tts) = (post_stt, pre_tts);
         // The old providers stop before the new ones get audio (no crosstalk).
         self.stop_providers().await;
         let mut chains = Chains::default();
@@ -521,6 +536,44 @@ impl Session {
         Ok(())
     }
 
+    /// The post-STT and pre-TTS chains `cfg` asks for (the session's own, else the defaults).
+    #[allow(clippy::type_complexity)]
+    fn text_pipelines(
+        &self,
+        cfg: &ConfigMessage,
+    ) -> Result<(Option<Box<TextPipeline>>, Option<Box<TextPipeline>>), WsError> {
+        let registry = &self.state.registry;
+        let defaults = registry.pipelines();
+        let post_stt = match &cfg.stt_config {
+            Some(c) => {
+                let names = c
+                    .post_pipeline
+                    .as_ref()
+                    .unwrap_or(&defaults.default_stt_post);
+                TextPipeline::build(registry, names, waav_plugin_api::Stage::PostStt).map_err(
+                    |message| WsError::InvalidConfig {
+                        section: "stt_config",
+                        message,
+                    },
+                )?
+            }
+            None => None,
+        };
+        let pre_tts = match &cfg.tts_config {
+            Some(c) => {
+                let names = c.pre_pipeline.as_ref().unwrap_or(&defaults.default_tts_pre);
+                TextPipeline::build(registry, names, waav_plugin_api::Stage::PreTts).map_err(
+                    |message| WsError::InvalidConfig {
+                        section: "tts_config",
+                        message,
+                    },
+                )?
+            }
+            None => None,
+        };
+        Ok((post_stt, pre_tts))
+    }
+
     /// Validates and connects the providers `cfg` asks for, concurrently; on any failure closes
     /// whatever did connect and reports the first failure.
     #[allow(clippy::type_complexity)]
@@ -537,14 +590,18 @@ impl Session {
         let stt_fut = async {
             match &cfg.stt_config {
                 Some(c) => {
+                    let kind = waav_plugin_api::PluginKind::Stt;
                     let mut names: VecDeque<String> = [c.provider.clone()].into();
                     names.extend(chain::fallbacks(
                         &self.state,
-                        waav_plugin_api::PluginKind::Stt,
+                        kind,
                         &c.provider,
                         c.fallback.as_deref(),
                     ));
-                    self.open_stt(c, &mut names, true)
+                    if c.fallback.is_none() {
+                        chain::order(&self.state, kind, &c.provider, &mut names);
+                    }
+                    self.open_stt(c, &mut names, Some(&c.provider))
                         .await
                         .map(|link| Some((link, c.clone(), names)))
                 }
@@ -554,14 +611,18 @@ impl Session {
         let tts_fut = async {
             match &cfg.tts_config {
                 Some(c) => {
+                    let kind = waav_plugin_api::PluginKind::Tts;
                     let mut names: VecDeque<String> = [c.provider.clone()].into();
                     names.extend(chain::fallbacks(
                         &self.state,
-                        waav_plugin_api::PluginKind::Tts,
+                        kind,
                         &c.provider,
                         c.fallback.as_deref(),
                     ));
-                    self.open_tts(c, &mut names, true)
+                    if c.fallback.is_none() {
+                        chain::order(&self.state, kind, &c.provider, &mut names);
+                    }
+                    self.open_tts(c, &mut names, Some(&c.provider))
                         .await
                         .map(|link| Some((link, c.clone(), names)))
                 }
@@ -590,7 +651,7 @@ impl Session {
         &self,
         cfg: &protocol::SttConfig,
         names: &mut VecDeque<String>,
-        first_is_primary: bool,
+        primary: Option<&str>,
     ) -> Result<SttLink, WsError> {
         let settings = &self.state.config.session;
         let timeout = Duration::from_secs(settings.provider_connect_timeout_secs);
@@ -598,21 +659,14 @@ impl Session {
         let registry = &self.state.registry;
         let replay = self.state.resilience.stt_replay();
         let kind = waav_plugin_api::PluginKind::Stt;
-        chain::open_first(
-            &self.state,
-            kind,
-            "STT",
-            names,
-            first_is_primary,
-            |name, primary| {
-                let c = if primary {
-                    cfg.clone()
-                } else {
-                    chain::stt_for(cfg, &name)
-                };
-                async move { SttLink::open(registry, &c, timeout, stall).await }
-            },
-        )
+        chain::open_first(&self.state, kind, "STT", names, primary, |name, primary| {
+            let c = if primary {
+                cfg.clone()
+            } else {
+                chain::stt_for(cfg, &name)
+            };
+            async move { SttLink::open(registry, &c, timeout, stall).await }
+        })
         .await
         // Audio is kept for a replay only while there is a provider left to replay it into
         // (another one, or the same one reopened after a drop).
@@ -630,41 +684,32 @@ impl Session {
         &self,
         cfg: &protocol::TtsConfig,
         names: &mut VecDeque<String>,
-        first_is_primary: bool,
+        primary: Option<&str>,
     ) -> Result<TtsLink, WsError> {
         let settings = &self.state.config.session;
         let registry = &self.state.registry;
         let kind = waav_plugin_api::PluginKind::Tts;
         let watchdogs = self.state.resilience.tts_watchdogs();
-        chain::open_first(
-            &self.state,
-            kind,
-            "TTS",
-            names,
-            first_is_primary,
-            |name, primary| {
-                let c = if primary {
-                    cfg.clone()
-                } else {
-                    chain::tts_for(cfg, &name)
-                };
-                async move {
-                    let (timeout, request_timeout) = tts::timeouts(&c, settings);
-                    let limits = TtsLimits::from_settings(settings);
-                    TtsProvider::open(
-                        registry,
-                        &c,
-                        timeout,
-                        limits.input_capacity(),
-                        settings.tts_frame_ms,
-                    )
-                    .await
-                    .map(|p| {
-                        TtsLink::new(p, request_timeout, limits, true).with_watchdogs(watchdogs)
-                    })
-                }
-            },
-        )
+        chain::open_first(&self.state, kind, "TTS", names, primary, |name, primary| {
+            let c = if primary {
+                cfg.clone()
+            } else {
+                chain::tts_for(cfg, &name)
+            };
+            async move {
+                let (timeout, request_timeout) = tts::timeouts(&c, settings);
+                let limits = TtsLimits::from_settings(settings);
+                TtsProvider::open(
+                    registry,
+                    &c,
+                    timeout,
+                    limits.input_capacity(),
+                    settings.tts_frame_ms,
+                )
+                .await
+                .map(|p| TtsLink::new(p, request_timeout, limits, true).with_watchdogs(watchdogs))
+            }
+        })
         .await
         .map(|(link, _)| link)
     }
@@ -684,7 +729,7 @@ impl Session {
             self.restore_stt_chain(cfg, names);
             return false;
         }
-        let opened = self.open_stt(&cfg, &mut names, false).await;
+        let opened = self.open_stt(&cfg, &mut names, None).await;
         self.restore_stt_chain(cfg, names);
         let Ok(mut link) = opened else { return false };
         for chunk in replay {
@@ -814,7 +859,7 @@ impl Session {
         let opened = if names.is_empty() {
             Err(WsError::NothingToConfigure)
         } else {
-            self.open_tts(&cfg, &mut names, false).await
+            self.open_tts(&cfg, &mut names, None).await
         };
         if let Some(c) = self.chains.as_mut() {
             c.tts = Some((cfg, names));
@@ -872,6 +917,23 @@ impl Session {
         WsError::check_size("speak.text", text.len(), protocol::MAX_SPEAK_TEXT)?;
         if text.trim().is_empty() {
             return Ok(());
+        }
+        if self.tts.is_none() {
+            return Err(WsError::TtsNotConfigured);
+        }
+        // Pre-TTS processors: what they leave is what is cached, queued and spoken.
+        let mut text = text;
+        if let Some(pre) = self.pre_tts.as_mut() {
+            if let Some(d) = pre.run(&mut text) {
+                self.error(WsError::ProcessorFailed {
+                    name: d.name,
+                    error: d.error,
+                })
+                .await;
+            }
+            if text.trim().is_empty() {
+                return Ok(());
+            }
         }
         let tts = self.tts.as_mut().ok_or(WsError::TtsNotConfigured)?;
         let result = tts
@@ -932,6 +994,10 @@ impl Session {
             SttSignal::Event(SttEvent::Transcript(t)) => {
                 if let Some(stt) = self.stt.as_mut() {
                     stt.answered();
+                    if let Some(d) = stt.first_result_latency() {
+                        let kind = waav_plugin_api::PluginKind::Stt;
+                        self.state.resilience.observe(kind, stt.provider, d);
+                    }
                 }
                 self.on_transcript(*t, provider).await
             }
@@ -1077,7 +1143,24 @@ impl Session {
         self.send_result(t, provider).await;
     }
 
-    async fn send_result(&self, t: Transcript, provider: Option<&'static str>) {
+    async fn send_result(&mut self, mut t: Transcript, provider: Option<&'static str>) {
+        // Post-STT processors see every transcript text just before it leaves the gateway.
+        if let Some(post) = self.post_stt.as_mut().filter(|_| !t.text.is_empty()) {
+            let before = (!t.words.is_empty()).then(|| t.text.clone());
+            let disabled = post.run(&mut t.text);
+            // Word timings cannot be mapped onto rewritten text, and would carry what a
+            // redaction removed: a changed result goes without them.
+            if before.is_some_and(|b| b != t.text) {
+                t.words.clear();
+            }
+            if let Some(d) = disabled {
+                self.error(WsError::ProcessorFailed {
+                    name: d.name,
+                    error: d.error,
+                })
+                .await;
+            }
+        }
         self.out
             .send(ServerMessage::SttResult {
                 transcript: t.text,
@@ -1096,7 +1179,12 @@ impl Session {
         let Some(tts) = self.tts.as_mut() else { return };
         match sig {
             TtsSignal::Event(ev) => {
-                if let Some(tripped) = tts.on_event(ev, &self.state.cache, &self.out).await {
+                let tripped = tts.on_event(ev, &self.state.cache, &self.out).await;
+                if let Some(d) = tts.take_first_byte() {
+                    let kind = waav_plugin_api::PluginKind::Tts;
+                    self.state.resilience.observe(kind, tts.provider_id(), d);
+                }
+                if let Some(tripped) = tripped {
                     Box::pin(self.on_tts_tripped(tripped)).await;
                 }
             }
@@ -1154,4 +1242,3 @@ fn valid_phone(s: &str) -> bool {
     s.strip_prefix('+')
         .is_some_and(|d| (1..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
-

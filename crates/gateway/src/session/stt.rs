@@ -28,7 +28,9 @@ pub struct SttLink {
     /// Provider id (for `provider` in results, metrics, errors).
     pub provider: &'static str,
     link: Link<SttInput, SttEvent>,
+    /// When the first audio went to the provider (until then, when it opened).
     opened_at: Instant,
+    audio_started: bool,
     first_result: bool,
     /// Bytes of one sample across all channels (0: compressed, any size goes).
     sample_bytes: usize,
@@ -192,6 +194,7 @@ impl SttLink {
             provider,
             link: Link::spawn(peer, task),
             opened_at: Instant::now(),
+            audio_started: false,
             first_result: false,
             sample_bytes: encoding.bytes_per_sample().unwrap_or(0) * usize::from(cfg.channels),
             convert: (!audio.is_passthrough()).then(|| Box::new((audio, Vec::new()))),
@@ -217,6 +220,10 @@ impl SttLink {
         }
         if let Some(r) = self.replay.as_mut() {
             r.push(&audio);
+        }
+        if !self.audio_started {
+            self.audio_started = true;
+            self.opened_at = Instant::now();
         }
         if let Some(pre) = self.pre.as_mut() {
             let mut chunks = std::mem::take(&mut pre.out);
@@ -368,16 +375,19 @@ impl SttLink {
 
     /// The next event, or the provider's end once its events are drained.
     pub async fn next(&mut self) -> SttSignal {
-        let signal = self.link.next().await;
-        if matches!(signal, Signal::Event(_)) && !self.first_result {
-            self.first_result = true;
-            Metrics::get().provider_latency(
-                self.provider,
-                "first_result",
-                self.opened_at.elapsed(),
-            );
+        self.link.next().await
+    }
+
+    /// For the first transcript of the session: the time since the first audio was sent
+    /// (recorded on `/metrics` too).
+    pub fn first_result_latency(&mut self) -> Option<Duration> {
+        if self.first_result || !self.audio_started {
+            return None;
         }
-        signal
+        self.first_result = true;
+        let d = self.opened_at.elapsed();
+        Metrics::get().provider_latency(self.provider, "first_result", d);
+        Some(d)
     }
 
     /// Stops the provider, aborting it after `grace`.

@@ -325,6 +325,8 @@ pub struct TtsLink {
     last_progress: Instant,
     cache_fill: bool,
     watchdogs: TtsWatchdogs,
+    /// The latest request's first-byte time, until the session takes it.
+    first_byte: Option<Duration>,
 }
 
 /// A request that failed without an error: what a watchdog found, as the failure it counts as.
@@ -359,7 +361,13 @@ impl TtsLink {
             // history): it is neither served from the cache nor stored in it.
             cache_fill: cache_fill && !processed,
             watchdogs: TtsWatchdogs::default(),
+            first_byte: None,
         }
+    }
+
+    /// The first-byte time of the latest request that had one since the last call.
+    pub fn take_first_byte(&mut self) -> Option<Duration> {
+        self.first_byte.take()
     }
 
     /// Arms the silent-failure watchdogs.
@@ -479,11 +487,9 @@ impl TtsLink {
                 }
                 if !p.first_byte {
                     p.first_byte = true;
-                    Metrics::get().provider_latency(
-                        self.provider.provider,
-                        "tts_first_byte",
-                        p.started.elapsed(),
-                    );
+                    let d = p.started.elapsed();
+                    Metrics::get().provider_latency(self.provider.provider, "tts_first_byte", d);
+                    self.first_byte = Some(d);
                 }
                 let mut frames = std::mem::take(&mut self.frames);
                 self.provider.audio.push(data, &mut |f| frames.push(f));
