@@ -71,6 +71,13 @@ struct Args {
     /// With --hop: the gateway binary (default: `waav-gateway` beside this one).
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// Failover-time mode: this many runs per fault class through `waav-bench-gateway`
+    /// (loopback fault knobs), fault → first result / audio from the next provider.
+    #[arg(long, default_value_t = 0)]
+    failover: usize,
+    /// With --failover: the gateway's `resilience.tts_first_byte_ms`.
+    #[arg(long, default_value_t = 300)]
+    failover_first_byte_ms: u64,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -89,6 +96,9 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     if args.hop {
         return hop_main(&args).await;
+    }
+    if args.failover > 0 {
+        return failover_main(&args).await;
     }
     let (url, pid, _child) = match &args.url {
         Some(u) => (u.clone(), args.pid, None),
@@ -459,5 +469,61 @@ fn print_hop(
             "idle (provider socket open): {} sessions, RSS {} → {} KiB, {:.0} bytes/session",
             i.sessions, i.rss_before_kib, i.rss_after_kib, i.bytes_per_session
         );
+    }
+}
+
+/// `--failover N`: N runs per fault class, one session at a time.
+async fn failover_main(args: &Args) -> ExitCode {
+    use waav_bench::failover;
+    let cfg_path =
+        std::env::temp_dir().join(format!("waav-bench-failover-{}.yaml", std::process::id()));
+    if let Err(e) = std::fs::write(
+        &cfg_path,
+        failover::gateway_yaml(args.failover_first_byte_ms),
+    ) {
+        eprintln!("error: {}: {e}", cfg_path.display());
+        return ExitCode::FAILURE;
+    }
+    let bin = sibling_binary("waav-bench-gateway");
+    let server = match GatewayProcess::spawn(&bin, Some(&cfg_path)).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: cannot start {}: {e}", bin.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("ws://{}/ws", server.addr);
+    eprintln!("failover: {} runs per class against {url} …", args.failover);
+    let mut reports = Vec::new();
+    for class in failover::CLASSES {
+        reports
+            .push(failover::measure(&url, class, args.failover, args.failover_first_byte_ms).await);
+    }
+    drop(server);
+    let _ = std::fs::remove_file(&cfg_path);
+    println!(
+        "failover time (fault -> first result/audio from the next provider), {} runs per class, tts_first_byte_ms {}",
+        args.failover, args.failover_first_byte_ms
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  failures",
+        "class (us)", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    let mut failed = false;
+    for r in &reports {
+        println!("{}  {}", row(r.class, &r.failover), r.failures);
+        failed |= r.failures > 0;
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"mode": "failover", "runs": args.failover,
+            "tts_first_byte_ms": args.failover_first_byte_ms, "classes": reports});
+        if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {
+            eprintln!("error: {}: {e}", path.display());
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
