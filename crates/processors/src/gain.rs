@@ -42,7 +42,7 @@ impl Plugin for GainPlugin {
 
 impl ProcessorPlugin for GainPlugin {
     fn stages(&self) -> &'static [Stage] {
-        &[Stage::PreStt, Stage::PostStt, Stage::PreTts, Stage::PostTts]
+        &[Stage::PreStt, Stage::PostTts]
     }
 
     fn create(

@@ -34,7 +34,7 @@ impl Plugin for ResamplePlugin {
 
 impl ProcessorPlugin for ResamplePlugin {
     fn stages(&self) -> &'static [Stage] {
-        &[Stage::PreStt, Stage::PostStt, Stage::PreTts, Stage::PostTts]
+        &[Stage::PreStt, Stage::PostTts]
     }
 
     fn latency_estimate(&self) -> Duration {

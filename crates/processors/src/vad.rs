@@ -66,7 +66,7 @@ impl Plugin for VadPlugin {
 
 impl ProcessorPlugin for VadPlugin {
     fn stages(&self) -> &'static [Stage] {
-        &[Stage::PreStt, Stage::PostStt, Stage::PostTts]
+        &[Stage::PreStt, Stage::PostTts]
     }
 
     fn create(

@@ -101,9 +101,9 @@ pub enum WsError {
         /// Plugin id.
         provider: &'static str,
     },
-    /// An audio processor failed (error or panic) and is disabled for the rest of the session;
+    /// A processor (audio or text) failed (error or panic) and is disabled for the rest of the session;
     /// audio keeps flowing without it.
-    #[error("audio processor {name} failed and is disabled for this session: {error}")]
+    #[error("processor {name} failed and is disabled for this session: {error}")]
     ProcessorFailed {
         /// The processor instance.
         name: String,

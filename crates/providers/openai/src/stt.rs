@@ -29,8 +29,8 @@
 //! | `max_queued` | 8 | cut utterances waiting for a slot; more are dropped with an error |
 //! | `connect_timeout_ms`, `request_timeout_ms`, `drain_timeout_ms` | 10000, 30000, 30000 | |
 //!
-//! Errors: 401/403 Auth and a 400 about the request (model, format…) Config end the session;
-//! everything else (429 RateLimited with `retry-after`, 413 "audio too large" and a 400 about
+//! Errors: 401/403 Auth, a 429 for exhausted billing (`insufficient_quota`, Auth) and a 400
+//! about the request (model, format…) Config end the session; everything else (429 RateLimited with `retry-after`, 413 "audio too large" and a 400 about
 //! the file Permanent, 5xx Transient, timeouts) is a non-fatal `SttEvent::Error` for that
 //! utterance, and the session goes on.
 
