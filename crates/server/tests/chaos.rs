@@ -47,7 +47,7 @@ impl Rng {
     }
 
     fn chance(&mut self) -> bool {
-        self.next() % 2 == 0
+        self.next().is_multiple_of(2)
     }
 }
 
@@ -135,10 +135,11 @@ async fn session(
             Ok(Frame::Closed(code)) => panic!("the gateway closed a session ({code:?})"),
             Ok(Frame::Binary(_)) => {}
             Ok(Frame::Json(v)) => match v["type"].as_str() {
-                Some("stt_result") if v["is_final"] == true => {
-                    if v["transcript"].as_str().is_some_and(|t| !t.is_empty()) {
-                        end.finals += 1;
-                    }
+                Some("stt_result")
+                    if v["is_final"] == true
+                        && v["transcript"].as_str().is_some_and(|t| !t.is_empty()) =>
+                {
+                    end.finals += 1;
                 }
                 Some("tts_playback_complete") => end.tts_done = true,
                 Some("provider_switched") => end.switched += 1,
