@@ -287,14 +287,21 @@ async fn a_provider_that_never_reads_is_disconnected() {
     for f in utterance(3000, 0, 16000) {
         c.send_binary(f).await;
     }
+    // It is reopened (it stays deaf) until the reconnect budget is spent, then reported.
+    let mut reopened = 0;
     loop {
         let v = c.json().await;
+        if v["type"] == "provider_switched" {
+            reopened += 1;
+            continue;
+        }
         let code = v["code"].as_str().unwrap_or_default().to_owned();
         if code == "provider_stalled" {
             break;
         }
         assert_eq!(code, "stt_backpressure", "{v}");
     }
+    assert_eq!(reopened, 2, "the default reconnect budget");
     // The provider is gone; the connection is not.
     c.assert_alive().await;
     c.configure(config(Some(stt_config("loopback-stt", "", 16000)), None))

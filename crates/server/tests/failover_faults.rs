@@ -686,9 +686,8 @@ async fn stt_panic_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stt_stall_mid_stream() {
     let rig = Rig::start(Fault::None, TtsFault::None).await;
-    // The loopback stops reading at its sixth result: the stall bound disconnects it. Only
-    // without a chain: with one the session is not failed over either (it gets the same
-    // provider_stalled error; reported, not asserted here).
+    // The loopback stops reading at its sixth result: the stall bound disconnects it, and the
+    // chain takes over with the audio since the last final.
     stt_case(
         &rig,
         SttCase {
@@ -700,7 +699,7 @@ async fn stt_stall_mid_stream() {
                 switch: true,
                 code: "provider_stalled",
             },
-            chains: &[false],
+            chains: &[false, true],
         },
     )
     .await;
@@ -805,8 +804,7 @@ async fn deepgram_tts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tts_drop_mid_audio() {
-    // Only without a chain: with one, the request's error is reported and not failed over
-    // (reported, not asserted here).
+    // The request's transient error hands it to the chain, which speaks it from its start.
     deepgram_tts(
         "drop",
         TtsFault::Truncate { after_chunks: 2 },
@@ -815,14 +813,14 @@ async fn tts_drop_mid_audio() {
             switch: true,
             code: "provider_unavailable",
         },
-        &[false],
+        &[false, true],
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tts_server_error_mid_audio() {
-    // Only without a chain, as for the drop.
+    // As for the drop.
     deepgram_tts(
         "1011",
         TtsFault::CloseAfterAudio {
@@ -835,7 +833,7 @@ async fn tts_server_error_mid_audio() {
             switch: true,
             code: "provider_unavailable",
         },
-        &[false],
+        &[false, true],
     )
     .await;
 }

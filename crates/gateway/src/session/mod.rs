@@ -327,14 +327,11 @@ impl Session {
         self.on_processor_news().await;
         match result {
             Ok(()) => self.stt_problem_reported = false,
-            Err(e @ WsError::ProviderStalled { .. }) => {
-                if let Some(link) = self.stt.take() {
-                    // It may take the whole grace period; the session does not wait for it.
-                    tokio::spawn(link.close(CLOSE_GRACE));
-                }
-                self.stt_problem_reported = true;
+            Err(e @ WsError::ProviderStalled { provider, .. }) => {
                 tracing::warn!(error = %e, "disconnecting a stalled STT provider");
-                self.error(e).await;
+                let error =
+                    waav_plugin_api::PluginError::Timeout("the provider stopped reading".into());
+                Box::pin(self.on_stt_failed(provider, error, Some(e))).await;
             }
             // One report per condition, not one per frame.
             Err(e) if !self.stt_problem_reported => {
@@ -382,7 +379,7 @@ impl Session {
                 self.turn_decided = None;
             }
             if let Some(stt) = self.stt.as_mut() {
-                stt.owe_result();
+                stt.on_speech(event == "started");
             }
             self.out
                 .send(ServerMessage::SpeechEvent { event, audio_ms })
@@ -891,14 +888,19 @@ impl Session {
         Ok(())
     }
 
-    /// A TTS watchdog found a silent failure of the head request: it counts against the
-    /// provider, the chain takes over (speaking the request again), or the request fails.
+    /// The head TTS request failed (a retryable error, or a watchdog's finding): it counts
+    /// against the provider, the chain takes over (speaking the request again), or it fails.
     async fn on_tts_tripped(&mut self, tripped: tts::Tripped) {
         let Some(old) = self.tts.take() else { return };
         let provider = old.provider_id();
         let kind = waav_plugin_api::PluginKind::Tts;
-        tracing::warn!(provider, watchdog = tripped.watchdog, error = %tripped.error, "TTS watchdog tripped");
-        crate::resilience::count_watchdog(kind, provider, tripped.watchdog);
+        match tripped.watchdog {
+            Some(w) => {
+                tracing::warn!(provider, watchdog = w, error = %tripped.error, "TTS watchdog tripped");
+                crate::resilience::count_watchdog(kind, provider, w);
+            }
+            None => tracing::warn!(provider, error = %tripped.error, "TTS request failed"),
+        }
         self.state
             .resilience
             .record(kind, provider, Err(&tripped.error));
@@ -939,10 +941,19 @@ impl Session {
         let result = tts
             .speak(text, flush, interruptible, &self.state.cache, &self.out)
             .await;
-        if let Err(e @ WsError::ProviderStalled { .. }) = &result {
+        if let Err(e @ WsError::ProviderStalled { provider, .. }) = &result {
             tracing::warn!(error = %e, "disconnecting a stalled TTS provider");
-            if let Some(link) = self.tts.take() {
-                tokio::spawn(link.close(CLOSE_GRACE));
+            let error =
+                waav_plugin_api::PluginError::Timeout("the provider stopped reading".into());
+            let kind = waav_plugin_api::PluginKind::Tts;
+            self.state.resilience.record(kind, provider, Err(&error));
+            if let Some(old) = self.tts.take() {
+                // The chain speaks what the stalled provider left unfinished, this request too.
+                if let Err(old) = Box::pin(self.tts_failover(provider, &error, old)).await {
+                    tokio::spawn(old.close(CLOSE_GRACE));
+                } else {
+                    return Ok(());
+                }
             }
         }
         result
@@ -1025,19 +1036,29 @@ impl Session {
                     waav_plugin_api::PluginError::Transient("the provider ended the session".into())
                 });
                 tracing::warn!(provider, error = %error, "STT provider session ended");
-                self.on_stt_failed(provider, error).await;
+                self.on_stt_failed(provider, error, None).await;
             }
         }
     }
 
-    /// The STT provider failed (ended, or a watchdog found it silent): it counts against its
-    /// breaker, and the session reopens it, fails over, or reports the error.
-    async fn on_stt_failed(&mut self, provider: &'static str, error: waav_plugin_api::PluginError) {
-        let replay = self
-            .stt
-            .take()
-            .map(|mut l| l.take_replay())
-            .unwrap_or_default();
+    /// The STT provider failed (ended, stalled, or a watchdog found it silent): it counts
+    /// against its breaker, and the session reopens it, fails over, or reports `report` (the
+    /// provider's error when `None`). A link still held is closed in the background.
+    async fn on_stt_failed(
+        &mut self,
+        provider: &'static str,
+        error: waav_plugin_api::PluginError,
+        report: Option<WsError>,
+    ) {
+        let replay = match self.stt.take() {
+            Some(mut link) => {
+                let replay = link.take_replay();
+                // It may take the whole grace period; the session does not wait for it.
+                tokio::spawn(link.close(CLOSE_GRACE));
+                replay
+            }
+            None => Vec::new(),
+        };
         self.stt_problem_reported = true;
         let kind = waav_plugin_api::PluginKind::Stt;
         self.state.resilience.record(kind, provider, Err(&error));
@@ -1049,45 +1070,28 @@ impl Session {
         {
             return;
         }
-        self.error(WsError::Provider {
+        let e = report.unwrap_or(WsError::Provider {
             role: "STT",
             provider,
             error,
-        })
-        .await;
+        });
+        self.error(e).await;
     }
 
-    /// The STT provider owes a result past the silent-STT bound: it is closed (in the
-    /// background) and handled as failed.
+    /// The STT provider owes a result past the silent-STT bound.
     async fn on_stt_silent(&mut self) {
-        let Some(link) = self.stt.as_mut() else {
+        let Some(link) = self.stt.as_ref() else {
             return;
         };
         let provider = link.provider;
         let bound = self.state.resilience.stt_silent().unwrap_or_default();
-        let replay = link.take_replay();
-        let Some(old) = self.stt.take() else { return };
-        tokio::spawn(old.close(CLOSE_GRACE));
         crate::resilience::count_watchdog(waav_plugin_api::PluginKind::Stt, provider, "no_result");
         let error = waav_plugin_api::PluginError::Timeout(format!(
             "no result within {} ms of the speech the VAD reported",
             bound.as_millis()
         ));
         tracing::warn!(provider, error = %error, "STT watchdog tripped");
-        self.stt_problem_reported = true;
-        let kind = waav_plugin_api::PluginKind::Stt;
-        self.state.resilience.record(kind, provider, Err(&error));
-        if Box::pin(self.stt_reconnect(provider, &error, &replay)).await
-            || Box::pin(self.stt_failover(provider, &error, replay)).await
-        {
-            return;
-        }
-        self.error(WsError::Provider {
-            role: "STT",
-            provider,
-            error,
-        })
-        .await;
+        self.on_stt_failed(provider, error, None).await;
     }
 
     async fn on_transcript(&mut self, t: Transcript, provider: Option<&'static str>) {

@@ -31,8 +31,9 @@ pub(crate) struct PreStt {
     pub(crate) disabled: Vec<Disabled>,
     /// Chunks for the provider from one frame, reused by the link.
     pub(crate) out: Vec<Bytes>,
-    /// Since the VAD's last boundary with no STT result after it (the silent-STT watchdog).
-    pub(crate) unanswered_since: Option<tokio::time::Instant>,
+    /// Since when a result is owed (the silent-STT watchdog), and whether the bound was already
+    /// restarted at the speech's end.
+    pub(crate) unanswered_since: Option<(tokio::time::Instant, bool)>,
 }
 
 impl PreStt {

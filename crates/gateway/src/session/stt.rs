@@ -292,31 +292,39 @@ impl SttLink {
                 start: 0,
                 len: 0,
                 cap,
-                // 100 ms per chunk, in whole samples.
-                chunk: (per_second / 10 / unit * unit).max(unit),
+                // 20 ms per chunk, in whole samples: replayed as the live stream is framed
+                // (a provider's endpointing may depend on it).
+                chunk: (per_second / 50 / unit * unit).max(unit),
             })
         });
         self
     }
 
-    /// The VAD reported a speech boundary: the provider owes a result from now on (the
-    /// silent-STT watchdog; only sessions with pre-STT processors have a VAD).
-    pub fn owe_result(&mut self) {
+    /// The VAD reported speech starting (`started`) or stopping: the silent-STT watchdog (only
+    /// sessions with pre-STT processors have a VAD). Speech starting makes a result owed; the
+    /// first stop after it restarts the bound once, so providers that answer only after the
+    /// utterance (REST ones) get it in full after the speech; nothing else moves it, so a
+    /// speaker who keeps pausing cannot hide a silent provider.
+    pub fn on_speech(&mut self, started: bool) {
         if let Some(pre) = self.pre.as_mut() {
-            pre.unanswered_since = Some(Instant::now());
+            pre.unanswered_since = match (pre.unanswered_since, started) {
+                (None, true) => Some((Instant::now(), false)),
+                (Some((_, false)), false) => Some((Instant::now(), true)),
+                (owed, _) => owed,
+            };
         }
     }
 
-    /// The provider produced a result.
+    /// The provider produced a result: nothing is owed until speech starts again.
     pub fn answered(&mut self) {
         if let Some(pre) = self.pre.as_mut() {
             pre.unanswered_since = None;
         }
     }
 
-    /// When the provider has gone `bound` without a result owed since a speech boundary.
+    /// When the provider has gone `bound` without a result owed since speech began.
     pub fn silent_deadline(&self, bound: Option<Duration>) -> Option<Instant> {
-        Some(self.pre.as_ref()?.unanswered_since? + bound?)
+        Some(self.pre.as_ref()?.unanswered_since?.0 + bound?)
     }
 
     /// A final arrived: the audio so far needs no replay.

@@ -329,11 +329,12 @@ pub struct TtsLink {
     first_byte: Option<Duration>,
 }
 
-/// A request that failed without an error: what a watchdog found, as the failure it counts as.
+/// The head request failed in a way the chain may cure: a retryable provider error, or what a
+/// watchdog found (a failure no error reported).
 #[derive(Debug)]
 pub struct Tripped {
-    /// Which watchdog (`first_byte`, `empty_audio`, `silent_audio`).
-    pub watchdog: &'static str,
+    /// Which watchdog (`first_byte`, `empty_audio`, `silent_audio`); `None` for an error.
+    pub watchdog: Option<&'static str>,
     /// The failure, for the breaker, the failover and the client.
     pub error: PluginError,
 }
@@ -517,7 +518,7 @@ impl TtsLink {
                 };
                 if let Some((watchdog, what)) = tripped {
                     return Some(Tripped {
-                        watchdog,
+                        watchdog: Some(watchdog),
                         error: PluginError::Transient(what.into()),
                     });
                 }
@@ -543,6 +544,15 @@ impl TtsLink {
                 self.after_head(out).await;
             }
             TtsEvent::Done { .. } => {}
+            // A passing failure of the request being spoken: the chain may speak it instead.
+            TtsEvent::Error { id, error }
+                if head == Some(id) && crate::resilience::breaker::counts(&error) =>
+            {
+                return Some(Tripped {
+                    watchdog: None,
+                    error,
+                });
+            }
             TtsEvent::Error { id, error } => self.fail(id, error, head, out).await,
         }
         None
@@ -743,7 +753,7 @@ impl TtsLink {
         if let (Some(fb), Some(p)) = (self.watchdogs.first_byte, self.queue.front()) {
             if !p.first_byte && fb < self.request_timeout {
                 return Some(Tripped {
-                    watchdog: "first_byte",
+                    watchdog: Some("first_byte"),
                     error: PluginError::Timeout(format!(
                         "no first audio byte within {} ms",
                         fb.as_millis()
