@@ -10,11 +10,19 @@ pub fn init_logging(format: LogFormat) {
     if spec.trim().is_empty() {
         filter = EnvFilter::new("info");
     }
-    // tungstenite's trace prints upgrade requests and frame payloads, which carry vendor keys
-    // (auth headers, keys in URLs and init frames): capped unless asked for by name.
-    if !spec.contains("tungstenite") {
-        for d in ["tungstenite=debug", "tokio_tungstenite=debug"] {
-            if let Ok(d) = d.parse() {
+    // Some libraries' trace output carries credentials: tungstenite prints upgrade requests and
+    // frame payloads (auth headers, keys in URLs and init frames), aws-sigv4 its canonical
+    // requests (session tokens). A bare `trace` default stops at debug for them, unless one is
+    // asked for by name.
+    let bare_trace = spec
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case("trace"));
+    if bare_trace {
+        for target in ["tungstenite", "tokio_tungstenite", "aws_sigv4"] {
+            if spec.contains(target) {
+                continue;
+            }
+            if let Ok(d) = format!("{target}=debug").parse() {
                 filter = filter.add_directive(d);
             }
         }

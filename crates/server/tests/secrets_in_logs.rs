@@ -275,34 +275,10 @@ const CREDENTIAL_ENV: &[&str] = &[
     "CACHE_PATH",
 ];
 
-/// The log filter: `debug` everywhere, `trace` for every WaaV crate (`WAAV_LEAKCHECK_RUST_LOG`
-/// replaces it, e.g. `trace` to include the libraries' frame dumps).
+/// The log filter: `trace` everywhere, the most a deployment can ask for (the gateway keeps the
+/// WebSocket library's frame dumps at debug then); `WAAV_LEAKCHECK_RUST_LOG` replaces it.
 fn rust_log() -> String {
-    if let Ok(f) = std::env::var("WAAV_LEAKCHECK_RUST_LOG") {
-        return f;
-    }
-    let mut f = String::from("debug");
-    for c in [
-        "waav_gateway",
-        "waav_plugin_api",
-        "waav_provider_kit",
-        "waav_processors",
-        "waav_assemblyai",
-        "waav_aws",
-        "waav_azure",
-        "waav_cartesia",
-        "waav_deepgram",
-        "waav_elevenlabs",
-        "waav_google",
-        "waav_hume",
-        "waav_ibm",
-        "waav_lmnt",
-        "waav_openai",
-        "waav_playht",
-    ] {
-        f.push_str(&format!(",{c}=trace"));
-    }
-    f
+    std::env::var("WAAV_LEAKCHECK_RUST_LOG").unwrap_or_else(|_| "trace".into())
 }
 
 impl Gateway {
