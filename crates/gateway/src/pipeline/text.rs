@@ -31,6 +31,8 @@ pub struct TextPipeline {
     stage: Stage,
     steps: Vec<Step>,
     scratch: String,
+    /// Whether the last `run` changed the text.
+    changed: bool,
 }
 
 impl std::fmt::Debug for TextPipeline {
@@ -85,7 +87,13 @@ impl TextPipeline {
             stage,
             steps,
             scratch: String::new(),
+            changed: false,
         })))
+    }
+
+    /// Whether the last [`run`](Self::run) changed the text.
+    pub fn changed(&self) -> bool {
+        self.changed
     }
 
     /// The stage the chain runs at.
@@ -98,6 +106,7 @@ impl TextPipeline {
     /// processors before it made it.
     pub fn run(&mut self, text: &mut String) -> Option<Disabled> {
         let mut disabled = None;
+        self.changed = false;
         for step in self.steps.iter_mut().filter(|s| s.enabled) {
             self.scratch.clear();
             self.scratch.push_str(text);
@@ -115,6 +124,7 @@ impl TextPipeline {
                     if *scratch != *text {
                         step.changed.increment(1);
                         std::mem::swap(scratch, text);
+                        self.changed = true;
                     }
                 }
                 Err(error) => {

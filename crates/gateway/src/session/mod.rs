@@ -539,33 +539,29 @@ impl Session {
         &self,
         cfg: &ConfigMessage,
     ) -> Result<(Option<Box<TextPipeline>>, Option<Box<TextPipeline>>), WsError> {
+        use waav_plugin_api::Stage;
         let registry = &self.state.registry;
         let defaults = registry.pipelines();
+        let build = |chosen: Option<&Vec<String>>, default, stage, section| {
+            TextPipeline::build(registry, chosen.unwrap_or(default), stage)
+                .map_err(|message| WsError::InvalidConfig { section, message })
+        };
         let post_stt = match &cfg.stt_config {
-            Some(c) => {
-                let names = c
-                    .post_pipeline
-                    .as_ref()
-                    .unwrap_or(&defaults.default_stt_post);
-                TextPipeline::build(registry, names, waav_plugin_api::Stage::PostStt).map_err(
-                    |message| WsError::InvalidConfig {
-                        section: "stt_config",
-                        message,
-                    },
-                )?
-            }
+            Some(c) => build(
+                c.post_pipeline.as_ref(),
+                &defaults.default_stt_post,
+                Stage::PostStt,
+                "stt_config",
+            )?,
             None => None,
         };
         let pre_tts = match &cfg.tts_config {
-            Some(c) => {
-                let names = c.pre_pipeline.as_ref().unwrap_or(&defaults.default_tts_pre);
-                TextPipeline::build(registry, names, waav_plugin_api::Stage::PreTts).map_err(
-                    |message| WsError::InvalidConfig {
-                        section: "tts_config",
-                        message,
-                    },
-                )?
-            }
+            Some(c) => build(
+                c.pre_pipeline.as_ref(),
+                &defaults.default_tts_pre,
+                Stage::PreTts,
+                "tts_config",
+            )?,
             None => None,
         };
         Ok((post_stt, pre_tts))
@@ -1150,11 +1146,10 @@ impl Session {
     async fn send_result(&mut self, mut t: Transcript, provider: Option<&'static str>) {
         // Post-STT processors see every transcript text just before it leaves the gateway.
         if let Some(post) = self.post_stt.as_mut().filter(|_| !t.text.is_empty()) {
-            let before = (!t.words.is_empty()).then(|| t.text.clone());
             let disabled = post.run(&mut t.text);
             // Word timings cannot be mapped onto rewritten text, and would carry what a
             // redaction removed: a changed result goes without them.
-            if before.is_some_and(|b| b != t.text) {
+            if post.changed() {
                 t.words.clear();
             }
             if let Some(d) = disabled {
