@@ -12,6 +12,8 @@
 //!   I/O failures onto [`PluginError`] categories.
 //! - [`redact`]: scrubs secrets from every message the kit produces.
 //! - [`backoff`]: exponential backoff with jitter and attempt/elapsed bounds.
+//! - [`retry`]: budgeted retries (tower's retry budget) of HTTP requests and WebSocket handshakes
+//!   before the first response byte.
 //! - `aws` (feature `aws`): SigV4 headers and presigned URLs, event-stream framing and chunk signing.
 //! - `grpc` (feature `grpc`): a tonic channel builder and `tonic::Status` mapping.
 //!
@@ -28,6 +30,7 @@ pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod redact;
+pub mod retry;
 pub mod tls;
 pub mod ws;
 

@@ -2,6 +2,22 @@
 //!
 //! Share one [`HttpClient`] across a plugin instance's sessions: it keeps TLS connections warm
 //! (the first byte of a TTS response is then one round trip away, not three).
+//!
+//! # Timeouts
+//!
+//! Every request is bounded: `connect_timeout` (TCP + TLS, default 10 s), `headers_timeout` (from
+//! sending to the response head, per attempt, default 30 s), `read_timeout` (no body bytes for
+//! that long, default 30 s; reqwest also applies it to the wait for the head) and, for
+//! non-streaming use, an optional total `timeout`.
+//!
+//! # Retries
+//!
+//! [`HttpClient::send`], [`send_streaming`](HttpClient::send_streaming),
+//! [`send_bytes`](HttpClient::send_bytes), [`send_json`](HttpClient::send_json) and
+//! [`execute`](HttpClient::execute) retry a failed attempt before its response head reached the
+//! caller, within the client's [`RetryBudget`] (one per client, i.e. per plugin instance): see
+//! [`crate::retry`] for what is retried and why. Requests built with [`HttpClient::request`]
+//! but sent with reqwest's own `RequestBuilder::send` bypass this.
 
 pub mod audio;
 pub mod chunks;
@@ -10,10 +26,14 @@ pub mod sse;
 
 use crate::errors;
 use crate::redact::Redactor;
+use crate::retry::{self, Classify, Replay, RetryBudget, RetryConfig, Verdict};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::ServiceExt;
 use waav_plugin_api::{ErrorCategory, PluginError, Secret};
 
 pub use reqwest::{Method, RequestBuilder, Response};
@@ -31,6 +51,11 @@ pub struct HttpClientConfig {
     pub connect_timeout: Duration,
     /// Fail if no body bytes arrive for this long (`None`: no limit).
     pub read_timeout: Option<Duration>,
+    /// Deadline from sending a request to its response head, per attempt (`None`: none, then
+    /// `read_timeout` or `timeout` bound it). A passed deadline is a retryable Timeout.
+    pub headers_timeout: Option<Duration>,
+    /// Retries before the response head, within one budget per client; see [`crate::retry`].
+    pub retry: RetryConfig,
     /// Close pooled connections idle for this long.
     pub pool_idle: Duration,
     /// Pooled idle connections kept per host.
@@ -49,6 +74,8 @@ impl Default for HttpClientConfig {
             timeout: None,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Some(Duration::from_secs(30)),
+            headers_timeout: Some(Duration::from_secs(30)),
+            retry: RetryConfig::default(),
             pool_idle: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
             user_agent: concat!("waav-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -64,6 +91,8 @@ pub struct HttpClient {
     inner: reqwest::Client,
     redactor: Redactor,
     context: String,
+    headers_timeout: Option<Duration>,
+    retry: RetryBudget,
 }
 
 impl HttpClient {
@@ -95,10 +124,13 @@ impl HttpClient {
                 &redactor,
             )
         })?;
+        let retry = RetryBudget::with_redactor(cfg.retry, cfg.context.clone(), redactor.clone());
         Ok(Self {
             inner,
             redactor,
             context: cfg.context,
+            headers_timeout: cfg.headers_timeout,
+            retry,
         })
     }
 
@@ -127,14 +159,45 @@ impl HttpClient {
         self.inner.post(url)
     }
 
+    /// The retry budget shared by this client's requests.
+    pub fn retry_budget(&self) -> &RetryBudget {
+        &self.retry
+    }
+
     /// Sends `req`; a non-2xx status becomes a categorised error carrying a bounded excerpt of
-    /// the body.
+    /// the body. Retried as [`execute`](Self::execute) is; when retries are exhausted the last
+    /// attempt's error is returned (a 5xx stays Transient, a 429 RateLimited with its
+    /// `retry-after`).
     pub async fn send(&self, req: RequestBuilder) -> Result<Response, PluginError> {
-        let resp = req.send().await.map_err(|e| self.map_error(e))?;
+        let resp = self.execute(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         Err(self.error_from_response(resp).await)
+    }
+
+    /// Sends `req`, retrying within the budget until a response head arrives that is not worth
+    /// retrying, and returns it whatever its status (for providers that map vendor errors
+    /// themselves; use it instead of `RequestBuilder::send`). A transport failure of the last
+    /// attempt is a categorised error (the URL dropped). The body is not read here: once the
+    /// head is returned nothing is retried.
+    pub async fn execute(&self, req: RequestBuilder) -> Result<Response, PluginError> {
+        let (client, req) = req.build_split();
+        let req = req.map_err(|e| self.map_error(e))?;
+        let attempt = Attempt {
+            client,
+            headers_timeout: self.headers_timeout,
+        };
+        let svc = tower::retry::Retry::new(self.retry.policy("http"), attempt);
+        match svc.oneshot(req).await {
+            Ok(resp) => Ok(resp),
+            Err(AttemptError::Http(e)) => Err(self.map_error(e)),
+            Err(AttemptError::HeadersTimeout(d)) => Err(errors::timeout(
+                &format!("{}: waiting for the response head", self.context),
+                d,
+                &self.redactor,
+            )),
+        }
     }
 
     /// Sends `req` and returns the body as chunks as they arrive.
@@ -218,10 +281,83 @@ impl HttpClient {
     }
 }
 
-/// Maps a reqwest error: timeouts → Timeout, connect failures → Transient, a bad request
-/// (builder) → Config, a status error → per status, body/decode failures → Transient.
-pub fn map_reqwest_error(err: reqwest::Error, context: &str, redactor: &Redactor) -> PluginError {
-    let category = if err.is_timeout() {
+/// Why one attempt produced no response head.
+#[derive(Debug)]
+enum AttemptError {
+    Http(reqwest::Error),
+    HeadersTimeout(Duration),
+}
+
+/// One attempt: send the request, wait for the response head (bounded).
+#[derive(Clone)]
+struct Attempt {
+    client: reqwest::Client,
+    headers_timeout: Option<Duration>,
+}
+
+type AttemptFuture = Pin<Box<dyn Future<Output = Result<Response, AttemptError>> + Send>>;
+
+impl tower::Service<reqwest::Request> for Attempt {
+    type Response = Response;
+    type Error = AttemptError;
+    type Future = AttemptFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: reqwest::Request) -> Self::Future {
+        let fut = self.client.execute(req);
+        let limit = self.headers_timeout;
+        Box::pin(async move {
+            match limit {
+                Some(d) => match tokio::time::timeout(d, fut).await {
+                    Ok(r) => r.map_err(AttemptError::Http),
+                    Err(_) => Err(AttemptError::HeadersTimeout(d)),
+                },
+                None => fut.await.map_err(AttemptError::Http),
+            }
+        })
+    }
+}
+
+impl Replay for reqwest::Request {
+    fn replay(&self) -> Option<Self> {
+        self.try_clone()
+    }
+}
+
+impl Classify for Result<Response, AttemptError> {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Ok(resp) => {
+                let status = resp.status();
+                match errors::status_category(status.as_u16()) {
+                    None => Verdict::Done,
+                    Some(c) => retry::verdict_for(c, errors::retry_after(resp.headers()), || {
+                        format!("HTTP {}", status.as_u16())
+                    }),
+                }
+            }
+            Err(AttemptError::HeadersTimeout(d)) => Verdict::Retry {
+                floor: Duration::ZERO,
+                reason: format!("no response head after {d:?}"),
+            },
+            Err(AttemptError::Http(e)) => {
+                // The error's own text names the URL (which may carry a key): log its sources.
+                let reason = || {
+                    std::error::Error::source(e)
+                        .map(errors::chain)
+                        .unwrap_or_else(|| "request failed".to_owned())
+                };
+                retry::verdict_for(reqwest_category(e), None, reason)
+            }
+        }
+    }
+}
+
+fn reqwest_category(err: &reqwest::Error) -> ErrorCategory {
+    if err.is_timeout() {
         ErrorCategory::Timeout
     } else if err.is_builder() {
         ErrorCategory::Config
@@ -229,7 +365,13 @@ pub fn map_reqwest_error(err: reqwest::Error, context: &str, redactor: &Redactor
         errors::status_category(s.as_u16()).unwrap_or(ErrorCategory::Permanent)
     } else {
         ErrorCategory::Transient
-    };
+    }
+}
+
+/// Maps a reqwest error: timeouts → Timeout, connect failures → Transient, a bad request
+/// (builder) → Config, a status error → per status, body/decode failures → Transient.
+pub fn map_reqwest_error(err: reqwest::Error, context: &str, redactor: &Redactor) -> PluginError {
+    let category = reqwest_category(&err);
     let err = err.without_url();
     errors::make(
         category,

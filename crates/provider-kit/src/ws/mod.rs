@@ -4,6 +4,9 @@
 //! small audio frames), does TLS with rustls (or plain `ws://` for tests and self-hosted engines),
 //! and sizes tungstenite's buffers from [`WsConfig`] (its defaults are 128 KiB each way per socket).
 //! A rejected handshake becomes a categorised [`PluginError`] via [`crate::errors::from_http`].
+//! A handshake that failed retryably (refused, reset, timed out, a 5xx or short-`retry-after`
+//! 429 upgrade response) is retried within a budget ([`crate::retry`]); 401/403 and other
+//! Auth/Config/Permanent refusals are not. [`connect_once`] makes exactly one attempt.
 //!
 //! The connection is driven by one small task that sends keepalive pings, answers the server's
 //! pings, enforces the idle timeout and maps close codes, so a provider only calls
@@ -20,6 +23,7 @@ pub use tokio_tungstenite::tungstenite::Message;
 
 use crate::errors::{self, CloseCodeOverrides};
 use crate::redact::Redactor;
+use crate::retry::{RetryBudget, RetryConfig};
 use futures::{SinkExt, StreamExt};
 use std::fmt;
 use std::net::SocketAddr;
@@ -88,8 +92,13 @@ pub struct WsConfig {
     pub headers: Vec<(String, MaybeSecret)>,
     /// Secrets that are not headers (e.g. a key inside `url`), for redaction.
     pub secrets: Vec<Secret>,
-    /// Deadline for TCP + TLS + handshake.
+    /// Deadline for TCP + TLS + handshake, per attempt.
     pub connect_timeout: Duration,
+    /// Handshake retries (see [`crate::retry`]).
+    pub retry: RetryConfig,
+    /// The budget those retries draw on; `None`: the one shared by every connection with this
+    /// `context` in the process ([`crate::retry::shared_budget`]).
+    pub retry_budget: Option<RetryBudget>,
     /// tungstenite's read buffer (default 4 KiB instead of 128 KiB).
     pub read_buffer_size: usize,
     /// tungstenite's write buffer before a flush (default 4 KiB instead of 128 KiB).
@@ -113,14 +122,16 @@ pub struct WsConfig {
 }
 
 impl WsConfig {
-    /// A config for `url` with small buffers, a 10 s connect timeout, no keepalive, no idle
-    /// timeout.
+    /// A config for `url` with small buffers, a 10 s connect timeout, default handshake retries,
+    /// no keepalive, no idle timeout.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             headers: Vec::new(),
             secrets: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            retry: RetryConfig::default(),
+            retry_budget: None,
             read_buffer_size: 4 * 1024,
             write_buffer_size: 4 * 1024,
             max_message_size: 16 << 20,
@@ -190,8 +201,22 @@ type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens a connection: TCP (`TCP_NODELAY`), TLS for `wss://`, the handshake with `cfg.headers`,
-/// all within `cfg.connect_timeout`.
+/// each attempt within `cfg.connect_timeout`; a retryable failure is retried per `cfg.retry`
+/// within the budget, and the last attempt's error is returned.
 pub async fn connect(cfg: &WsConfig) -> Result<WsConnection, PluginError> {
+    use tower::ServiceExt;
+    let budget = cfg
+        .retry_budget
+        .clone()
+        .unwrap_or_else(|| crate::retry::shared_budget(&cfg.context, &cfg.retry));
+    let attempt = tower::service_fn(move |()| connect_once(cfg));
+    tower::retry::Retry::new(budget.policy("ws"), attempt)
+        .oneshot(())
+        .await
+}
+
+/// [`connect`] without retries: one attempt within `cfg.connect_timeout`.
+pub async fn connect_once(cfg: &WsConfig) -> Result<WsConnection, PluginError> {
     let redactor = cfg.redactor();
     let ctx = cfg.context.as_str();
     let fut = open(cfg, &redactor);

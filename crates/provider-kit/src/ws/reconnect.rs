@@ -1,6 +1,6 @@
 //! Connecting with retries, and resuming a stream after a transient drop.
 
-use super::{connect, Message, ReplayBuffer, WsConfig, WsConnection};
+use super::{connect_once, Message, ReplayBuffer, WsConfig, WsConnection};
 use crate::backoff::{Backoff, BackoffPolicy};
 use bytes::Bytes;
 use waav_plugin_api::PluginError;
@@ -25,11 +25,13 @@ impl Reconnector {
 
     /// Connects, retrying Transient/Timeout/RateLimited failures (a `retry-after` is honoured as a
     /// floor) until the policy gives up; Auth/Config/Permanent failures return at once. The
-    /// error returned is the last attempt's.
+    /// error returned is the last attempt's. Each attempt is a single handshake
+    /// ([`connect_once`]): this policy replaces the budgeted handshake retries of
+    /// [`super::connect`] rather than multiplying them.
     pub async fn connect(&self) -> Result<WsConnection, PluginError> {
         let mut backoff = Backoff::new(self.policy.clone());
         loop {
-            match connect(&self.config).await {
+            match connect_once(&self.config).await {
                 Ok(c) => return Ok(c),
                 Err(e) => match backoff.delay_for(&e) {
                     Some(d) => {
