@@ -7,6 +7,7 @@
 
 pub mod failover;
 pub mod gateway;
+pub mod hedge;
 pub mod hop;
 pub mod load;
 pub mod stats;

@@ -62,6 +62,23 @@ struct Args {
     /// Provider-hop mode (see above): the deepgram plugin and its fake over real sockets.
     #[arg(long)]
     hop: bool,
+    /// Hedged-first-byte mode: this many sessions per mode (hedge off, on, delayed) through
+    /// `waav-bench-gateway`, `speak` → first audio with a loopback provider whose every
+    /// --hedge-slow-every-th session is slow; the chain's partner is a healthy loopback.
+    #[arg(long, default_value_t = 0)]
+    hedge: usize,
+    /// With --hedge: the provider's usual first-byte delay (ms).
+    #[arg(long, default_value_t = 20)]
+    hedge_fast_ms: u64,
+    /// With --hedge: the slow sessions' first-byte delay (ms).
+    #[arg(long, default_value_t = 400)]
+    hedge_slow_ms: u64,
+    /// With --hedge: one session in this many is slow.
+    #[arg(long, default_value_t = 10)]
+    hedge_slow_every: usize,
+    /// With --hedge: `resilience.tts_hedge_delay_ms` of the delayed mode.
+    #[arg(long, default_value_t = 50)]
+    hedge_delay_ms: u64,
     /// With --hop: `both` (gateway, then relay), `gateway` or `relay`.
     #[arg(long, default_value = "both")]
     hop_target: String,
@@ -94,6 +111,9 @@ fn row(name: &str, d: &Distribution) -> String {
 async fn main() -> ExitCode {
     waav_bench::raise_fd_limit();
     let args = Args::parse();
+    if args.hedge > 0 {
+        return hedge_main(&args).await;
+    }
     if args.hop {
         return hop_main(&args).await;
     }
@@ -517,6 +537,86 @@ async fn failover_main(args: &Args) -> ExitCode {
     if let Some(path) = &args.json {
         let json = serde_json::json!({"mode": "failover", "runs": args.failover,
             "tts_first_byte_ms": args.failover_first_byte_ms, "classes": reports});
+        if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {
+            eprintln!("error: {}: {e}", path.display());
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+/// `--hedge N`: N sessions per mode (hedge off, on at once, delayed), one at a time.
+async fn hedge_main(args: &Args) -> ExitCode {
+    use waav_bench::hedge::{self, Pattern};
+    let pattern = Pattern {
+        fast_ms: args.hedge_fast_ms,
+        slow_ms: args.hedge_slow_ms,
+        slow_every: args.hedge_slow_every,
+    };
+    let bin = sibling_binary("waav-bench-gateway");
+    let mut reports = Vec::new();
+    // (mode, the sessions' `hedge`, the gateway's delay)
+    let modes = [
+        ("off", false, 0),
+        ("on", true, 0),
+        ("delayed", true, args.hedge_delay_ms),
+    ];
+    for (mode, on, delay_ms) in modes {
+        let cfg_path = std::env::temp_dir().join(format!(
+            "waav-bench-hedge-{}-{mode}.yaml",
+            std::process::id()
+        ));
+        if let Err(e) = std::fs::write(&cfg_path, hedge::gateway_yaml(delay_ms)) {
+            eprintln!("error: {}: {e}", cfg_path.display());
+            return ExitCode::FAILURE;
+        }
+        let server = match GatewayProcess::spawn(&bin, Some(&cfg_path)).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: cannot start {}: {e}", bin.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = format!("ws://{}/ws", server.addr);
+        eprintln!("hedge {mode}: {} sessions against {url} …", args.hedge);
+        reports.push(hedge::measure(&url, mode, on, delay_ms, args.hedge, pattern).await);
+        drop(server);
+        let _ = std::fs::remove_file(&cfg_path);
+    }
+    println!(
+        "TTS first byte (speak -> first audio frame), {} sessions per mode; provider latency_ms {} (every {}th session {}), partner: healthy loopback",
+        args.hedge, pattern.fast_ms, pattern.slow_every, pattern.slow_ms
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  switched failures",
+        "mode (us)", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    let mut failed = false;
+    for r in &reports {
+        let name = format!("{} (delay {} ms)", r.mode, r.delay_ms);
+        println!(
+            "{}  {:>8} {:>8}",
+            row(&name, &r.first_byte),
+            r.switched,
+            r.failures
+        );
+        failed |= r.failures > 0;
+    }
+    if let [off, on, delayed] = reports.as_slice() {
+        for r in [on, delayed] {
+            println!(
+                "gain ({}): p50 {:+.1} ms, p99 {:+.1} ms",
+                r.mode,
+                (off.first_byte.p50_us - r.first_byte.p50_us) / 1000.0,
+                (off.first_byte.p99_us - r.first_byte.p99_us) / 1000.0
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"mode": "hedge", "sessions": args.hedge,
+            "pattern": pattern, "modes": reports});
         if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {
             eprintln!("error: {}: {e}", path.display());
         }

@@ -348,6 +348,13 @@ pub struct ResilienceConfig {
     /// A TTS request that ends with every PCM sample within ± this (of 32767) counts as a
     /// silent failure, like one that ends with no audio at all (0: only no audio).
     pub tts_silent_peak: u64,
+    /// Hedged first byte by default for every session (a session's `tts_config.hedge` wins):
+    /// its first cache-miss request (and the first after a failover) is also sent to the next
+    /// provider of its TTS chain, and whichever first byte arrives first keeps the session.
+    pub tts_hedge: bool,
+    /// The hedge starts only if the provider has no first byte this long after the request
+    /// (ms; 0: at once, with the hedge partner connected when the session is configured).
+    pub tts_hedge_delay_ms: u64,
     /// Fallbacks per primary provider: `stt: { deepgram: [microsoft-azure, local] }`; TTS entries
     /// may name a voice (`elevenlabs: ["cartesia:sonic-voice-id", local]`).
     pub failover: FailoverConfig,
@@ -364,6 +371,8 @@ impl Default for ResilienceConfig {
             stt_silent_ms: 10_000,
             tts_first_byte_ms: 8_000,
             tts_silent_peak: 64,
+            tts_hedge: false,
+            tts_hedge_delay_ms: 0,
             failover: FailoverConfig::default(),
         }
     }
@@ -438,6 +447,9 @@ pub struct CliOverrides {
 
 /// Most fallbacks in one chain.
 pub const MAX_CHAIN: usize = 8;
+
+/// The longest `resilience.tts_hedge_delay_ms` (a hedge later than this helps nobody).
+pub const MAX_HEDGE_DELAY_MS: u64 = 60_000;
 
 /// Key names whose values are masked when a configuration is printed.
 const SECRET_HINTS: [&str; 5] = ["key", "secret", "token", "password", "credential"];
@@ -527,6 +539,12 @@ impl GatewayConfig {
                 600_000,
             ),
             ("resilience.tts_silent_peak", r.tts_silent_peak, 0, 32_767),
+            (
+                "resilience.tts_hedge_delay_ms",
+                r.tts_hedge_delay_ms,
+                0,
+                MAX_HEDGE_DELAY_MS,
+            ),
             (
                 "session.idle_timeout_secs",
                 s.idle_timeout_secs,

@@ -166,6 +166,16 @@ impl Resilience {
         }
     }
 
+    /// Whether sessions hedge their TTS first byte unless they say otherwise.
+    pub fn tts_hedge(&self) -> bool {
+        self.config.tts_hedge
+    }
+
+    /// How long a TTS request waits for its first byte before the hedge starts.
+    pub fn tts_hedge_delay(&self) -> Duration {
+        Duration::from_millis(self.config.tts_hedge_delay_ms)
+    }
+
     /// Audio kept for replay after an STT failover.
     pub fn stt_replay(&self) -> Duration {
         Duration::from_millis(self.config.stt_replay_ms)
@@ -197,4 +207,10 @@ pub fn count_reconnect(kind: PluginKind, provider: &'static str) {
 pub fn count_failover(kind: PluginKind, from: &'static str, to: &'static str) {
     counter!("waav_failovers_total", "kind" => kind.as_str(), "from" => from, "to" => to)
         .increment(1);
+}
+
+/// A hedged TTS race decided, counted on `/metrics` for both sides: `outcome` is `won` for the
+/// instance whose first byte came first (or that alone produced audio), `lost` for the other.
+pub fn count_hedge(provider: &'static str, outcome: &'static str) {
+    counter!("waav_tts_hedges_total", "provider" => provider, "outcome" => outcome).increment(1);
 }

@@ -163,7 +163,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
                 }
             }
             sig = next_stt(&mut s.stt) => s.on_stt(sig).await,
-            sig = next_tts(&mut s.tts) => s.on_tts(sig).await,
+            sig = next_tts(&mut s.tts) => s.on_tts_next(sig).await,
             () = sleep_until(turn_due) => {
                 s.turn.fire();
                 s.send_result(Transcript::final_result("", 1.0, true), None).await;
@@ -218,7 +218,7 @@ async fn next_stt(link: &mut Option<SttLink>) -> SttSignal {
     }
 }
 
-async fn next_tts(link: &mut Option<TtsLink>) -> TtsSignal {
+async fn next_tts(link: &mut Option<TtsLink>) -> tts::TtsNext {
     match link {
         Some(l) => l.next().await,
         None => std::future::pending().await,
@@ -617,6 +617,7 @@ impl Session {
                     }
                     self.open_tts(c, &mut names, Some(&c.provider))
                         .await
+                        .map(|link| tts::attach_hedge(&self.state, link, c, &names))
                         .map(|link| Some((link, c.clone(), names)))
                 }
                 None => Ok(None),
@@ -857,8 +858,13 @@ impl Session {
         if let Some(c) = self.chains.as_mut() {
             c.tts = Some((cfg, names));
         }
-        let Ok(mut link) = opened else {
+        let Ok(link) = opened else {
             return Err(old);
+        };
+        // The first request after a failover races again, against the rest of the chain.
+        let mut link = match self.chains.as_ref().and_then(|c| c.tts.as_ref()) {
+            Some((cfg, names)) => tts::attach_hedge(&self.state, link, cfg, names),
+            None => link,
         };
         let pending = old.into_unfinished();
         link.continue_stream_of(&pending);
@@ -1172,6 +1178,32 @@ impl Session {
                 speaker: t.speaker,
             })
             .await;
+    }
+
+    async fn on_tts_next(&mut self, next: tts::TtsNext) {
+        match next {
+            tts::TtsNext::Provider(sig) => self.on_tts(sig).await,
+            tts::TtsNext::Hedge(wake) => Box::pin(self.on_tts_hedge(wake)).await,
+        }
+    }
+
+    /// A hedge side woke: a partner that won moves the chain on (the loser stays in it), a
+    /// race both sides lost is the provider's failure.
+    async fn on_tts_hedge(&mut self, wake: tts::HedgeWake) {
+        let Some(tts) = self.tts.as_mut() else { return };
+        match tts.on_hedge(wake, &self.state.cache, &self.out).await {
+            tts::HedgeOutcome::None => {}
+            tts::HedgeOutcome::Switched { entry, loser } => {
+                if let Some((_, names)) = self.chains.as_mut().and_then(|c| c.tts.as_mut()) {
+                    if let Some(i) = names.iter().position(|n| *n == entry) {
+                        names.remove(i);
+                    }
+                    names.push_back(loser);
+                }
+            }
+            tts::HedgeOutcome::Tripped(t) => self.on_tts_tripped(t).await,
+            tts::HedgeOutcome::Ended(r) => self.on_tts(TtsSignal::Ended(r)).await,
+        }
     }
 
     async fn on_tts(&mut self, sig: TtsSignal) {

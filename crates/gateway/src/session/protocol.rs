@@ -224,6 +224,11 @@ pub struct TtsConfig {
     /// replaces `resilience.failover.tts` for this session, `[]` for none).
     #[serde(default)]
     pub fallback: Option<Vec<String>>,
+    /// Hedged first byte (additive; default `resilience.tts_hedge`): the session's first
+    /// cache-miss request (and the first after a failover) also goes to the next provider of its
+    /// chain; the first to send audio keeps the session, the other is cancelled.
+    #[serde(default)]
+    pub hedge: Option<bool>,
     /// Post-TTS processor instances (names from `plugins.processors`), in order; replaces
     /// `plugins.pipelines.default_tts_post` for this session, `[]` runs none (additive).
     #[serde(default)]

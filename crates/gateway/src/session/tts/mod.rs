@@ -7,6 +7,10 @@
 //! resampling is continuous across requests and a WAV stream has one header.
 
 mod driver;
+mod hedge;
+
+pub(crate) use hedge::attach as attach_hedge;
+pub use hedge::{HedgeOutcome, HedgeWake, TtsNext};
 
 use super::errors::WsError;
 use super::link::{connect_error, Link, SendError, Signal};
@@ -327,6 +331,8 @@ pub struct TtsLink {
     watchdogs: TtsWatchdogs,
     /// The latest request's first-byte time, until the session takes it.
     first_byte: Option<Duration>,
+    /// Hedged first byte, when the session asked for it (boxed: most sessions do not).
+    hedge: Option<Box<hedge::Hedge>>,
 }
 
 /// The head request failed in a way the chain may cure: a retryable provider error, or what a
@@ -363,6 +369,7 @@ impl TtsLink {
             cache_fill: cache_fill && !processed,
             watchdogs: TtsWatchdogs::default(),
             first_byte: None,
+            hedge: None,
         }
     }
 
@@ -446,6 +453,7 @@ impl TtsLink {
             peak: 0,
         });
         if let Some(text) = spoken {
+            self.hedge_request(id, &text, flush);
             let req = SpeakRequest { id, text, flush };
             match self
                 .provider
@@ -457,6 +465,7 @@ impl TtsLink {
                 Err(SendError::Gone) => return Ok(()),
                 Err(SendError::Stalled) => return Err(self.stalled()),
             }
+            self.hedge_send().await;
         }
         if self.drain_cached(out).await && self.queue.is_empty() {
             out.send(ServerMessage::TtsPlaybackComplete {
@@ -491,6 +500,7 @@ impl TtsLink {
                     let d = p.started.elapsed();
                     Metrics::get().provider_latency(self.provider.provider, "tts_first_byte", d);
                     self.first_byte = Some(d);
+                    self.hedge_first_byte(id);
                 }
                 let mut frames = std::mem::take(&mut self.frames);
                 self.provider.audio.push(data, &mut |f| frames.push(f));
@@ -517,10 +527,16 @@ impl TtsLink {
                     None
                 };
                 if let Some((watchdog, what)) = tripped {
-                    return Some(Tripped {
+                    let tripped = Tripped {
                         watchdog: Some(watchdog),
                         error: PluginError::Transient(what.into()),
-                    });
+                    };
+                    // No audio at all: a hedge partner still racing may answer instead.
+                    if p.audio_bytes == 0 && self.hedge_covers(id) {
+                        self.hedge_primary_failed(tripped);
+                        return None;
+                    }
+                    return Some(tripped);
                 }
                 // Back-to-back requests share the resampler's state (continuous audio); when
                 // no provider audio follows at once, what it still holds is this request's end.
@@ -544,6 +560,13 @@ impl TtsLink {
                 self.after_head(out).await;
             }
             TtsEvent::Done { .. } => {}
+            // A failure before any audio while a hedge partner races on: the partner may answer.
+            TtsEvent::Error { id, error } if head == Some(id) && self.hedge_covers(id) => {
+                self.hedge_primary_failed(Tripped {
+                    watchdog: None,
+                    error,
+                });
+            }
             // A passing failure of the request being spoken: the chain may speak it instead.
             TtsEvent::Error { id, error }
                 if head == Some(id) && crate::resilience::breaker::counts(&error) =>
@@ -573,6 +596,7 @@ impl TtsLink {
         let was_pending = self.queue.iter().any(|p| p.id == id);
         self.queue.retain(|p| p.id != id);
         if was_head {
+            self.hedge_abandon(Some(id)).await;
             // What the resampler still holds is earlier audio: let it play.
             let mut frames = std::mem::take(&mut self.frames);
             self.provider.audio.flush(&mut |f| frames.push(f));
@@ -677,6 +701,7 @@ impl TtsLink {
             return;
         }
         self.audio_until = Instant::now();
+        self.hedge_abandon(None).await;
         if let Some(last) = self.queue.back().map(|p| p.id) {
             self.queue.clear();
             self.provider.audio.discard();
@@ -736,8 +761,16 @@ impl TtsLink {
     }
 
     /// When the head request times out for lack of progress (or, before its first byte, for
-    /// lack of a first byte), if one is in flight.
+    /// lack of a first byte), if one is in flight; or a hedge timer is due.
     pub fn deadline(&self) -> Option<Instant> {
+        let head = self.head_deadline();
+        match self.hedge_deadline() {
+            Some(h) => Some(head.map_or(h, |d| d.min(h))),
+            None => head,
+        }
+    }
+
+    fn head_deadline(&self) -> Option<Instant> {
         let p = self.queue.front().filter(|p| p.cached.is_none())?;
         let timeout = match self.watchdogs.first_byte {
             Some(fb) if !p.first_byte => fb.min(self.request_timeout),
@@ -750,6 +783,12 @@ impl TtsLink {
     /// failure, returned for the caller to fail over (or [`fail_head`](Self::fail_head));
     /// later it is reported and the request dropped.
     pub async fn on_timeout(&mut self, out: &Outbound) -> Option<Tripped> {
+        if self.hedge.is_some() {
+            self.hedge_timers().await;
+            if self.head_deadline().is_none_or(|d| d > Instant::now()) {
+                return None;
+            }
+        }
         if let (Some(fb), Some(p)) = (self.watchdogs.first_byte, self.queue.front()) {
             if !p.first_byte && fb < self.request_timeout {
                 return Some(Tripped {
@@ -771,16 +810,12 @@ impl TtsLink {
         };
         out.send(e.into()).await;
         if let Some(p) = self.queue.pop_front() {
+            self.hedge_abandon(Some(p.id)).await;
             self.provider.audio.discard();
             self.cancel(p.id).await;
         }
         self.after_head(out).await;
         None
-    }
-
-    /// The next provider signal.
-    pub async fn next(&mut self) -> TtsSignal {
-        self.provider.next().await
     }
 
     /// Stops the provider.
