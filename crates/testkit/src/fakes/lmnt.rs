@@ -148,6 +148,9 @@ pub struct FakeOptions {
     pub voices: Vec<FakeVoice>,
     /// Misbehaviour of the WebSocket sessions.
     pub ws_fault: WsFault,
+    /// With [`WsFault::Refuse`], refuse only the first this many upgrades (a vendor that
+    /// recovers); `None`: every upgrade.
+    pub refuse_first: Option<usize>,
 }
 
 /// How a WebSocket session misbehaves.
@@ -224,6 +227,7 @@ impl FakeOptions {
             chunk_delay: Duration::from_millis(2),
             voices: default_voices(),
             ws_fault: WsFault::None,
+            refuse_first: None,
         }
     }
 
@@ -731,10 +735,14 @@ async fn speech_stream(
         });
         all.len() - 1
     };
-    if let WsFault::Refuse {
-        status,
-        retry_after,
-    } = st.opts.ws_fault
+    let refused = st.opts.refuse_first.is_none_or(|n| index < n);
+    if let (
+        WsFault::Refuse {
+            status,
+            retry_after,
+        },
+        true,
+    ) = (st.opts.ws_fault, refused)
     {
         ws_log(&st, index, |l| l.ended = true);
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
