@@ -91,7 +91,7 @@ enum Partner {
     None,
     Opening(JoinHandle<Result<(TtsProvider, String), WsError>>),
     /// Open, with the chain entry it came from.
-    Open(TtsProvider, String),
+    Open(Box<TtsProvider>, String),
     /// Connect or request failed (the instance, if it was open).
     Failed(Option<&'static str>),
 }
@@ -301,7 +301,7 @@ impl Hedge {
     fn close_partner(&mut self) {
         match std::mem::replace(&mut self.partner, Partner::None) {
             Partner::Opening(task) => task.abort(),
-            Partner::Open(p, _) => close(p),
+            Partner::Open(p, _) => close(*p),
             Partner::None | Partner::Failed(_) => {}
         }
     }
@@ -355,7 +355,7 @@ async fn partner_next(partner: &mut Partner) -> TtsNext {
         Partner::Opening(task) => {
             let opened = task.await;
             *partner = match opened {
-                Ok(Ok((p, entry))) => Partner::Open(p, entry),
+                Ok(Ok((p, entry))) => Partner::Open(Box::new(p), entry),
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "no TTS hedge partner opened: not hedging");
                     Partner::Failed(None)
@@ -523,13 +523,13 @@ impl TtsLink {
                     Some(since) => {
                         let bound = first_byte.unwrap_or(timeout).min(timeout);
                         h.loser = Some(Loser {
-                            provider: p,
+                            provider: *p,
                             id,
                             since,
                             until: Instant::now() + bound,
                         });
                     }
-                    None => close(p),
+                    None => close(*p),
                 }
             }
             Partner::Failed(Some(id)) => count_hedge(id, "lost"),
@@ -758,7 +758,7 @@ impl TtsLink {
         h.state.resilience.observe(KIND, partner.provider, took);
         count_hedge(partner.provider, "won");
         count_hedge(self.provider.provider, "lost");
-        let old = std::mem::replace(&mut self.provider, partner);
+        let old = std::mem::replace(&mut self.provider, *partner);
         let from = old.provider;
         let to = self.provider.provider;
         let loser = match old.config.voice_id.as_str() {
