@@ -482,3 +482,94 @@ async fn a_fastest_chain_moves_sessions_to_the_instance_with_the_lowest_first_by
         (1, 4)
     );
 }
+
+/// Two loopback instances, `own` failing over to `spare`, sessions returning after 200 ms.
+const RECOVERING: &str = "plugins:\n  stt:\n    own: { plugin: loopback }\n    spare: { plugin: loopback }\n  tts:\n    own: { plugin: loopback }\n    spare: { plugin: loopback }\nresilience:\n  stt_reconnects: 0\n  recover_after_ms: 200\n  failover:\n    stt: { own: [spare] }\n    tts: { own: [spare] }\n";
+
+fn switch_of(seen: &[Value]) -> Option<(&str, &str)> {
+    seen.iter()
+        .filter(|v| v["type"] == "provider_switched")
+        .last()
+        .map(|v| (v["from"].as_str().unwrap(), v["to"].as_str().unwrap()))
+}
+
+#[tokio::test]
+async fn a_session_returns_to_its_own_stt_provider_at_a_final_after_the_recovery_period() {
+    let server = TestServer::start(RECOVERING).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    // The first session of this model ends at its first result; a later one behaves.
+    let model = "fault=fatal,after=1,sessions=1,tag=recover-stt";
+    c.configure(json!({"type":"config","stt_config":stt_config("own",model,16000)}))
+        .await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let seen = until_final(&mut c).await;
+    assert_eq!(switch_of(&seen), Some(("own", "spare")), "{seen:?}");
+    // Past the recovery period, the next final is the boundary where the session goes back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    let mut seen = until_final(&mut c).await;
+    seen.extend(until(&mut c, "provider_switched").await);
+    assert_eq!(switch_of(&seen), Some(("spare", "own")), "{seen:?}");
+    // The own provider transcribes what comes next; nothing went wrong on the way.
+    for f in utterance(200, 600, 16_000) {
+        c.send_binary(f).await;
+    }
+    seen.extend(until_final(&mut c).await);
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    let finals = seen
+        .iter()
+        .filter(|v| v["type"] == "stt_result" && v["is_final"] == true)
+        .count();
+    assert_eq!(
+        finals, 2,
+        "one final per utterance, none repeated: {seen:?}"
+    );
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("waav_recoveries_total") && l.contains("provider=\"own\"")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_connect_time_failover_is_announced_and_tts_returns_when_idle() {
+    let server = TestServer::start(RECOVERING).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    // The first session of this model fails to connect; a later one connects.
+    let model = "fault=panic_on_connect,sessions=1,tag=recover-tts";
+    c.send_json(json!({"type":"config","tts_config":tts_config("own", model)}))
+        .await;
+    let seen = until(&mut c, "provider_switched").await;
+    assert!(seen.iter().any(|v| v["type"] == "ready"), "{seen:?}");
+    assert_eq!(switch_of(&seen), Some(("own", "spare")), "{seen:?}");
+    c.send_json(json!({"type":"speak","text":"spoken by the spare"}))
+        .await;
+    until(&mut c, "tts_playback_complete").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // This request is the boundary: the own provider is opened in the background meanwhile,
+    // and takes over once the queue is empty.
+    c.send_json(json!({"type":"speak","text":"still the spare"}))
+        .await;
+    let mut seen = until(&mut c, "tts_playback_complete").await;
+    if switch_of(&seen) != Some(("spare", "own")) {
+        seen.extend(until(&mut c, "provider_switched").await);
+    }
+    assert_eq!(switch_of(&seen), Some(("spare", "own")), "{seen:?}");
+    c.send_json(json!({"type":"speak","text":"and now the own provider"}))
+        .await;
+    seen.extend(until(&mut c, "tts_playback_complete").await);
+    assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
+    let first_bytes = first_bytes(&server, "own").await;
+    assert_eq!(first_bytes, 1, "the own provider spoke the last request");
+}

@@ -39,8 +39,9 @@ pub enum Fault {
 /// - `realtime=1`: TTS paces audio in real time instead of as fast as possible.
 /// - `stamp=N`: STT benchmark mode (see [`crate::stamp`]): a report every N frames.
 /// - `amplitude=N`: TTS tone amplitude (default 12000; 0 speaks silence).
-/// - `sessions=N`: the fault applies to the first N STT sessions opened with this exact model
-///   string in the process, later ones behave (a provider that drops once, then recovers);
+/// - `sessions=N`: the fault applies to the first N STT sessions (TTS: connect-time faults of
+///   the first N sessions) opened with this exact model string in the process, later ones
+///   behave (a provider that drops once, then recovers);
 ///   `tag=...` is ignored, to make the string unique to one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Knobs {

@@ -68,7 +68,8 @@ impl TtsPlugin for LoopbackTts {
                 config.encoding, config.sample_rate
             )));
         }
-        knobs.on_connect().await;
+        // Connect-time faults count sessions (`sessions=N`): a provider that recovers.
+        knobs.opening_session(&config.model).on_connect().await;
         Ok(())
     }
 

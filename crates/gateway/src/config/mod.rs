@@ -355,6 +355,11 @@ pub struct ResilienceConfig {
     /// The hedge starts only if the provider has no first byte this long after the request
     /// (ms; 0: at once, with the hedge partner connected when the session is configured).
     pub tts_hedge_delay_ms: u64,
+    /// A session moved off its own provider by a failure returns to it at an utterance boundary
+    /// (STT: after a final; TTS: with nothing left to speak) once this long has passed since the
+    /// switch and the provider's breaker lets it through; the attempt is that breaker's probe
+    /// (ms; 0: stay on the fallback for the rest of the session).
+    pub recover_after_ms: u64,
     /// Fallbacks per primary provider: `stt: { deepgram: [microsoft-azure, local] }`; TTS entries
     /// may name a voice (`elevenlabs: ["cartesia:sonic-voice-id", local]`).
     pub failover: FailoverConfig,
@@ -373,6 +378,7 @@ impl Default for ResilienceConfig {
             tts_silent_peak: 64,
             tts_hedge: false,
             tts_hedge_delay_ms: 0,
+            recover_after_ms: 30_000,
             failover: FailoverConfig::default(),
         }
     }
@@ -544,6 +550,12 @@ impl GatewayConfig {
                 r.tts_hedge_delay_ms,
                 0,
                 MAX_HEDGE_DELAY_MS,
+            ),
+            (
+                "resilience.recover_after_ms",
+                r.recover_after_ms,
+                0,
+                DAY_SECS * 1000,
             ),
             (
                 "session.idle_timeout_secs",

@@ -180,6 +180,13 @@ impl Resilience {
     pub fn stt_replay(&self) -> Duration {
         Duration::from_millis(self.config.stt_replay_ms)
     }
+
+    /// How long a session stays on a fallback before it tries its own provider again; `None`:
+    /// for good.
+    pub fn recover_after(&self) -> Option<Duration> {
+        (self.config.recover_after_ms > 0)
+            .then(|| Duration::from_millis(self.config.recover_after_ms))
+    }
 }
 
 /// Bounds on a TTS provider that fails without an error: no first byte in time, or a request
@@ -201,6 +208,11 @@ pub fn count_watchdog(kind: PluginKind, provider: &'static str, watchdog: &'stat
 /// A provider reopened after a drop, counted on `/metrics`.
 pub fn count_reconnect(kind: PluginKind, provider: &'static str) {
     counter!("waav_reconnects_total", "kind" => kind.as_str(), "provider" => provider).increment(1);
+}
+
+/// A session's return to its own provider, counted on `/metrics`.
+pub fn count_recovery(kind: PluginKind, to: &'static str) {
+    counter!("waav_recoveries_total", "kind" => kind.as_str(), "provider" => to).increment(1);
 }
 
 /// A failover counted on `/metrics`.

@@ -10,6 +10,7 @@ pub mod post_tts;
 mod pre_stt;
 pub mod protocol;
 pub(crate) mod realtime;
+mod recovery;
 pub(crate) mod stt;
 pub mod tts;
 pub(crate) mod turn;
@@ -93,6 +94,8 @@ struct Chains {
     replayed: bool,
     /// Reopenings of a dropped STT provider left before failing over (refilled at each final).
     stt_reconnects_left: u8,
+    /// Getting back to the session's own providers after a failover.
+    recovery: recovery::Recovery,
 }
 
 /// Runs a session on an upgraded socket until either side ends it.
@@ -164,6 +167,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
             }
             sig = next_stt(&mut s.stt) => s.on_stt(sig).await,
             sig = next_tts(&mut s.tts) => s.on_tts_next(sig).await,
+            r = recovery::next(&mut s.chains) => Box::pin(s.on_reopened(r)).await,
             () = sleep_until(turn_due) => {
                 s.turn.fire();
                 s.send_result(Transcript::final_result("", 1.0, true), None).await;
@@ -209,6 +213,28 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
     let _ = writer.await;
     drop(slot);
     metrics.active_sessions.decrement(1.0);
+}
+
+/// Opens the TTS provider `c` names as a session link (the session's limits and watchdogs).
+pub(crate) async fn open_tts_link(
+    state: &crate::state::AppState,
+    c: &protocol::TtsConfig,
+) -> Result<TtsLink, WsError> {
+    let settings = &state.config.session;
+    let (timeout, request_timeout) = tts::timeouts(c, settings);
+    let limits = TtsLimits::from_settings(settings);
+    TtsProvider::open(
+        &state.registry,
+        c,
+        timeout,
+        limits.input_capacity(),
+        settings.tts_frame_ms,
+    )
+    .await
+    .map(|p| {
+        TtsLink::new(p, request_timeout, limits, true)
+            .with_watchdogs(state.resilience.tts_watchdogs())
+    })
 }
 
 async fn next_stt(link: &mut Option<SttLink>) -> SttSignal {
@@ -507,13 +533,29 @@ impl Session {
             link
         });
         // Only sessions with somewhere to fail over to (another provider, or the same one
-        // reopened) keep their chain: idle memory counts.
+        // reopened), or already on a fallback (to return from), keep their chain: idle memory
+        // counts.
         chains.stt_reconnects_left = self.state.resilience.stt_reconnects();
-        let has_fallbacks = chains
-            .stt
-            .as_ref()
-            .is_some_and(|(_, n)| !n.is_empty() || chains.stt_reconnects_left > 0)
-            || chains.tts.as_ref().is_some_and(|(_, n)| !n.is_empty());
+        let registry = &self.state.registry;
+        let away = |kind, cfg_provider: &str, serving: Option<&'static str>| {
+            serving.is_some() && registry.find(kind, cfg_provider).map(|e| e.id) != serving
+        };
+        let has_fallbacks = chains.stt.as_ref().is_some_and(|(c, n)| {
+            !n.is_empty()
+                || chains.stt_reconnects_left > 0
+                || away(
+                    waav_plugin_api::PluginKind::Stt,
+                    &c.provider,
+                    self.stt.as_ref().map(|l| l.provider),
+                )
+        }) || chains.tts.as_ref().is_some_and(|(c, n)| {
+            !n.is_empty()
+                || away(
+                    waav_plugin_api::PluginKind::Tts,
+                    &c.provider,
+                    self.tts.as_ref().map(TtsLink::provider_id),
+                )
+        });
         self.chains = has_fallbacks.then(|| Box::new(chains));
         self.audio_enabled = audio;
         self.barge_in = cfg.barge_in.unwrap_or(false);
@@ -530,6 +572,9 @@ impl Session {
                 livekit_url: String::new(),
             })
             .await;
+        if self.chains.is_some() {
+            self.connected().await;
+        }
         Ok(())
     }
 
@@ -680,29 +725,14 @@ impl Session {
         names: &mut VecDeque<String>,
         primary: Option<&str>,
     ) -> Result<TtsLink, WsError> {
-        let settings = &self.state.config.session;
-        let registry = &self.state.registry;
         let kind = waav_plugin_api::PluginKind::Tts;
-        let watchdogs = self.state.resilience.tts_watchdogs();
         chain::open_first(&self.state, kind, "TTS", names, primary, |name, primary| {
             let c = if primary {
                 cfg.clone()
             } else {
                 chain::tts_for(cfg, &name)
             };
-            async move {
-                let (timeout, request_timeout) = tts::timeouts(&c, settings);
-                let limits = TtsLimits::from_settings(settings);
-                TtsProvider::open(
-                    registry,
-                    &c,
-                    timeout,
-                    limits.input_capacity(),
-                    settings.tts_frame_ms,
-                )
-                .await
-                .map(|p| TtsLink::new(p, request_timeout, limits, true).with_watchdogs(watchdogs))
-            }
+            async move { open_tts_link(&self.state, &c).await }
         })
         .await
         .map(|(link, _)| link)
@@ -735,6 +765,7 @@ impl Session {
         if let Some(c) = self.chains.as_mut() {
             c.replayed = true;
         }
+        self.moved_to(waav_plugin_api::PluginKind::Stt, to);
         crate::resilience::count_failover(waav_plugin_api::PluginKind::Stt, from, to);
         self.out
             .send(ServerMessage::ProviderSwitched {
@@ -869,6 +900,7 @@ impl Session {
         let pending = old.into_unfinished();
         link.continue_stream_of(&pending);
         let to = link.provider_id();
+        self.moved_to(waav_plugin_api::PluginKind::Tts, to);
         crate::resilience::count_failover(waav_plugin_api::PluginKind::Tts, from, to);
         self.out
             .send(ServerMessage::ProviderSwitched {
@@ -938,6 +970,9 @@ impl Session {
             if text.trim().is_empty() {
                 return Ok(());
             }
+        }
+        if self.chains.is_some() {
+            Box::pin(self.tts_boundary()).await;
         }
         let tts = self.tts.as_mut().ok_or(WsError::TtsNotConfigured)?;
         let result = tts
@@ -1147,6 +1182,9 @@ impl Session {
             self.turn.on_final(Instant::now());
         }
         self.send_result(t, provider).await;
+        if self.chains.is_some() {
+            self.stt_boundary();
+        }
     }
 
     async fn send_result(&mut self, mut t: Transcript, provider: Option<&'static str>) {
@@ -1217,6 +1255,8 @@ impl Session {
                 }
                 if let Some(tripped) = tripped {
                     Box::pin(self.on_tts_tripped(tripped)).await;
+                } else if self.chains.is_some() && self.tts.as_ref().is_some_and(TtsLink::is_idle) {
+                    Box::pin(self.tts_boundary()).await;
                 }
             }
             TtsSignal::Ended(result) => {

@@ -740,6 +740,28 @@ impl TtsLink {
         }
     }
 
+    /// Like [`into_unfinished`](Self::into_unfinished), closing the provider in the background
+    /// (within `CLOSE_GRACE`) instead of leaving its task to notice the closed input.
+    pub fn into_unfinished_and_close(mut self) -> Unfinished {
+        let queue = std::mem::take(&mut self.queue);
+        let unfinished = Unfinished {
+            requests: queue
+                .into_iter()
+                .map(|p| (p.text, p.interruptible))
+                .collect(),
+            header_sent: !self.provider.audio.header_pending(),
+            playing_until: self.playing_until,
+            audio_until: self.audio_until,
+        };
+        tokio::spawn(self.provider.close(super::CLOSE_GRACE));
+        unfinished
+    }
+
+    /// Whether no request is queued or in flight (audio sent may still be playing).
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Continues the client's stream of a failed link: no second WAV header, playback
     /// estimates kept.
     pub fn continue_stream_of(&mut self, old: &Unfinished) {
