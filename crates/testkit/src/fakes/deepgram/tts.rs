@@ -740,6 +740,17 @@ async fn released(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Waits `d` between chunks. Zero sends at once: tokio's timer rounds every sleep, even a zero
+/// one, up to its next 1 ms tick, which would add up to a millisecond of jitter to a
+/// first-byte measurement.
+async fn pace(d: Duration) {
+    if d.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
+}
+
 /// Streams `audio` in chunks into `tx`, applying the fault; records progress.
 async fn produce(
     audio: Vec<u8>,
@@ -769,7 +780,7 @@ async fn produce(
                     }
                 }
             }
-            tokio::time::sleep(opts.chunk_delay).await;
+            pace(opts.chunk_delay).await;
         }
         let len = chunk.len();
         if tx.send(Ok(chunk)).await.is_err() {
@@ -962,7 +973,7 @@ async fn serve(
                 }
             }
             () = released(&mut release), if held => held = false,
-            () = tokio::time::sleep(opts.chunk_delay), if ready => {
+            () = pace(opts.chunk_delay), if ready => {
                 match queue.pop_front() {
                     Some(Out::Audio(b)) => {
                         if let TtsFault::Truncate { after_chunks } = opts.fault {
