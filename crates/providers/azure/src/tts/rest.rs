@@ -119,17 +119,18 @@ async fn error_from_response(
 
 /// Sends `req`, bounding the wait for the response head.
 async fn send(
+    client: &HttpClient,
     req: RequestBuilder,
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(timeout, req.send()).await {
+    match tokio::time::timeout(timeout, client.execute(req)).await {
         Err(_) => Err(errors::timeout(
             &format!("{CONTEXT}: waiting for the response"),
             timeout,
             redactor,
         )),
-        Ok(Err(e)) => Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => Err(redactor.redact_error(e)),
         Ok(Ok(resp)) if resp.status().is_success() => Ok(resp),
         Ok(Ok(resp)) => Err(error_from_response(resp, timeout, redactor).await),
     }
@@ -208,7 +209,7 @@ pub async fn synthesize(
         .header(OUTPUT_FORMAT, format.header)
         .header(http::header::USER_AGENT, user_agent)
         .body(ssml);
-    let mut resp = send(req, timeout, &redactor).await?;
+    let mut resp = send(client, req, timeout, &redactor).await?;
     let content_type = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -328,7 +329,7 @@ pub async fn list_voices(
         .get(url)
         .header(AUTH_KEY, key_value)
         .header(http::header::USER_AGENT, user_agent);
-    let mut resp = send(req, timeout, &redactor).await?;
+    let mut resp = send(client, req, timeout, &redactor).await?;
     let mut body = Vec::new();
     let read = async {
         loop {

@@ -17,7 +17,7 @@ use waav_plugin_api::{
     AudioSink, ErrorCategory, PluginError, Secret, SpeakRequest, TtsSessionConfig, VoiceInfo,
 };
 use waav_provider_kit::errors;
-use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
+use waav_provider_kit::http::{HttpClient, RequestBuilder, Response};
 use waav_provider_kit::redact::Redactor;
 
 /// Largest voice listing accepted (accounts with many cloned voices list a few MiB).
@@ -34,13 +34,14 @@ fn key_header(key: &Secret) -> Result<HeaderValue, PluginError> {
 /// Sends `req`, waiting at most `wait` for the response head; a non-success status becomes
 /// the vendor's error.
 async fn send(
+    http: &HttpClient,
     req: RequestBuilder,
     wait: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(wait, req.send()).await {
+    let resp = match tokio::time::timeout(wait, http.execute(req)).await {
         Err(_) => return Err(errors::timeout("elevenlabs: response", wait, redactor)),
-        Ok(Err(e)) => return Err(map_reqwest_error(e, "elevenlabs", redactor)),
+        Ok(Err(e)) => return Err(redactor.redact_error(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {
@@ -97,7 +98,7 @@ pub async fn synthesize(
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, accept)
         .body(body.to_string());
-    let resp = send(req, s.response_timeout, &redactor).await?;
+    let resp = send(http, req, s.response_timeout, &redactor).await?;
     if let Some(trace) = resp
         .headers()
         .get("x-trace-id")
@@ -213,7 +214,7 @@ pub async fn voices(
         .get(&format!("{}/v1/voices", s.base_url))
         .header("xi-api-key", key_header(key)?)
         .header(header::ACCEPT, "application/json");
-    let resp = send(req, s.response_timeout, &redactor).await?;
+    let resp = send(http, req, s.response_timeout, &redactor).await?;
     let mut chunks = http.body_stream(resp);
     let mut body = Vec::new();
     let read = async {
