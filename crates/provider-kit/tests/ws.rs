@@ -433,3 +433,41 @@ async fn a_flooding_server_is_bounded_and_cannot_deadlock_the_sender() {
         assert_eq!(m, Message::Text(i.to_string().into()));
     }
 }
+
+/// Messages queued faster than the driver writes go out in batches: all of them, in order, and a
+/// close queued behind them still comes last.
+#[tokio::test]
+async fn queued_messages_arrive_in_order_with_a_close_behind_them() {
+    let (l, url) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                SMessage::Text(t) => got.push(t.to_string()),
+                SMessage::Close(f) => {
+                    got.push(format!("close {}", f.map_or(0, |f| u16::from(f.code))));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        got
+    });
+    let conn = timeout(LIMIT, ws::connect(&WsConfig::new(url)))
+        .await
+        .unwrap()
+        .unwrap();
+    let (tx, _rx) = conn.split();
+    for i in 0..100 {
+        tx.send(Message::Text(format!("m{i}").into()))
+            .await
+            .unwrap();
+    }
+    tx.close(ws::CloseCode::Normal, "done").await.unwrap();
+    let got = timeout(LIMIT, server).await.unwrap().unwrap();
+    let mut want: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    want.push("close 1000".into());
+    assert_eq!(got, want);
+}

@@ -199,6 +199,9 @@ type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Queued outgoing messages written together before one flush (bounded, so a sender that
+/// never pauses cannot keep the socket from being read).
+const MAX_BATCH: usize = 32;
 
 /// Opens a connection: TCP (`TCP_NODELAY`), TLS for `wss://`, the handshake with `cfg.headers`,
 /// each attempt within `cfg.connect_timeout`; a retryable failure is retried per `cfg.retry`
@@ -603,7 +606,28 @@ impl Driver {
                     Err(_) => pending = None,
                 },
                 cmd = self.cmd_rx.recv(), if commands_open && !closing => match cmd {
-                    Some(Command::Send(m)) => self.ws.send(m).await.map_err(|e| self.err(e))?,
+                    Some(Command::Send(m)) => {
+                        // Messages queued together (a request and its flush, say) leave in one
+                        // write; a close queued behind them follows once they are out.
+                        self.ws.feed(m).await.map_err(|e| self.err(e))?;
+                        let mut close = None;
+                        for _ in 1..MAX_BATCH {
+                            match self.cmd_rx.try_recv() {
+                                Ok(Command::Send(m)) => self.ws.feed(m).await.map_err(|e| self.err(e))?,
+                                Ok(Command::Close(frame)) => {
+                                    close = Some(frame);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.ws.flush().await.map_err(|e| self.err(e))?;
+                        if let Some(frame) = close {
+                            closing = true;
+                            idle_sleep.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
+                            self.ws.close(frame).await.map_err(|e| self.err(e))?;
+                        }
+                    }
                     Some(Command::Close(frame)) => {
                         closing = true;
                         idle_sleep.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
