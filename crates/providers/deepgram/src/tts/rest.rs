@@ -26,17 +26,18 @@ pub fn auth_value(settings: &Settings, key: &Secret) -> String {
 
 /// Sends `req` with a deadline for the response head.
 async fn send(
+    http: &HttpClient,
     req: RequestBuilder,
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(timeout, req.send()).await {
+    match tokio::time::timeout(timeout, http.execute(req)).await {
         Err(_) => Err(errors::timeout(
             &format!("{CONTEXT}: waiting for the response"),
             timeout,
             redactor,
         )),
-        Ok(Err(e)) => Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => Err(redactor.redact_error(e)),
         Ok(Ok(resp)) if resp.status().is_success() => Ok(resp),
         Ok(Ok(resp)) => Err(error_from_response(resp, timeout, redactor).await),
     }
@@ -120,7 +121,7 @@ pub async fn synthesize(
         .header("Authorization", auth_value(settings, key))
         .header("Content-Type", "application/json")
         .body(body);
-    let resp = send(builder, settings.read_timeout, &redactor).await?;
+    let resp = send(http, builder, settings.read_timeout, &redactor).await?;
     if let Some(id) = resp
         .headers()
         .get("dg-request-id")
@@ -175,7 +176,7 @@ pub async fn list_voices(
         redactor.add(k);
         req = req.header("Authorization", auth_value(settings, k));
     }
-    let mut resp = send(req, settings.read_timeout, &redactor).await?;
+    let mut resp = send(http, req, settings.read_timeout, &redactor).await?;
     let mut body = Vec::new();
     let read = async {
         loop {

@@ -162,11 +162,12 @@ async fn error_from(mut resp: Response, wait: Duration, redactor: &Redactor) -> 
 }
 
 async fn send(
+    http: &HttpClient,
     req: RequestBuilder,
     wait: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(wait, req.send()).await {
+    let resp = match tokio::time::timeout(wait, http.execute(req)).await {
         Err(_) => {
             return Err(errors::timeout(
                 "hume: waiting for the response",
@@ -174,7 +175,7 @@ async fn send(
                 redactor,
             ))
         }
-        Ok(Err(e)) => return Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => return Err(redactor.redact_error(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {
@@ -201,7 +202,7 @@ pub async fn synthesize(
         .header(KEY_HEADER, key_header(key)?)
         .header(header::CONTENT_TYPE, "application/json")
         .body(body.to_string());
-    let resp = send(req, s.response_timeout, &redactor).await?;
+    let resp = send(http, req, s.response_timeout, &redactor).await?;
     if let Some(id) = resp
         .headers()
         .get("x-request-id")
@@ -283,7 +284,7 @@ pub async fn voices(
                 .get(&url)
                 .header(KEY_HEADER, key_header(key)?)
                 .header(header::ACCEPT, "application/json");
-            let resp = send(req, s.response_timeout, &redactor).await?;
+            let resp = send(http, req, s.response_timeout, &redactor).await?;
             let body = read_bounded(resp, s.response_timeout, &redactor).await?;
             let parsed: Page = serde_json::from_slice(&body).map_err(|e| {
                 errors::make(

@@ -109,11 +109,12 @@ async fn error_from(mut resp: Response, wait: Duration, redactor: &Redactor) -> 
 }
 
 async fn send(
+    http: &HttpClient,
     req: RequestBuilder,
     wait: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(wait, req.send()).await {
+    let resp = match tokio::time::timeout(wait, http.execute(req)).await {
         Err(_) => {
             return Err(errors::timeout(
                 "lmnt: waiting for the response",
@@ -121,7 +122,7 @@ async fn send(
                 redactor,
             ))
         }
-        Ok(Err(e)) => return Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => return Err(redactor.redact_error(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {
@@ -150,7 +151,7 @@ pub async fn synthesize(
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/octet-stream")
             .body(settings::body(plan, piece).to_string());
-        let resp = send(req, s.response_timeout, &redactor).await?;
+        let resp = send(http, req, s.response_timeout, &redactor).await?;
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -224,7 +225,7 @@ pub async fn voices(
         .get(&url)
         .header(KEY_HEADER, key_header(key)?)
         .header(header::ACCEPT, "application/json");
-    let resp = send(req, s.response_timeout, &redactor).await?;
+    let resp = send(http, req, s.response_timeout, &redactor).await?;
     let mut chunks = resp.bytes_stream();
     let mut body = Vec::new();
     let read = async {
