@@ -18,6 +18,7 @@ plugins:
     broken: { type: level-vad, config: { error_after: 1 } }
     turn: { type: level-vad, config: { silence_frames: 3, end_of_turn: 1 } }
     double: { type: level-vad, config: { gain: 2 } }
+    unbuildable: { type: level-vad, config: { panic_on_create: 1 } }
   pipelines: { default_stt_pre: [vad] }
 "#;
 
@@ -248,4 +249,25 @@ async fn post_tts_processors_run_on_the_audio_the_client_gets() {
     assert_eq!(plain.len(), doubled.len());
     let (a, b) = (peak(&plain), peak(&doubled));
     assert!((b - 2 * a).abs() <= 2, "peak {a} then {b}");
+}
+
+#[tokio::test]
+async fn a_processor_that_panics_when_created_rejects_the_config_and_the_session_lives() {
+    let server = TestServer::start(YAML).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let mut stt = stt_config("loopback", "", 16000);
+    stt["pipeline"] = json!(["unbuildable"]);
+    c.send_json(json!({"type":"config","stt_config":stt})).await;
+    let v = c.json().await;
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unbuildable") && m.contains("panic")),
+        "{v}"
+    );
+    // The same connection takes a working config afterwards.
+    c.configure(json!({"type":"config","stt_config":stt_config("loopback", "", 16000)}))
+        .await;
+    c.assert_alive().await;
 }

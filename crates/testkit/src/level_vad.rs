@@ -7,7 +7,7 @@ use waav_plugin_api::{
 
 /// Speech is any frame whose peak reaches `level` (default 1000); `SpeechEnded` after
 /// `silence_frames` quiet frames (default 5). `panic_after` / `error_after` (frames) inject a
-/// fault; `gain` (default 1) scales the audio so tests can see the processor ran;
+/// fault, `panic_on_create: 1` panics when a session creates it; `gain` (default 1) scales the audio so tests can see the processor ran;
 /// `end_of_turn: 1` also reports `EndOfTurn { probability: 0.9 }` with each `SpeechEnded` (a
 /// stand-in turn model).
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,6 +31,9 @@ impl ProcessorPlugin for LevelVad {
         _ctx: &ProcessorContext,
         config: &PluginConfig,
     ) -> Result<Box<dyn AudioProcessor>, PluginError> {
+        if config.u64("panic_on_create")? == Some(1) {
+            panic!("level-vad: injected panic in create");
+        }
         let n = |key: &str, default: u64| -> Result<u64, PluginError> {
             Ok(config.u64(key)?.unwrap_or(default))
         };

@@ -435,8 +435,9 @@ impl Registry {
                 reason: format!("{} does not run at stage {:?}", entry.id, ctx.stage),
             });
         }
-        let processor = p
-            .create(ctx, &inst.config)
+        // A panicking `create` is that plugin's bug: the session gets a clear error, and lives.
+        let processor = guard_sync(|| p.create(ctx, &inst.config))
+            .and_then(|r| r)
             .map_err(|e| LookupError::Unavailable {
                 id: name.to_owned(),
                 reason: e.to_string(),
