@@ -1236,7 +1236,9 @@ impl Session {
                     if let Some(i) = names.iter().position(|n| *n == entry) {
                         names.remove(i);
                     }
-                    names.push_back(loser);
+                    if !names.contains(&loser) {
+                        names.push_back(loser);
+                    }
                 }
             }
             tts::HedgeOutcome::Tripped(t) => self.on_tts_tripped(t).await,

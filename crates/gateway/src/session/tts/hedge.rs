@@ -98,7 +98,7 @@ enum Partner {
 
 /// How the session's provider failed the raced request before any audio.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     Error(PluginError),
     Tripped(Tripped),
     Ended(Result<(), PluginError>),
@@ -451,19 +451,16 @@ impl TtsLink {
     }
 
     /// Sends the raced request to the partner once the hedge started and the partner is open.
-    pub(super) async fn hedge_send(&mut self) {
-        let Some(h) = self.hedge.as_deref_mut() else {
-            return;
-        };
-        let Some(r) = h
+    /// `Some` with the provider's failure when the partner cannot take it and the provider had
+    /// failed already (only after the partner's connect: a new race has no failure yet).
+    pub(super) async fn hedge_send(&mut self) -> Option<Failure> {
+        let h = self.hedge.as_deref_mut()?;
+        let r = h
             .race
             .as_mut()
-            .filter(|r| r.started && r.partner_sent.is_none())
-        else {
-            return;
-        };
+            .filter(|r| r.started && r.partner_sent.is_none())?;
         let Partner::Open(p, _) = &h.partner else {
-            return;
+            return None;
         };
         let req = SpeakRequest {
             id: r.id,
@@ -471,11 +468,13 @@ impl TtsLink {
             flush: r.flush,
         };
         match p.send(TtsInput::Speak(req), self.limits.stall).await {
-            Ok(()) => r.partner_sent = Some(Instant::now()),
+            Ok(()) => {
+                r.partner_sent = Some(Instant::now());
+                None
+            }
             Err(_) => {
                 let e = PluginError::Timeout("the hedge partner did not take the request".into());
-                // The provider has not failed yet here (it would have ended the race first).
-                let _ = h.partner_failed(Some(&e));
+                h.partner_failed(Some(&e))
             }
         }
     }
@@ -584,7 +583,8 @@ impl TtsLink {
             .is_some_and(|r| !r.started && r.start_at <= now);
         if start {
             self.hedge_start();
-            self.hedge_send().await;
+            // A race that has not started has no failure yet.
+            let _ = self.hedge_send().await;
         }
         self.drop_finished_hedge();
     }
@@ -608,8 +608,8 @@ impl TtsLink {
                         .and_then(|h| h.partner_failed(None));
                     self.surface(failed, cache, out).await
                 } else {
-                    self.hedge_send().await;
-                    HedgeOutcome::None
+                    let failed = self.hedge_send().await;
+                    self.surface(failed, cache, out).await
                 }
             }
             Wake::PrimaryEnded => {
@@ -619,8 +619,9 @@ impl TtsLink {
                     "TTS provider session ended; its hedge partner may still answer"
                 );
                 let e = PluginError::Transient("the provider ended the session".into());
-                let h = self.hedge.as_deref().expect("a hedge woke");
-                h.state.resilience.record(KIND, provider, Err(&e));
+                if let Some(h) = self.hedge.as_deref() {
+                    h.state.resilience.record(KIND, provider, Err(&e));
+                }
                 HedgeOutcome::None
             }
             Wake::Loser(sig) => {

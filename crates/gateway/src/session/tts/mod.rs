@@ -465,7 +465,8 @@ impl TtsLink {
                 Err(SendError::Gone) => return Ok(()),
                 Err(SendError::Stalled) => return Err(self.stalled()),
             }
-            self.hedge_send().await;
+            // A new race has no failure of the provider yet.
+            let _ = self.hedge_send().await;
         }
         if self.drain_cached(out).await && self.queue.is_empty() {
             out.send(ServerMessage::TtsPlaybackComplete {
