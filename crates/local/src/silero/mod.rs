@@ -467,8 +467,10 @@ struct Out {
     at: Instant,
 }
 
+/// Windows for a duration, rounded to the nearest as pipecat's `VADAnalyzer.set_params` does
+/// (`round(stop_secs / window)`): 300 ms → 9 windows (288 ms), 100 ms → 3 (96 ms).
 fn frames_for(ms: u32) -> u32 {
-    ((f64::from(ms) / WINDOW_MS).ceil() as u32).max(1)
+    ((f64::from(ms) / WINDOW_MS).round() as u32).max(1)
 }
 
 /// One session's Silero VAD (see the [module docs](self)).
@@ -505,6 +507,8 @@ pub struct SileroVad {
     in_speech: bool,
     run: u32,
     run_start: u64,
+    /// While in speech: the first window of the current run below `threshold`.
+    below_since: Option<u64>,
     last_boundary: Option<u64>,
     last_probability: f32,
     stats: SileroStats,
@@ -570,6 +574,7 @@ impl SileroVad {
             in_speech: false,
             run: 0,
             run_start: 0,
+            below_since: None,
             last_boundary: None,
             last_probability: 0.0,
             stats: SileroStats::default(),
@@ -686,6 +691,16 @@ impl SileroVad {
     /// Feeds one window's probability to the speech state machine.
     fn apply(&mut self, p: f32, index: u64, events: &mut Vec<ProcessorEvent>) {
         self.last_probability = p;
+        if self.in_speech {
+            // Silero's probability falls over a window or two as a voice fades: the end is
+            // placed where it last dropped below `threshold`, not where it reached
+            // `neg_threshold`.
+            if p >= self.settings.threshold {
+                self.below_since = None;
+            } else if self.below_since.is_none() {
+                self.below_since = Some(index);
+            }
+        }
         let (counts, needed) = if self.in_speech {
             (p < self.settings.neg_threshold, self.silence_windows)
         } else {
@@ -696,12 +711,17 @@ impl SileroVad {
             return;
         }
         if self.run == 0 {
-            self.run_start = index;
+            self.run_start = if self.in_speech {
+                self.below_since.unwrap_or(index).min(index)
+            } else {
+                index
+            };
         }
         self.run += 1;
         if self.run >= needed {
             self.in_speech = !self.in_speech;
             self.run = 0;
+            self.below_since = None;
             self.last_boundary = Some(self.run_start);
             events.push(if self.in_speech {
                 ProcessorEvent::SpeechStarted
@@ -868,6 +888,7 @@ impl AudioProcessor for SileroVad {
         self.on_fallback = false;
         self.in_speech = false;
         self.run = 0;
+        self.below_since = None;
         self.last_boundary = None;
         self.last_probability = 0.0;
         if let Some(r) = self.to16k.as_mut() {
