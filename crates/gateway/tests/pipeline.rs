@@ -271,3 +271,25 @@ async fn a_processor_that_panics_when_created_rejects_the_config_and_the_session
         .await;
     c.assert_alive().await;
 }
+
+#[tokio::test]
+async fn plugins_lists_processor_instances_with_stage_settings_and_budget() {
+    let server = TestServer::start(YAML).await;
+    let v: Value = reqwest::get(server.url("/plugins"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let loud = v["processors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "loud"))
+        .unwrap_or_else(|| panic!("no processor instance `loud`: {v}"));
+    assert_eq!(loud["plugin"], "level-vad", "{loud}");
+    assert_eq!(loud["settings"]["gain"], 2, "{loud}");
+    assert!(
+        loud["stages"].as_array().is_some_and(|s| !s.is_empty()),
+        "{loud}"
+    );
+    assert_eq!(loud["budget_us_per_20ms_frame"], 2000, "{loud}");
+}

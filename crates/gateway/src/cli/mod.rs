@@ -251,5 +251,24 @@ pub fn plugins(cli: &Cli) -> Result<String, String> {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    let processors = registry.processor_instances();
+    if !processors.is_empty() {
+        let budget = crate::pipeline::frame_budget(std::time::Duration::from_millis(20));
+        out.push_str(&format!(
+            "\nPROCESSOR INSTANCES (budget {} µs per 20 ms frame each)\n",
+            budget.as_micros()
+        ));
+        for p in processors {
+            let stages: Vec<&str> = p.stages.iter().map(|s| s.as_str()).collect();
+            let settings = serde_json::Value::Object(p.settings.as_map().clone());
+            out.push_str(&format!(
+                "{}  {}  {}  {}\n",
+                p.name,
+                p.plugin,
+                stages.join(","),
+                settings
+            ));
+        }
+    }
     Ok(out)
 }

@@ -22,6 +22,12 @@ use waav_plugin_api::{
 /// Default time budget of one processor, as a share of the frame's duration.
 const DEFAULT_BUDGET_SHARE: f64 = 0.10;
 
+/// The time one processor may take on a frame of `frame` duration before it counts as over
+/// budget (a share of the frame: what keeps a chain real-time).
+pub fn frame_budget(frame: Duration) -> Duration {
+    frame.mul_f64(DEFAULT_BUDGET_SHARE)
+}
+
 /// Most processors in one chain.
 pub const MAX_PROCESSORS: usize = 16;
 

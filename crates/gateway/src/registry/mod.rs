@@ -134,6 +134,21 @@ struct ProcessorInstance {
     config: PluginConfig,
 }
 
+/// One processor instance as listed by [`Registry::processor_instances`].
+#[derive(Debug)]
+pub struct ProcessorListing<'a> {
+    /// Instance name (what pipelines name).
+    pub name: &'a str,
+    /// The plugin implementing it.
+    pub plugin: &'static str,
+    /// The stages it can run at.
+    pub stages: &'static [waav_plugin_api::Stage],
+    /// The plugin's typical added latency.
+    pub latency_estimate: Duration,
+    /// The instance's `config:` map.
+    pub settings: &'a PluginConfig,
+}
+
 /// A processor made for one session.
 pub struct CreatedProcessor {
     /// The plugin id implementing it.
@@ -446,6 +461,28 @@ impl Registry {
             plugin: entry.id,
             processor,
         })
+    }
+
+    /// The processor instances of `plugins.processors`: name, plugin id, stages, the plugin's
+    /// latency estimate and the instance's settings (for `/plugins` and the CLI).
+    pub fn processor_instances(&self) -> Vec<ProcessorListing<'_>> {
+        self.processors
+            .iter()
+            .map(|(name, inst)| {
+                let plugin = self.find(PluginKind::Processor, inst.plugin);
+                let (stages, latency) = match plugin.map(|e| &e.handle) {
+                    Some(PluginHandle::Processor(p)) => (p.stages(), p.latency_estimate()),
+                    _ => (&[][..], Duration::ZERO),
+                };
+                ProcessorListing {
+                    name,
+                    plugin: inst.plugin,
+                    stages,
+                    latency_estimate: latency,
+                    settings: &inst.config,
+                }
+            })
+            .collect()
     }
 
     /// Creates text processor instance `name` (from `plugins.processors`) for one session at a

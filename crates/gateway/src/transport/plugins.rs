@@ -48,7 +48,24 @@ pub async fn list(State(state): State<SharedState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "plugins": plugins }))
+    // The processor instances pipelines name, with what each may cost per frame.
+    let budget_us = crate::pipeline::frame_budget(std::time::Duration::from_millis(20)).as_micros();
+    let processors: Vec<Value> = state
+        .registry
+        .processor_instances()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "plugin": p.plugin,
+                "stages": p.stages,
+                "settings": p.settings.as_map(),
+                "budget_us_per_20ms_frame": budget_us,
+                "latency_estimate_ms": p.latency_estimate.as_secs_f64() * 1000.0,
+            })
+        })
+        .collect();
+    Json(json!({ "plugins": plugins, "processors": processors }))
 }
 
 /// Per-plugin health; 503 when a plugin marked `required` is not healthy.
