@@ -43,7 +43,7 @@ async fn send(
     what: &str,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(deadline, req.send()).await {
+    let resp = match tokio::time::timeout(deadline, http.execute(req)).await {
         Err(_) => {
             return Err(errors::timeout(
                 &format!("cartesia: {what}"),
@@ -51,7 +51,7 @@ async fn send(
                 redactor,
             ))
         }
-        Ok(Err(e)) => return Err(redactor.redact_error(http.map_error(e))),
+        Ok(Err(e)) => return Err(redactor.redact_error(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {

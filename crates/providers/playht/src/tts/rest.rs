@@ -114,11 +114,12 @@ async fn error_from(mut resp: Response, wait: Duration, redactor: &Redactor) -> 
 }
 
 async fn send(
+    http: &HttpClient,
     req: RequestBuilder,
     wait: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(wait, req.send()).await {
+    let resp = match tokio::time::timeout(wait, http.execute(req)).await {
         Err(_) => {
             return Err(errors::timeout(
                 "playht: waiting for the response",
@@ -126,7 +127,7 @@ async fn send(
                 redactor,
             ))
         }
-        Ok(Err(e)) => return Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => return Err(redactor.redact_error(e)),
         Ok(Ok(r)) => r,
     };
     if resp.status().is_success() {
@@ -162,7 +163,7 @@ pub async fn synthesize(
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, plan.accept)
             .body(settings::body(plan, piece).to_string());
-        let resp = send(req, s.response_timeout, &redactor).await?;
+        let resp = send(http, req, s.response_timeout, &redactor).await?;
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -225,7 +226,7 @@ async fn list(
         .header(KEY_HEADER, key_header(key)?)
         .header(USER_HEADER, user_header(user)?)
         .header(header::ACCEPT, "application/json");
-    let resp = send(req, s.response_timeout, redactor).await?;
+    let resp = send(http, req, s.response_timeout, redactor).await?;
     let mut chunks = resp.bytes_stream();
     let mut body = Vec::new();
     let read = async {
