@@ -68,11 +68,11 @@ impl SileroModel {
         let session = Session::builder(&env)
             .map_err(err)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| err(e))?
+            .map_err(err)?
             .with_intra_threads(threads.max(1))
-            .map_err(|e| err(e))?
+            .map_err(err)?
             .with_inter_threads(1)
-            .map_err(|e| err(e))?
+            .map_err(err)?
             .commit_from_file(model)
             .map_err(|e| err(format!("loading {}: {e}", model.display())))?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
