@@ -321,3 +321,41 @@ async fn processors_run_on_realtime_audio_both_ways() {
     let (msgs, _) = until(&mut c, "response_done").await;
     assert!(msgs.iter().any(|m| m["role"] == "user"), "{msgs:?}");
 }
+
+#[tokio::test]
+async fn post_stt_text_processors_run_on_the_users_transcripts() {
+    // Links the built-in processors (redact_pii) into this test binary.
+    let _ = waav_processors::PROCESSOR_IDS;
+    let server = TestServer::start(
+        "plugins:\n  processors:\n    leak: { type: text-probe, config: { append: \" mail me at jo@example.com\" } }\n    pii: { type: redact_pii }\n",
+    )
+    .await;
+    let (mut c, _) = open(
+        &server,
+        json!({"turn_detection":{"mode":"manual"},"post_pipeline":["leak","pii"]}),
+    )
+    .await;
+    for f in tone_frames(24_000, 200) {
+        c.send_binary(f).await;
+    }
+    c.send_json(json!({"type":"commit_audio"})).await;
+    let (msgs, _) = until(&mut c, "response_done").await;
+    let said = |role: &str| {
+        msgs.iter()
+            .find(|m| m["type"] == "transcript" && m["role"] == role)
+            .and_then(|m| m["text"].as_str())
+            .unwrap_or_else(|| panic!("no {role} transcript: {msgs:?}"))
+            .to_owned()
+    };
+    let user = said("user");
+    assert!(user.starts_with("heard 200 ms mail me at "), "{user}");
+    assert!(!user.contains("jo@example.com"), "{user}");
+    // The assistant's text is what its audio says: not rewritten.
+    assert!(!said("assistant").contains("mail me"), "{msgs:?}");
+    // A name that is not configured refuses the config.
+    let mut c = WsClient::connect(&server.ws_url("/realtime")).await;
+    c.send_json(json!({"type":"config","provider":"loopback","post_pipeline":["nope"]}))
+        .await;
+    let e = c.json().await;
+    assert_eq!(e["type"], "error", "{e}");
+}

@@ -749,6 +749,10 @@ pub struct RealtimeConfig {
     /// `plugins.pipelines.default_tts_post`, `[]` for none).
     #[serde(default)]
     pub output_pipeline: Option<Vec<String>>,
+    /// Text processor instances run on the user's transcripts before they are sent (additive;
+    /// replaces `plugins.pipelines.default_stt_post`, `[]` for none).
+    #[serde(default)]
+    pub post_pipeline: Option<Vec<String>>,
 }
 
 impl RealtimeConfig {
@@ -812,6 +816,7 @@ impl RealtimeConfig {
         }
         check_pipeline(self.pipeline.as_deref())?;
         check_pipeline(self.output_pipeline.as_deref())?;
+        check_pipeline(self.post_pipeline.as_deref())?;
         Ok(())
     }
 }

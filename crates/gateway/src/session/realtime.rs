@@ -47,6 +47,8 @@ struct Provider {
     responding: bool,
     /// Output of a cancelled or interrupted response is dropped until that response is done.
     muted: bool,
+    /// Post-STT text processors, run on the user's transcripts before they are sent.
+    post_stt: Option<Box<crate::pipeline::TextPipeline>>,
 }
 
 struct Session {
@@ -444,6 +446,14 @@ impl Session {
         let output = ClientAudio::build(produced, client_out, frame, post)
             .await
             .map_err(|e| invalid(e.to_string()))?;
+        let post_stt = crate::pipeline::TextPipeline::build(
+            &self.state.registry,
+            c.post_pipeline
+                .as_ref()
+                .unwrap_or(&pipelines.default_stt_post),
+            waav_plugin_api::Stage::PostStt,
+        )
+        .map_err(invalid)?;
         let mut config = RealtimeSessionConfig::default();
         apply(&mut config, c);
         config.input_format = taken;
@@ -474,6 +484,7 @@ impl Session {
             frames: Vec::new(),
             responding: false,
             muted: false,
+            post_stt,
         });
         Ok(())
     }
@@ -535,12 +546,28 @@ impl Session {
             },
             RealtimeEvent::SessionUpdated => ServerMessage::SessionUpdated,
             RealtimeEvent::Transcript {
-                text,
+                mut text,
                 role,
                 is_final,
             } => {
                 if role == waav_plugin_api::Role::Assistant {
                     p.responding = true;
+                }
+                // What the user said leaves the gateway through the post-STT processors (PII
+                // redaction, say), as `/ws` transcripts do. The assistant's text is what its
+                // audio says, so it is left as spoken.
+                if role == waav_plugin_api::Role::User && !text.is_empty() {
+                    if let Some(d) = p.post_stt.as_mut().and_then(|t| t.run(&mut text)) {
+                        self.out
+                            .send(
+                                WsError::ProcessorFailed {
+                                    name: d.name,
+                                    error: d.error,
+                                }
+                                .into(),
+                            )
+                            .await;
+                    }
                 }
                 ServerMessage::Transcript {
                     text,
