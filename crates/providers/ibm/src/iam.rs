@@ -195,7 +195,7 @@ impl TokenCache {
             .header("Accept", "application/json")
             .body(form);
         let started = Instant::now();
-        let resp = match tokio::time::timeout(self.timeout, req.send()).await {
+        let resp = match tokio::time::timeout(self.timeout, http.execute(req)).await {
             Err(_) => {
                 return Err(errors::timeout(
                     &format!("{CTX}: token request"),
@@ -203,7 +203,7 @@ impl TokenCache {
                     &redactor,
                 ))
             }
-            Ok(Err(e)) => return Err(map_reqwest_error(e, CTX, &redactor)),
+            Ok(Err(e)) => return Err(redactor.redact_error(e)),
             Ok(Ok(r)) => r,
         };
         let status = resp.status();

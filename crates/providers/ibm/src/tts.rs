@@ -201,7 +201,7 @@ impl IbmTts {
             .header("Accept", &r.accept)
             .header("Content-Type", "application/json")
             .body(body);
-        let resp = match self.send(req, r, &redactor).await {
+        let resp = match self.send(http, req, r, &redactor).await {
             Ok(resp) => resp,
             Err(e) => return Err(e),
         };
@@ -259,12 +259,13 @@ impl IbmTts {
     /// refused token is forgotten.
     async fn send(
         &self,
+        http: &HttpClient,
         req: waav_provider_kit::http::RequestBuilder,
         r: &Resolved,
         redactor: &Redactor,
     ) -> Result<Response, PluginError> {
         let wait = r.settings.read_timeout;
-        let resp = match tokio::time::timeout(wait, req.send()).await {
+        let resp = match tokio::time::timeout(wait, http.execute(req)).await {
             Err(_) => {
                 return Err(errors::timeout(
                     &format!("{CTX}: waiting for the response"),
@@ -272,7 +273,7 @@ impl IbmTts {
                     redactor,
                 ))
             }
-            Ok(Err(e)) => return Err(map_reqwest_error(e, CTX, redactor)),
+            Ok(Err(e)) => return Err(redactor.redact_error(e)),
             Ok(Ok(resp)) => resp,
         };
         if resp.status().is_success() {
@@ -483,7 +484,7 @@ impl TtsPlugin for IbmTts {
             .get(&format!("{instance}/v1/voices"))
             .header("Authorization", format!("Bearer {}", token.expose()))
             .header("Accept", "application/json");
-        let resp = self.send(req, &r, &redactor).await?;
+        let resp = self.send(&http, req, &r, &redactor).await?;
         let body = read_limited(resp, MAX_VOICES_BODY + 1, settings.read_timeout).await;
         if body.len() > MAX_VOICES_BODY {
             return Err(errors::make(
