@@ -429,14 +429,17 @@ impl AuthCache {
             assertion.expose()
         );
         let started = Instant::now();
-        let resp = http
+        let req = http
             .post(token_url)
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
-            .body(body)
-            .send()
+            .body(body);
+        // The kit retries a refused connection, a 5xx or a short 429 (within this client's
+        // budget) before the response head; the status is mapped below.
+        let resp = http
+            .execute(req)
             .await
-            .map_err(|e| map_reqwest_error(e, CTX, &redactor))?;
+            .map_err(|e| redactor.redact_error(e))?;
         let status = resp.status();
         let retry = errors::retry_after(resp.headers());
         let bytes = resp
