@@ -284,21 +284,33 @@ fn blames_payload(e: &ErrorBody, subject: Subject) -> bool {
         .any(|w| code.contains(w) || message.contains(w))
 }
 
-/// Sends `req`, waiting at most `wait` for the response head; a non-2xx status is an error.
+/// Sends `req`, waiting at most `wait` for the response head (all attempts included); a non-2xx
+/// status is an error. With `client`, the kit's budgeted retry applies before the response head
+/// (a refused connection, a 5xx, 408/504, a short 429); without it the request is sent once.
 pub async fn send(
+    client: Option<&HttpClient>,
     req: RequestBuilder,
     wait: Duration,
     subject: Subject,
     context: &str,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(wait, req.send()).await {
+    let sent = async {
+        match client {
+            Some(c) => c.execute(req).await.map_err(|e| redactor.redact_error(e)),
+            None => req
+                .send()
+                .await
+                .map_err(|e| map_reqwest_error(e, context, redactor)),
+        }
+    };
+    match tokio::time::timeout(wait, sent).await {
         Err(_) => Err(errors::timeout(
             &format!("{context}: waiting for the response"),
             wait,
             redactor,
         )),
-        Ok(Err(e)) => Err(map_reqwest_error(e, context, redactor)),
+        Ok(Err(e)) => Err(e),
         Ok(Ok(resp)) if resp.status().is_success() => Ok(resp),
         Ok(Ok(resp)) => Err(error_from_response(resp, wait, subject, context, redactor).await),
     }

@@ -126,6 +126,10 @@ pub struct FakeOptions {
     pub inactivity: Duration,
     /// Misbehaviour.
     pub fault: Fault,
+    /// REST: [`fault`](Self::fault) applies to the first this many authorised synthesis
+    /// requests only, later ones are served (`None`: to every request). A client retrying a
+    /// transient failure then succeeds.
+    pub fault_first: Option<usize>,
 }
 
 impl Default for FakeOptions {
@@ -142,6 +146,7 @@ impl Default for FakeOptions {
             max_contexts: 5,
             inactivity: Duration::from_secs(20),
             fault: Fault::None,
+            fault_first: None,
         }
     }
 }
@@ -158,6 +163,13 @@ impl FakeOptions {
     /// Sets the fault.
     pub fn fault(mut self, fault: Fault) -> Self {
         self.fault = fault;
+        self
+    }
+
+    /// Limits the fault to the first `n` REST synthesis requests
+    /// ([`fault_first`](Self::fault_first)).
+    pub fn fault_first(mut self, n: usize) -> Self {
+        self.fault_first = Some(n);
         self
     }
 }
@@ -224,6 +236,8 @@ struct Shared {
     voices_hits: AtomicUsize,
     aborted: AtomicUsize,
     completed: AtomicUsize,
+    /// Authorised REST synthesis requests so far (for `fault_first`).
+    rest_authorised: AtomicUsize,
     hold: Notify,
 }
 
@@ -489,7 +503,12 @@ async fn rest_stream(
             "Invalid API key",
         );
     }
-    match &app.opts.fault {
+    let index = app.shared.rest_authorised.fetch_add(1, Ordering::SeqCst);
+    let fault = match app.opts.fault_first {
+        Some(n) if index >= n => Fault::None,
+        _ => app.opts.fault.clone(),
+    };
+    match &fault {
         Fault::Status {
             status,
             headers,
@@ -541,12 +560,16 @@ async fn rest_stream(
             .body(body)
             .expect("response")
     };
-    if app.opts.fault == Fault::Silent {
+    if fault == Fault::Silent {
         // The head goes out; the first chunk never does.
         let pending = futures::stream::pending::<Result<Bytes, std::io::Error>>();
         return response(Body::from_stream(pending));
     }
     let opts = app.opts.clone();
+    let truncate = match fault {
+        Fault::Truncate { after_chunks } => Some(after_chunks),
+        _ => None,
+    };
     let guard = BodyGuard {
         shared: app.shared.clone(),
         finished: false,
@@ -561,7 +584,7 @@ async fn rest_stream(
                 }
                 tokio::time::sleep(opts.chunk_delay).await;
             }
-            if let Fault::Truncate { after_chunks } = opts.fault {
+            if let Some(after_chunks) = truncate {
                 if sent >= after_chunks {
                     let e = std::io::Error::other("fake: truncated");
                     return Some((Err(e), (VecDeque::new(), guard, usize::MAX / 2)));

@@ -219,7 +219,10 @@ impl Client {
             .header("Content-Type", content_type)
             .body(form.finish());
         let wait = self.settings.request_timeout;
-        let resp = common::send(req, wait, Subject::Audio, ctx, &self.redactor).await?;
+        // Sent once, not through the kit's retry: a 429 about billing would be retried (the
+        // kit cannot tell it from a rate limit by its head), and `tests/stt.rs` pins one
+        // attempt per utterance for it and for a 500.
+        let resp = common::send(None, req, wait, Subject::Audio, ctx, &self.redactor).await?;
         let ct = resp
             .headers()
             .get("content-type")
