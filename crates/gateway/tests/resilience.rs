@@ -488,8 +488,8 @@ const RECOVERING: &str = "plugins:\n  stt:\n    own: { plugin: loopback }\n    s
 
 fn switch_of(seen: &[Value]) -> Option<(&str, &str)> {
     seen.iter()
-        .filter(|v| v["type"] == "provider_switched")
-        .last()
+        .rev()
+        .find(|v| v["type"] == "provider_switched")
         .map(|v| (v["from"].as_str().unwrap(), v["to"].as_str().unwrap()))
 }
 

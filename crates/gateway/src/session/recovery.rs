@@ -57,8 +57,8 @@ fn joined<T>(r: Result<Result<T, WsError>, tokio::task::JoinError>) -> Result<T,
 
 /// A finished background open.
 pub(super) enum Reopened {
-    Stt(Result<SttLink, WsError>),
-    Tts(Result<TtsLink, WsError>),
+    Stt(Result<Box<SttLink>, WsError>),
+    Tts(Result<Box<TtsLink>, WsError>),
 }
 
 /// Resolves when a background open of the session's own provider finishes. Cancel-safe: the
@@ -69,11 +69,11 @@ pub(super) async fn next(chains: &mut Option<Box<super::Chains>>) -> Reopened {
     };
     match (r.stt_opening.as_mut(), r.tts_opening.as_mut()) {
         (None, None) => std::future::pending().await,
-        (Some(s), None) => Reopened::Stt(joined((&mut s.0).await)),
-        (None, Some(t)) => Reopened::Tts(joined((&mut t.0).await)),
+        (Some(s), None) => Reopened::Stt(joined((&mut s.0).await).map(Box::new)),
+        (None, Some(t)) => Reopened::Tts(joined((&mut t.0).await).map(Box::new)),
         (Some(s), Some(t)) => tokio::select! {
-            r = &mut s.0 => Reopened::Stt(joined(r)),
-            r = &mut t.0 => Reopened::Tts(joined(r)),
+            r = &mut s.0 => Reopened::Stt(joined(r).map(Box::new)),
+            r = &mut t.0 => Reopened::Tts(joined(r).map(Box::new)),
         },
     }
 }
@@ -262,7 +262,7 @@ impl Session {
             Reopened::Stt(result) => {
                 r.stt_opening = None;
                 match result {
-                    Ok(link) => self.return_stt(link).await,
+                    Ok(link) => self.return_stt(*link).await,
                     Err(e) => {
                         tracing::info!(error = %e, "the session's own STT provider is not back yet");
                         r.stt_left = Some(Instant::now());
@@ -273,7 +273,7 @@ impl Session {
                 r.tts_opening = None;
                 match result {
                     Ok(link) => {
-                        r.tts_ready = Some(link);
+                        r.tts_ready = Some(*link);
                         self.tts_boundary().await;
                     }
                     Err(e) => {
