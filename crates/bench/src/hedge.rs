@@ -76,8 +76,9 @@ async fn next_frame(s: &mut Socket) -> Option<Message> {
     }
 }
 
-/// One run: `speak` → first binary frame, and whether the partner served it.
-async fn once(url: &str, latency_ms: u64, hedge: bool) -> Option<(Duration, bool)> {
+/// One run: `speak` → first binary frame, and whether the partner served it. `text` is unique
+/// to the run, so it is never a cache hit.
+async fn once(url: &str, latency_ms: u64, hedge: bool, text: &str) -> Option<(Duration, bool)> {
     let (mut s, _) = tokio_tungstenite::connect_async(url).await.ok()?;
     let tts = json!({"provider":"loopback","model":format!("latency_ms={latency_ms}"),
         "audio_format":"linear16","sample_rate":16000,"fallback":["loopback:tone-c5"],
@@ -99,7 +100,7 @@ async fn once(url: &str, latency_ms: u64, hedge: bool) -> Option<(Duration, bool
             return None;
         }
     }
-    let speak = json!({"type":"speak","text":"the first sentence of a new session"});
+    let speak = json!({"type":"speak","text":text});
     s.send(Message::text(speak.to_string())).await.ok()?;
     let t0 = Instant::now();
     let mut switched = false;
@@ -137,8 +138,10 @@ pub async fn measure(
 ) -> ModeReport {
     let mut samples = Vec::with_capacity(runs);
     let (mut failures, mut switched) = (0, 0);
+    let nonce = std::process::id();
     for i in 0..runs {
-        match once(url, pattern.latency_ms(i), hedge).await {
+        let text = format!("the first sentence of session {i} ({mode}, run {nonce})");
+        match once(url, pattern.latency_ms(i), hedge, &text).await {
             Some((d, sw)) => {
                 samples.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
                 switched += usize::from(sw);
