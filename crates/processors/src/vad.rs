@@ -27,7 +27,9 @@ const WARM_BLOCK_FRAMES: usize = 9_600;
 /// The `vad` plugin (alias `earshot`).
 ///
 /// Settings (all optional):
-/// - `engine`: `earshot` (the only engine built in; default).
+/// - `engine`: `earshot` (the only engine of this processor; default). `silero` is refused with
+///   a pointer to the `silero_vad` processor type (Silero VAD v5 on ONNX, in `waav-local`, which
+///   owns ONNX Runtime and the models; same settings and events).
 /// - `threshold` (0–1, default 0.5): a frame whose score reaches it counts as speech.
 /// - `neg_threshold` (0–`threshold`, default `threshold − 0.15`, at least 0): while in speech, a
 ///   frame counts as silence only below it (score hysteresis).
@@ -116,6 +118,16 @@ impl VadSettings {
                 "pre_speech_pad_ms",
             ],
         )?;
+        if config
+            .string("engine")?
+            .is_some_and(|e| e.eq_ignore_ascii_case("silero"))
+        {
+            return Err(PluginError::Config(format!(
+                "{}.engine: silero is its own processor type: use `type: silero_vad` (same \
+                 settings and events; model from scripts/fetch-models.sh)",
+                config.path()
+            )));
+        }
         s.choice("engine", "earshot", &["earshot"])?;
         let threshold = s.number("threshold", 0.5, 0.0, 1.0)?;
         let neg_threshold =
