@@ -5,6 +5,7 @@
 //!
 //! `waav-bench` (the CLI) drives it; `tests/smoke.rs` runs a short bounded load in CI.
 
+pub mod eot;
 pub mod failover;
 pub mod gateway;
 pub mod hedge;

@@ -22,6 +22,10 @@ pub struct SegmenterConfig {
     pub pre_roll_ms: u32,
     /// An utterance is cut (and a new one started if speech goes on) at this length.
     pub max_utterance_ms: u32,
+    /// Silence within an utterance after which [`SegmentEvent::Paused`] is reported (and
+    /// [`SegmentEvent::Resumed`] when speech comes back before the hangover ends it); `0`
+    /// reports no pauses. Only useful below `silence_hangover_ms`.
+    pub pause_ms: u32,
 }
 
 impl Default for SegmenterConfig {
@@ -32,6 +36,7 @@ impl Default for SegmenterConfig {
             silence_hangover_ms: 500,
             pre_roll_ms: 300,
             max_utterance_ms: 30_000,
+            pause_ms: 0,
         }
     }
 }
@@ -41,6 +46,11 @@ impl Default for SegmenterConfig {
 pub enum SegmentEvent {
     /// Speech began (reported once `min_speech_ms` of speech has been seen).
     SpeechStarted,
+    /// The utterance has been silent for `pause_ms` (only with `pause_ms` set): it may be
+    /// over. [`Segmenter::utterance`] holds its audio so far.
+    Paused,
+    /// Speech came back after a [`Paused`](Self::Paused), within the same utterance.
+    Resumed,
     /// The utterance ended; `samples` is its 16 kHz mono audio including the pre-roll and the
     /// trailing silence hangover.
     SpeechEnded {
@@ -60,6 +70,8 @@ pub struct Segmenter {
     /// The current utterance while in speech.
     utterance: Vec<f32>,
     in_speech: bool,
+    /// A `Paused` was reported and no speech followed yet.
+    paused: bool,
     speech_run: usize,
     silence_run: usize,
 }
@@ -74,6 +86,7 @@ impl Segmenter {
             history: VecDeque::new(),
             utterance: Vec::new(),
             in_speech: false,
+            paused: false,
             speech_run: 0,
             silence_run: 0,
         }
@@ -87,6 +100,16 @@ impl Segmenter {
     /// Whether an utterance is in progress.
     pub fn in_speech(&self) -> bool {
         self.in_speech
+    }
+
+    /// The audio of the utterance in progress so far (pre-roll included; whole 16 ms frames
+    /// only); empty between utterances.
+    pub fn utterance(&self) -> &[f32] {
+        if self.in_speech {
+            &self.utterance
+        } else {
+            &[]
+        }
     }
 
     /// Feeds 16 kHz mono `f32` samples in `[-1, 1]`; returns the events they completed.
@@ -140,6 +163,7 @@ impl Segmenter {
         self.history.clear();
         self.utterance.clear();
         self.in_speech = false;
+        self.paused = false;
         self.speech_run = 0;
         self.silence_run = 0;
     }
@@ -154,12 +178,27 @@ impl Segmenter {
             self.utterance.extend_from_slice(frame);
             if score >= self.config.threshold - 0.15 {
                 self.silence_run = 0;
+                if self.paused {
+                    self.paused = false;
+                    events.push(SegmentEvent::Resumed);
+                }
             } else {
                 self.silence_run += 1;
             }
             let too_long =
                 self.utterance.len() >= self.config.max_utterance_ms as usize * SAMPLES_PER_MS;
-            if self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1) || too_long {
+            let ended = self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1);
+            if self.config.pause_ms > 0
+                && !self.paused
+                && !ended
+                && !too_long
+                && self.silence_run == self.frames(self.config.pause_ms).max(1)
+            {
+                self.paused = true;
+                events.push(SegmentEvent::Paused);
+            }
+            if ended || too_long {
+                self.paused = false;
                 events.push(SegmentEvent::SpeechEnded {
                     samples: std::mem::take(&mut self.utterance),
                 });

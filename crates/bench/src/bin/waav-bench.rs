@@ -95,6 +95,14 @@ struct Args {
     /// With --failover: the gateway's `resilience.tts_first_byte_ms`.
     #[arg(long, default_value_t = 300)]
     failover_first_byte_ms: u64,
+    /// End-of-turn mode: this many Piper-spoken utterances streamed in real time into the local
+    /// STT behind `[vad, turn_detect]` (the production `waav-gateway`, or --gateway-bin; --config
+    /// replaces the generated YAML). Needs the models (`WAAV_MODELS_DIR`).
+    #[arg(long, default_value_t = 0)]
+    eot: usize,
+    /// With --eot: the pipeline VAD's `min_silence_ms` in the generated config.
+    #[arg(long, default_value_t = 150)]
+    eot_vad_silence_ms: u64,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -119,6 +127,9 @@ async fn main() -> ExitCode {
     }
     if args.failover > 0 {
         return failover_main(&args).await;
+    }
+    if args.eot > 0 {
+        return eot_main(&args).await;
     }
     let (url, pid, _child) = match &args.url {
         Some(u) => (u.clone(), args.pid, None),
@@ -250,6 +261,106 @@ async fn main() -> ExitCode {
     }
     let failed = lost > 0 || !report.errors.is_empty() || report.sessions_ok < args.sessions;
     if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn eot_main(args: &Args) -> ExitCode {
+    use waav_bench::eot;
+    let cfg_path = match &args.config {
+        Some(c) => c.clone(),
+        None => {
+            let p =
+                std::env::temp_dir().join(format!("waav-bench-eot-{}.yaml", std::process::id()));
+            if let Err(e) = std::fs::write(&p, eot::gateway_yaml(args.eot_vad_silence_ms)) {
+                eprintln!("error: cannot write {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+            p
+        }
+    };
+    let bin = args
+        .gateway_bin
+        .clone()
+        .unwrap_or_else(|| sibling_binary("waav-gateway"));
+    let (url, _server) = match &args.url {
+        Some(u) => (u.clone(), None),
+        None => match GatewayProcess::spawn(&bin, Some(&cfg_path)).await {
+            Ok(g) => (format!("ws://{}/ws", g.addr), Some(g)),
+            Err(e) => {
+                eprintln!("error: cannot start {}: {e}", bin.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    eprintln!(
+        "eot: {} utterances against {url} ({}) …",
+        args.eot,
+        bin.display()
+    );
+    let report = eot::run(&url, args.eot).await;
+    if args.config.is_none() {
+        let _ = std::fs::remove_file(&cfg_path);
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: eot phase failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{:<4} {:>6} {:>8} {:>8} {:>8} {:>6}  words",
+        "#", "speech", "interim", "final", "turn end", "finals"
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    for (i, u) in report.utterances.iter().enumerate() {
+        println!(
+            "{i:<4} {:>6} {:>8} {:>8} {:>8} {:>6}  {:?} ({:.2})",
+            u.speech_ms,
+            ms(u.first_interim_ms),
+            ms(u.first_final_ms),
+            ms(u.speech_final_ms),
+            u.finals,
+            u.text,
+            u.word_match
+        );
+    }
+    let p = |d: &Distribution| {
+        format!(
+            "p50 {:.0} ms, p90 {:.0} ms (n={})",
+            d.p50_us / 1e3,
+            d.p90_us / 1e3,
+            d.count
+        )
+    };
+    println!(
+        "speech start → first interim:   {}",
+        p(&report.first_interim)
+    );
+    println!("end of speech → first final:    {}", p(&report.first_final));
+    println!(
+        "end of speech → is_speech_final: {}",
+        p(&report.speech_final)
+    );
+    println!(
+        "cut utterances: {} of {}; missing final or turn end: {}",
+        report.cut,
+        report.utterances.len(),
+        report.missing
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({"mode": "eot", "report": report});
+        if let Err(e) = std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        ) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+        }
+    }
+    if report.missing > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -547,6 +658,7 @@ async fn failover_main(args: &Args) -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
 /// `--hedge N`: N sessions per mode (hedge off, on at once, delayed), one at a time.
 async fn hedge_main(args: &Args) -> ExitCode {
     use waav_bench::hedge::{self, Pattern};

@@ -4,6 +4,12 @@
 //! growing utterance at a steady cadence for interim results, decodes it once more when it ends
 //! for the final result, and reports the end of the turn after a further pause. Decoding runs on
 //! the bounded inference [`Pool`]; the session keeps reading audio meanwhile.
+//!
+//! End-of-turn latency: the encoder sees a window the length of the utterance (not Whisper's
+//! 30 s, see [`WhisperEngine::set_min_window_ms`]), and the final is decoded **speculatively**:
+//! at the first pause (`speculative_pause_ms` of silence) the utterance so far is decoded; if
+//! speech resumes the result is discarded, and if the pause lasts until the hangover
+//! (`silence_hangover_ms`) ends the utterance, that result is the final, sent at once.
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
@@ -33,10 +39,22 @@ pub const MAX_PENDING_FINALS: usize = 4;
 /// Decodes one utterance (16 kHz mono); runs on the inference pool.
 type DecodeFn = Arc<dyn Fn(&[f32]) -> Result<Transcription, LocalError> + Send + Sync>;
 
+/// Default `silence_hangover_ms`: silence (after the VAD's score falls) that ends an utterance.
+/// Long enough that a sentence with a 300 ms pause stays one utterance.
+pub const DEFAULT_HANGOVER_MS: u32 = 300;
+/// Default `speculative_pause_ms`: silence after which the final is decoded speculatively.
+pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 96;
+/// Default `first_interim_ms`: speech before the first interim decode.
+pub const DEFAULT_FIRST_INTERIM_MS: u64 = 300;
+/// Default `interim_interval_ms`: speech between later interim decodes.
+pub const DEFAULT_INTERIM_INTERVAL_MS: u64 = 700;
+
 #[derive(Clone)]
 struct Loaded {
     decode: DecodeFn,
     pool: Pool,
+    /// Samples of speech before the first interim, and between later ones.
+    first_interim: usize,
     interim_every: usize,
     turn_silence: Duration,
     vad: SegmenterConfig,
@@ -73,8 +91,10 @@ impl Plugin for LocalStt {
             .features(true, true, true, false)
     }
 
-    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `interim_interval_ms` (1000),
-    /// `turn_silence_ms` (700), `vad_threshold` (0.5), `silence_hangover_ms` (500).
+    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (300),
+    /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
+    /// `silence_hangover_ms` (300), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
+    /// (2000; 0 = Whisper's full 30 s window).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -99,28 +119,66 @@ impl LocalStt {
         let threads = config.u64("threads")?.map_or(def_threads, |v| v as usize);
         let max_queue = config.u64("max_queue")?.unwrap_or(8) as usize;
         let dir = models.whisper_dir();
-        let engine = tokio::task::spawn_blocking(move || WhisperEngine::load(&dir, threads))
-            .await
-            .map_err(|e| PluginError::Panicked(e.to_string()))?
-            .map_err(|e| PluginError::Config(e.to_string()))?;
-        let mut vad = SegmenterConfig::default();
-        if let Some(t) = config.f64("vad_threshold")? {
-            vad.threshold = t as f32;
-        }
-        if let Some(ms) = config.u64("silence_hangover_ms")? {
-            vad.silence_hangover_ms = ms as u32;
-        }
-        let interim_ms = config.u64("interim_interval_ms")?.unwrap_or(1000).max(100);
+        let window = match config.u64("min_window_ms")? {
+            None => Some(crate::whisper::DEFAULT_MIN_WINDOW_MS),
+            Some(0) => None,
+            Some(ms) => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
+        };
+        let engine = tokio::task::spawn_blocking(move || {
+            WhisperEngine::load(&dir, threads).map(|mut e| {
+                e.set_min_window_ms(window);
+                e
+            })
+        })
+        .await
+        .map_err(|e| PluginError::Panicked(e.to_string()))?
+        .map_err(|e| PluginError::Config(e.to_string()))?;
+        let vad = segmenter_config(config)?;
+        let samples = |ms: u64| usize::try_from(ms.saturating_mul(16)).unwrap_or(usize::MAX);
+        let first_interim = config
+            .u64("first_interim_ms")?
+            .unwrap_or(DEFAULT_FIRST_INTERIM_MS)
+            .max(100);
+        let interim_ms = config
+            .u64("interim_interval_ms")?
+            .unwrap_or(DEFAULT_INTERIM_INTERVAL_MS)
+            .max(100);
         let engine = Arc::new(engine);
         let _ = self.loaded.set(Loaded {
             decode: Arc::new(move |audio: &[f32]| engine.transcribe_scored(audio)),
             pool: Pool::new("whisper", workers, max_queue),
-            interim_every: usize::try_from(interim_ms.saturating_mul(16)).unwrap_or(usize::MAX),
+            first_interim: samples(first_interim),
+            interim_every: samples(interim_ms),
             turn_silence: Duration::from_millis(config.u64("turn_silence_ms")?.unwrap_or(700)),
             vad,
         });
         Ok(())
     }
+}
+
+/// The session segmenter's settings from the plugin config: `vad_threshold`,
+/// `silence_hangover_ms`, `speculative_pause_ms` (a pause at or past the hangover is no pause:
+/// the utterance ends there).
+fn segmenter_config(config: &PluginConfig) -> Result<SegmenterConfig, PluginError> {
+    let mut vad = SegmenterConfig {
+        silence_hangover_ms: DEFAULT_HANGOVER_MS,
+        pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
+        ..SegmenterConfig::default()
+    };
+    if let Some(t) = config.f64("vad_threshold")? {
+        vad.threshold = t as f32;
+    }
+    let ms = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    if let Some(v) = config.u64("silence_hangover_ms")? {
+        vad.silence_hangover_ms = ms(v);
+    }
+    if let Some(v) = config.u64("speculative_pause_ms")? {
+        vad.pause_ms = ms(v);
+    }
+    if vad.pause_ms >= vad.silence_hangover_ms {
+        vad.pause_ms = 0;
+    }
+    Ok(vad)
 }
 
 #[async_trait::async_trait]
@@ -186,6 +244,24 @@ impl PendingFinals {
 enum Kind {
     Interim,
     Final,
+    /// The final decoded at a pause, before the utterance is known to be over (its id).
+    Speculative(u64),
+}
+
+/// A final decoded ahead, at the utterance's first pause.
+struct Speculation {
+    id: u64,
+    utterance: u64,
+    /// The audio, until its decode starts.
+    audio: Option<Vec<f32>>,
+    /// The decode's result, once back while the pause still holds.
+    result: Option<Result<Transcription, PluginError>>,
+    /// The utterance ended in this pause: the result is the final.
+    ended: bool,
+}
+
+fn count_speculation(outcome: &'static str) {
+    metrics::counter!("waav_local_speculative_finals_total", "outcome" => outcome).increment(1);
 }
 
 struct Job {
@@ -201,8 +277,15 @@ struct Stream {
     /// 16 kHz audio of the utterance in progress (for interim decodes).
     current: Vec<f32>,
     since_interim: usize,
+    /// Speech (samples) due before the next interim.
+    next_interim: usize,
     utterance: u64,
     finals: PendingFinals,
+    /// The speculative final of the utterance in progress, if it is in a pause.
+    spec: Option<Speculation>,
+    spec_seq: u64,
+    /// Finals ready to send (a speculation the utterance's end confirmed).
+    ready: VecDeque<(u64, Result<Transcription, PluginError>)>,
     /// Non-fatal errors to report (utterances dropped because the decoder is behind).
     notices: Vec<PluginError>,
     job: Option<Job>,
@@ -236,8 +319,12 @@ impl Stream {
             segmenter,
             current: Vec::new(),
             since_interim: 0,
+            next_interim: usize::MAX,
             utterance: 0,
             finals: PendingFinals::new(MAX_PENDING_FINALS),
+            spec: None,
+            spec_seq: 0,
+            ready: VecDeque::new(),
             notices: Vec::new(),
             job: None,
             turn_open: false,
@@ -254,7 +341,12 @@ impl Stream {
                     return Ok(());
                 }
             }
-            if !input_open && self.job.is_none() && self.finals.is_empty() {
+            while let Some((utterance, result)) = self.ready.pop_front() {
+                if !self.on_decoded(&io, Kind::Final, utterance, result).await {
+                    return Ok(());
+                }
+            }
+            if !input_open && self.job.is_none() && self.finals.is_empty() && self.spec.is_none() {
                 return Ok(());
             }
             let deadline = self.turn_deadline;
@@ -315,10 +407,14 @@ impl Stream {
                     self.utterance += 1;
                     self.current.clear();
                     self.since_interim = 0;
+                    self.next_interim = self.loaded.first_interim;
                     self.turn_deadline = None;
+                    self.discard_speculation();
                 }
+                SegmentEvent::Paused => self.speculate(),
+                SegmentEvent::Resumed => self.discard_speculation(),
                 SegmentEvent::SpeechEnded { samples } => {
-                    self.queue_final(self.utterance, samples);
+                    self.utterance_ended(samples);
                     self.current.clear();
                 }
             }
@@ -332,20 +428,74 @@ impl Stream {
 
     fn end_utterance(&mut self) {
         if let Some(SegmentEvent::SpeechEnded { samples }) = self.segmenter.flush() {
-            self.queue_final(self.utterance, samples);
+            self.utterance_ended(samples);
             self.current.clear();
         }
     }
 
-    /// Starts the next decode if none is running: finals first, then an interim when due.
+    /// The utterance in progress ended: its speculative final (decoded or decoding) becomes the
+    /// final, else its audio is queued for one.
+    fn utterance_ended(&mut self, samples: Vec<f32>) {
+        match self.spec.as_mut() {
+            Some(spec) if spec.utterance == self.utterance => {
+                spec.ended = true;
+                if let Some(result) = spec.result.take() {
+                    self.spec = None;
+                    count_speculation("used");
+                    self.ready.push_back((self.utterance, result));
+                }
+            }
+            _ => self.queue_final(self.utterance, samples),
+        }
+    }
+
+    /// The utterance paused: decode what it holds so far, unless earlier finals are still owed
+    /// (the speculation would overtake them) or a final is decoding.
+    fn speculate(&mut self) {
+        let final_running = self.job.as_ref().is_some_and(|j| j.kind == Kind::Final);
+        if !self.finals.is_empty() || final_running || !self.ready.is_empty() {
+            return;
+        }
+        self.spec_seq += 1;
+        self.spec = Some(Speculation {
+            id: self.spec_seq,
+            utterance: self.utterance,
+            audio: Some(self.segmenter.utterance().to_vec()),
+            result: None,
+            ended: false,
+        });
+    }
+
+    /// Speech resumed (or a new utterance began): a speculation is void; a decode of it still
+    /// running is ignored when it returns.
+    fn discard_speculation(&mut self) {
+        if self.spec.take().is_some() {
+            count_speculation("discarded");
+        }
+    }
+
+    /// Starts the next decode if none is running: a speculative final first (it is for the
+    /// newest utterance, but finals queued after it are for later ones), then queued finals,
+    /// then an interim when due (not during a pause: the speculation covers it).
     fn schedule(&mut self) {
         if self.job.is_some() {
             return;
         }
+        if let Some(spec) = self.spec.as_mut() {
+            if let Some(audio) = spec.audio.take() {
+                let (id, utterance) = (spec.id, spec.utterance);
+                self.job = Some(self.spawn(Kind::Speculative(id), utterance, audio));
+                return;
+            }
+        }
         if let Some((utterance, audio)) = self.finals.pop() {
             self.job = Some(self.spawn(Kind::Final, utterance, audio));
-        } else if self.segmenter.in_speech() && self.since_interim >= self.loaded.interim_every {
+        } else if self.segmenter.in_speech()
+            && self.spec.is_none()
+            && self.since_interim >= self.next_interim
+        {
             self.since_interim = 0;
+            self.next_interim = self.loaded.interim_every;
             let audio = self.current.clone();
             self.job = Some(self.spawn(Kind::Interim, self.utterance, audio));
         }
@@ -374,6 +524,23 @@ impl Stream {
         utterance: u64,
         result: Result<Transcription, PluginError>,
     ) -> bool {
+        let kind = match kind {
+            Kind::Speculative(id) => match self.spec.as_mut() {
+                Some(spec) if spec.id == id && spec.ended => {
+                    self.spec = None;
+                    count_speculation("used");
+                    Kind::Final
+                }
+                // The pause still holds: kept until it ends the utterance or speech resumes.
+                Some(spec) if spec.id == id => {
+                    spec.result = Some(result);
+                    return true;
+                }
+                // Speech resumed meanwhile: void.
+                _ => return true,
+            },
+            other => other,
+        };
         let (text, confidence) = match result {
             Ok(t) => (t.text.trim().to_owned(), t.confidence),
             // A refused interim is simply skipped; a lost final is reported.
@@ -387,6 +554,7 @@ impl Stream {
             }
             Kind::Interim if text.is_empty() => return true,
             Kind::Interim => Transcript::interim(text, confidence),
+            Kind::Speculative(_) => return true,
             Kind::Final => {
                 if !text.is_empty() {
                     self.turn_open = true;
@@ -433,6 +601,7 @@ mod tests {
         Loaded {
             decode,
             pool,
+            first_interim: usize::MAX,
             interim_every: usize::MAX,
             turn_silence: Duration::from_secs(60),
             vad: SegmenterConfig::default(),
@@ -541,6 +710,119 @@ mod tests {
         }
         assert_eq!(finals, MAX_PENDING_FINALS + 1);
         task.await.unwrap().unwrap();
+    }
+
+    fn pcm16(samples: &[f32]) -> Vec<u8> {
+        samples
+            .iter()
+            .flat_map(|&s| ((s * 32767.0) as i16).to_le_bytes())
+            .collect()
+    }
+
+    /// Streams `audio` in 20 ms chunks, then closes the input; returns the finals' texts.
+    async fn finals_of(loaded: Loaded, audio: &[f32]) -> Vec<String> {
+        let input = InputConverter::new(AudioEncoding::Linear16, 16_000, 1).unwrap();
+        let (io, mut peer) = SttIo::pair(1024);
+        let task = tokio::spawn(Stream::new(loaded, input).run(io));
+        for chunk in pcm16(audio).chunks(640) {
+            let audio = SttInput::Audio(bytes::Bytes::copy_from_slice(chunk));
+            peer.input.send(audio).await.unwrap();
+            // Let the session run its decodes between chunks, as in real time.
+            tokio::task::yield_now().await;
+        }
+        drop(peer.input);
+        let mut finals = Vec::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, peer.events.recv()).await {
+                Ok(Some(SttEvent::Transcript(t))) if t.is_final => finals.push(t.text.clone()),
+                Ok(Some(SttEvent::Error(e))) => panic!("error {e}"),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => panic!("the session did not end"),
+            }
+        }
+        task.await.unwrap().unwrap();
+        finals
+    }
+
+    /// A decoder that names the length of what it decoded, and records every length.
+    fn counting_decode(calls: Arc<Mutex<Vec<usize>>>) -> DecodeFn {
+        Arc::new(move |audio: &[f32]| {
+            calls.lock().unwrap().push(audio.len());
+            // Slow enough for audio to keep arriving while it runs.
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Transcription {
+                text: format!("{} samples", audio.len()),
+                confidence: 0.9,
+            })
+        })
+    }
+
+    fn espeak_16k(text: &str) -> Vec<f32> {
+        let (speech, rate) = espeak_synthesize(text, "en-us", 175).unwrap();
+        to_mono_16k(&speech, rate, 1)
+    }
+
+    /// Speech, a pause long enough to start the speculative final but shorter than the
+    /// hangover, then more speech: the speculation is discarded and the one final covers both
+    /// parts (the decoder saw the shorter audio once, and that result was not sent).
+    #[tokio::test]
+    async fn a_speculative_final_is_discarded_when_speech_resumes() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let config = PluginConfig::from_value(
+            "plugins.stt.local",
+            serde_json::json!({ "silence_hangover_ms": 600, "speculative_pause_ms": 96 }),
+        )
+        .unwrap();
+        let vad = segmenter_config(&config).unwrap();
+        assert_eq!((vad.silence_hangover_ms, vad.pause_ms), (600, 96));
+        let first = espeak_16k("Hello there");
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(&first);
+        let first_end = audio.len();
+        audio.extend(vec![0.0; 16 * 350]);
+        audio.extend(espeak_16k("my friend"));
+        audio.extend(vec![0.0; 32_000]);
+
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut loaded = fake_loaded(counting_decode(calls.clone()), Pool::new("test", 1, 8));
+        loaded.vad = vad;
+        let finals = finals_of(loaded, &audio).await;
+        assert_eq!(finals.len(), 1, "{finals:?}");
+        let final_len: usize = finals[0].split(' ').next().unwrap().parse().unwrap();
+        assert!(
+            final_len > first_end,
+            "the final holds both parts: {final_len} samples, the first part ends at {first_end}"
+        );
+        let calls = calls.lock().unwrap().clone();
+        assert!(
+            calls.iter().any(|&n| n < first_end + 16 * 350),
+            "a speculative decode of the first part ran: {calls:?}"
+        );
+        assert!(calls.len() >= 2, "{calls:?}");
+    }
+
+    /// When the pause lasts, the speculative result is the final: one decode only.
+    #[tokio::test]
+    async fn a_speculative_final_is_used_when_the_pause_holds() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(espeak_16k("Hello there my friend"));
+        audio.extend(vec![0.0; 32_000]);
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut loaded = fake_loaded(counting_decode(calls.clone()), Pool::new("test", 1, 8));
+        loaded.vad = segmenter_config(&PluginConfig::default()).unwrap();
+        let finals = finals_of(loaded, &audio).await;
+        assert_eq!(finals.len(), 1, "{finals:?}");
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "the speculation was the final: {calls:?}");
+        assert_eq!(finals[0], format!("{} samples", calls[0]));
     }
 
     #[tokio::test]

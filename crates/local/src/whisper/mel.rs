@@ -67,20 +67,31 @@ impl LogMel {
     /// Writes the features of `samples` (16 kHz mono, zero-padded or truncated to 30 s) into
     /// `out` as `[n_mels, 3000]` row-major, the layout CTranslate2 takes as `[1, n_mels, 3000]`.
     pub fn compute(&mut self, samples: &[f32], out: &mut Vec<f32>) {
-        let samples = &samples[..samples.len().min(N_SAMPLES)];
-        // pad_or_trim to 30 s, then torch.stft(center=True) reflect-pads N_FFT/2 on each side.
+        self.compute_frames(samples, N_FRAMES, out);
+    }
+
+    /// Like [`compute`](Self::compute) for a window of `n_frames` frames (10 ms each, at most
+    /// 3000): `samples` are zero-padded or truncated to `n_frames * 160` and `out` is
+    /// `[n_mels, n_frames]`. With `n_frames = 3000` this is exactly the reference; shorter
+    /// windows differ only in the zero padding left out (the normalisation takes its maximum
+    /// from the speech, not the padding).
+    pub fn compute_frames(&mut self, samples: &[f32], n_frames: usize, out: &mut Vec<f32>) {
+        let n_frames = n_frames.clamp(1, N_FRAMES);
+        let n_samples = n_frames * HOP_LENGTH;
+        let samples = &samples[..samples.len().min(n_samples)];
+        // pad_or_trim, then torch.stft(center=True) reflect-pads N_FFT/2 on each side.
         let half = N_FFT / 2;
         let padded = &mut self.padded;
         padded.clear();
-        padded.resize(N_SAMPLES + N_FFT, 0.0);
+        padded.resize(n_samples + N_FFT, 0.0);
         padded[half..half + samples.len()].copy_from_slice(samples);
         for i in 1..=half {
             padded[half - i] = padded[half + i];
-            padded[half + N_SAMPLES - 1 + i] = padded[half + N_SAMPLES - 1 - i];
+            padded[half + n_samples - 1 + i] = padded[half + n_samples - 1 - i];
         }
 
         // STFT power; the reference drops the last frame (`stft[..., :-1]`), so 3000 frames.
-        for t in 0..N_FRAMES {
+        for t in 0..n_frames {
             let start = t * HOP_LENGTH;
             for ((f, &x), &w) in self
                 .frame
@@ -103,9 +114,9 @@ impl LogMel {
 
         // mel = filters @ power; log10(max(mel, 1e-10)); clamp to max - 8; (x + 4) / 4.
         out.clear();
-        out.resize(self.n_mels * N_FRAMES, 0.0);
+        out.resize(self.n_mels * n_frames, 0.0);
         let mut max = f32::NEG_INFINITY;
-        for (row, (first, weights)) in out.chunks_exact_mut(N_FRAMES).zip(&self.filters) {
+        for (row, (first, weights)) in out.chunks_exact_mut(n_frames).zip(&self.filters) {
             for (t, v) in row.iter_mut().enumerate() {
                 let power = &self.power[t * N_BINS + first..];
                 let mel: f32 = weights.iter().zip(power).map(|(a, b)| a * b).sum();
@@ -214,6 +225,33 @@ mod tests {
         mel.compute(&vec![0.1; N_SAMPLES + 1234], &mut out);
         assert_eq!(out.len(), 80 * N_FRAMES);
         assert_eq!(LogMel::new(128).n_mels(), 128);
+    }
+
+    #[test]
+    fn a_short_window_is_the_start_of_the_30s_one() {
+        let mut mel = LogMel::new(80);
+        let (mut long, mut short) = (Vec::new(), Vec::new());
+        // 1.3 s of a gliding tone with an envelope; a 2 s window holds all of it.
+        let audio: Vec<f32> = (0..SAMPLE_RATE * 13 / 10)
+            .map(|n| {
+                let t = n as f32 / SAMPLE_RATE as f32;
+                (t * (300.0 + 400.0 * t) * std::f32::consts::TAU).sin() * 0.4 * (t * 3.0).sin()
+            })
+            .collect();
+        mel.compute(&audio, &mut long);
+        mel.compute_frames(&audio, 200, &mut short);
+        assert_eq!(short.len(), 80 * 200);
+        for m in 0..80 {
+            for t in 0..200 {
+                let (a, b) = (long[m * N_FRAMES + t], short[m * 200 + t]);
+                assert!((a - b).abs() < 1e-5, "bin {m} frame {t}: {a} vs {b}");
+            }
+        }
+        // Out-of-range frame counts are clamped, never a panic.
+        mel.compute_frames(&audio, 0, &mut short);
+        assert_eq!(short.len(), 80);
+        mel.compute_frames(&audio, N_FRAMES + 5, &mut short);
+        assert_eq!(short, long);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
 
-use self::mel::{LogMel, N_FRAMES, N_SAMPLES, SAMPLE_RATE};
+use self::mel::{LogMel, HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE};
 use crate::error::{LocalError, Result};
 use crate::models::require_file;
 
@@ -24,6 +24,80 @@ const LOGPROB_THRESHOLD: f32 = -1.0;
 /// Long audio is cut at the quietest 20 ms within the last 2 s of each 30 s window.
 const CUT_SEARCH: usize = 2 * SAMPLE_RATE;
 const CUT_STEP: usize = SAMPLE_RATE / 50;
+
+/// The default shortest encoder window, ms (see [`WhisperEngine::set_min_window_ms`]).
+pub const DEFAULT_MIN_WINDOW_MS: u32 = 2_000;
+/// The default silence kept after the audio in a short window before rounding up (ms): the
+/// decoder needs to see the speech end well inside its window, or it tends to repeat it.
+pub const DEFAULT_WINDOW_PAD_MS: u32 = 300;
+/// Short windows are whole multiples of this many frames (1 s).
+const WINDOW_STEP_FRAMES: usize = 100;
+
+/// Tokens a short window may decode: 16 plus 10 per second of audio (speech runs at 3–5
+/// tokens a second). A decode that reaches it is looping (Whisper repeats itself on some short
+/// windows) and is done again on the full 30 s window.
+fn token_cap(samples: usize) -> usize {
+    16 + samples.div_ceil(SAMPLE_RATE / 10)
+}
+
+/// Whisper decoding a window much shorter than 30 s tends to say the utterance again (and
+/// again) where the 30 s window would have ended: "Hello? How are you? Hello? How are you?".
+/// When `text`'s sentences are one group of sentences repeated (the last copy possibly cut
+/// short; case and punctuation ignored), returns the first copy.
+///
+/// A speaker who really says the same sentence twice in one utterance loses the second: the
+/// price of the short window (set `min_window_ms: 0` for the reference behaviour).
+fn collapse_repeats(text: &str) -> Option<&str> {
+    // Sentences with their end offsets in `text`.
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '?' | '!') {
+            let end = i + c.len_utf8();
+            let next = text[end..].chars().next();
+            if next.is_none_or(char::is_whitespace) {
+                sentences.push((&text[start..end], end));
+                start = end;
+            }
+        }
+    }
+    if !text[start..].trim().is_empty() {
+        sentences.push((&text[start..], text.len()));
+    }
+    let norm: Vec<String> = sentences
+        .iter()
+        .map(|(s, _)| {
+            s.chars()
+                .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let n = norm.len();
+    (1..=n / 2).find_map(|p| {
+        let repeats = (p..n).all(|i| {
+            norm[i] == norm[i - p] || (i == n - 1 && norm[i - p].starts_with(norm[i].as_str()))
+        });
+        repeats.then(|| text[..sentences[p - 1].1].trim())
+    })
+}
+
+/// The encoder window, in 10 ms frames, for `samples` samples of audio: the full 30 s
+/// (`min_window_ms` = `None`, the reference), else the audio plus `pad_ms` rounded up to whole
+/// seconds, at least `min_window_ms`, at most 30 s.
+fn window_frames(samples: usize, min_window_ms: Option<u32>, pad_ms: u32) -> usize {
+    let Some(min_ms) = min_window_ms else {
+        return N_FRAMES;
+    };
+    let need = (samples + pad_ms as usize * SAMPLE_RATE / 1000).div_ceil(HOP_LENGTH);
+    let min = (min_ms as usize / 10).max(1);
+    need.next_multiple_of(WINDOW_STEP_FRAMES)
+        .max(min)
+        .min(N_FRAMES)
+}
 
 /// A transcript and how sure the decoder was of it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -79,6 +153,10 @@ pub struct WhisperEngine {
     mel: Mutex<LogMel>,
     prompt: Vec<String>,
     options: WhisperOptions,
+    /// Shortest encoder window in ms; `None`: always the full 30 s.
+    min_window_ms: Option<u32>,
+    /// Silence after the audio in a short window, ms.
+    window_pad_ms: u32,
     /// Ids at or above this (`<|endoftext|>` and later) are special tokens, never text.
     first_special_id: u32,
     dir: PathBuf,
@@ -136,6 +214,8 @@ impl WhisperEngine {
             mel,
             prompt,
             options,
+            min_window_ms: Some(DEFAULT_MIN_WINDOW_MS),
+            window_pad_ms: DEFAULT_WINDOW_PAD_MS,
             first_special_id,
             dir: dir.to_path_buf(),
         })
@@ -144,6 +224,32 @@ impl WhisperEngine {
     /// Sets the beam size (default 5, as in the reference; 1 = greedy decoding).
     pub fn set_beam_size(&mut self, beam_size: usize) {
         self.options.beam_size = beam_size.max(1);
+    }
+
+    /// Sets the shortest encoder window (default [`DEFAULT_MIN_WINDOW_MS`]); `None` encodes
+    /// every window as the full 30 s, as the reference does.
+    ///
+    /// Whisper's encoder costs in proportion to its input, and the reference always pads audio
+    /// to 30 s. CTranslate2 takes shorter inputs, so by default an utterance is encoded as its
+    /// own length plus 300 ms, rounded up to whole seconds and at least `ms`: a 2 s utterance
+    /// costs a 3 s encode instead of a 30 s one. On short windows tiny.en often says the
+    /// utterance again where the 30 s window would end; such repeats are collapsed to the first
+    /// copy, and a decode that runs into the token cap (16 + 10 per second of audio) is done
+    /// again on the full window. On the Piper sentences of `tests/short_encoder.rs` the 2 s
+    /// floor gives the 30 s window's words (the sweep there prints quality per floor and pad).
+    pub fn set_min_window_ms(&mut self, ms: Option<u32>) {
+        self.min_window_ms = ms;
+    }
+
+    /// Sets the silence a short window keeps after the audio (default
+    /// [`DEFAULT_WINDOW_PAD_MS`]).
+    pub fn set_window_pad_ms(&mut self, ms: u32) {
+        self.window_pad_ms = ms;
+    }
+
+    /// The shortest encoder window in ms (`None`: always 30 s).
+    pub fn min_window_ms(&self) -> Option<u32> {
+        self.min_window_ms
     }
 
     /// Transcribes 16 kHz mono `f32` samples in `[-1, 1]` to text.
@@ -164,11 +270,30 @@ impl WhisperEngine {
             if rms(window) < SILENCE_RMS {
                 continue;
             }
-            self.mel
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .compute(window, &mut features);
-            let decoded = self.decode_window(&mut features)?;
+            let frames = window_frames(window.len(), self.min_window_ms, self.window_pad_ms);
+            let mut decoded = None;
+            if frames < N_FRAMES {
+                let cap = token_cap(window.len());
+                self.features(window, frames, &mut features);
+                let mut short = self.decode_window(&mut features, frames, Some(cap))?;
+                if let Some(first) = collapse_repeats(&short.text) {
+                    metrics::counter!("waav_local_whisper_repeats_collapsed_total").increment(1);
+                    short.text = first.to_owned();
+                    short.tokens = short.tokens.min(cap);
+                }
+                if short.tokens <= cap {
+                    decoded = Some(short);
+                } else {
+                    metrics::counter!("waav_local_whisper_window_retries_total").increment(1);
+                }
+            }
+            let decoded = match decoded {
+                Some(d) => d,
+                None => {
+                    self.features(window, N_FRAMES, &mut features);
+                    self.decode_window(&mut features, N_FRAMES, None)?
+                }
+            };
             if !decoded.text.is_empty() {
                 texts.push(decoded.text);
                 logprob += decoded.logprob;
@@ -186,13 +311,38 @@ impl WhisperEngine {
         })
     }
 
-    fn decode_window(&self, features: &mut [f32]) -> Result<Window> {
-        let shape = [1, self.model.n_mels(), N_FRAMES];
+    fn features(&self, window: &[f32], frames: usize, out: &mut Vec<f32>) {
+        self.mel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .compute_frames(window, frames, out);
+    }
+
+    /// Decodes one window of `frames` frames. With `cap`, at most `cap` tokens are generated
+    /// and a hypothesis that reaches the cap comes back with `tokens > cap` (and no text).
+    fn decode_window(
+        &self,
+        features: &mut [f32],
+        frames: usize,
+        cap: Option<usize>,
+    ) -> Result<Window> {
+        let shape = [1, self.model.n_mels(), frames];
         let view = StorageView::new(&shape, features, Device::CPU)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
+        let capped;
+        let options = match cap {
+            // CTranslate2 generates at most max_length / 2 tokens after the prompt.
+            Some(cap) => {
+                let mut o = self.options.clone();
+                o.max_length = o.max_length.min(2 * (cap + 1));
+                capped = o;
+                &capped
+            }
+            None => &self.options,
+        };
         let results = self
             .model
-            .generate(&view, std::slice::from_ref(&self.prompt), &self.options)
+            .generate(&view, std::slice::from_ref(&self.prompt), options)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
         let nothing = Window {
             text: String::new(),
@@ -205,6 +355,9 @@ impl WhisperEngine {
         let Some(sequence) = result.sequences_ids.first() else {
             return Ok(nothing);
         };
+        // A hypothesis that ran into the cap is marked `tokens > cap` (its text is kept: a
+        // repetition of the utterance can still be collapsed to its first copy).
+        let capped = cap.filter(|&cap| sequence.len() >= cap);
         // `return_scores` is set, so the score is there; without one, assume certainty rather
         // than drop the text.
         let (logprob, tokens) = match result.scores.first() {
@@ -227,7 +380,7 @@ impl WhisperEngine {
         Ok(Window {
             text: text.trim().to_owned(),
             logprob,
-            tokens,
+            tokens: capped.map_or(tokens, |cap| tokens.max(cap + 1)),
         })
     }
 }
@@ -239,6 +392,7 @@ impl std::fmt::Debug for WhisperEngine {
             .field("multilingual", &self.model.is_multilingual())
             .field("n_mels", &self.model.n_mels())
             .field("beam_size", &self.options.beam_size)
+            .field("min_window_ms", &self.min_window_ms)
             .finish()
     }
 }
@@ -283,6 +437,53 @@ mod tests {
         assert!(w.iter().all(|w| w.len() <= N_SAMPLES));
         assert_eq!(w.iter().map(|w| w.len()).sum::<usize>(), audio.len());
         assert!(windows(&[]).is_empty());
+    }
+
+    #[test]
+    fn short_windows_hold_the_audio_plus_a_pad_in_whole_seconds() {
+        let s = SAMPLE_RATE;
+        assert_eq!(window_frames(s, None, 300), N_FRAMES);
+        // 1 s + 0.3 s pad → 2 s, raised to the 3 s floor.
+        assert_eq!(window_frames(s, Some(3_000), 300), 300);
+        assert_eq!(
+            window_frames(s, Some(DEFAULT_MIN_WINDOW_MS), DEFAULT_WINDOW_PAD_MS),
+            200
+        );
+        assert_eq!(window_frames(s, Some(1_000), 300), 200);
+        // 2.8 s + 0.3 s → 3.1 s → 4 s.
+        assert_eq!(window_frames(s * 28 / 10, Some(3_000), 300), 400);
+        assert_eq!(window_frames(0, Some(0), 300), 100);
+        // Never past 30 s, whatever is asked.
+        assert_eq!(window_frames(N_SAMPLES, Some(3_000), 300), N_FRAMES);
+        assert_eq!(window_frames(s, Some(60_000), 300), N_FRAMES);
+    }
+
+    #[test]
+    fn repeated_utterances_collapse_to_the_first_copy() {
+        let c = collapse_repeats;
+        assert_eq!(
+            c("Hello? How are you today? Hello? How are you today? Hello? How are"),
+            Some("Hello? How are you today?")
+        );
+        assert_eq!(
+            c("the quick brown fox. The quick brown fox. The quick"),
+            Some("the quick brown fox.")
+        );
+        assert_eq!(c("Send it. Send it."), Some("Send it."));
+        assert_eq!(c("Yes. No. Yes."), None, "not a repetition of a group");
+        assert_eq!(c("Hello there. How are you?"), None);
+        assert_eq!(c("One sentence only."), None);
+        assert_eq!(c(""), None);
+        // Sentence marks inside numbers or names do not split.
+        assert_eq!(c("It costs 3.50 dollars."), None);
+    }
+
+    #[test]
+    fn the_token_cap_leaves_room_for_fast_speech() {
+        assert_eq!(token_cap(0), 16);
+        assert_eq!(token_cap(SAMPLE_RATE), 26);
+        // 2.3 s: 39 tokens, about 8 a second allowed for a sentence of ~10.
+        assert_eq!(token_cap(SAMPLE_RATE * 23 / 10), 39);
     }
 
     #[test]

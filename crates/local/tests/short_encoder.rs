@@ -1,0 +1,151 @@
+//! Whisper's encoder on short windows: transcripts of short Piper sentences encoded in a window
+//! the length of the utterance (the default) match those of the reference 30 s window.
+#![cfg(all(feature = "whisper", feature = "piper"))]
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use waav_local::whisper::DEFAULT_MIN_WINDOW_MS;
+use waav_local::{to_mono_16k, WhisperEngine};
+
+/// Sentences Piper speaks in about 1–2.5 s, as a voice agent hears them.
+pub const SENTENCES: &[&str] = &[
+    "Hello, how are you today?",
+    "Please book a table for two.",
+    "What time does the store open?",
+    "I would like to check my balance.",
+    "Can you call me back tomorrow?",
+    "Turn off the lights in the kitchen.",
+    "Yes.",
+    FOX,
+];
+
+fn speech(text: &str) -> Option<Vec<f32>> {
+    let paths = models_or_skip()?;
+    if !espeak_or_skip() {
+        return None;
+    }
+    let voice = piper(&paths);
+    let audio = voice.synthesize(text, None).expect("synthesize");
+    Some(to_mono_16k(&audio, voice.sample_rate(), 1))
+}
+
+fn engine(min_window_ms: Option<u32>) -> WhisperEngine {
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    let mut e = WhisperEngine::load(model_paths().whisper_dir(), threads).expect("load whisper");
+    e.set_min_window_ms(min_window_ms);
+    e
+}
+
+#[test]
+fn short_window_transcripts_match_the_30s_window() {
+    let Some(_) = speech("Warm up.") else { return };
+    let short = engine(Some(DEFAULT_MIN_WINDOW_MS));
+    let long = engine(None);
+    assert_eq!(short.min_window_ms(), Some(DEFAULT_MIN_WINDOW_MS));
+    let (mut short_ms, mut long_ms) = (0u128, 0u128);
+    for text in SENTENCES {
+        let pcm = speech(text).expect("checked above");
+        let t0 = Instant::now();
+        let a = long.transcribe(&pcm).expect("long window");
+        long_ms += t0.elapsed().as_millis();
+        let t0 = Instant::now();
+        let b = short.transcribe(&pcm).expect("short window");
+        short_ms += t0.elapsed().as_millis();
+        eprintln!(
+            "{:.2} s {text:?}: 30 s window {a:?}, short {b:?}",
+            pcm.len() as f32 / 16_000.0
+        );
+        assert_transcript(text, &a, "30 s window");
+        assert_transcript(text, &b, "short window");
+        // The same words, not only both close to the text.
+        assert!(
+            word_match(&a, &b) >= 0.8 && word_match(&b, &a) >= 0.8,
+            "{text:?}: 30 s window {a:?} vs short window {b:?}"
+        );
+    }
+    // Informative only (no timing assertions in tests): the cost the short window saves.
+    eprintln!("total decode: 30 s windows {long_ms} ms, short windows {short_ms} ms");
+}
+
+/// Utterances that go past the floor still get all their words (the window grows with them),
+/// and silence stays silence.
+#[test]
+fn a_window_grows_with_the_utterance() {
+    let Some(one) = speech(FOX) else { return };
+    let short = engine(Some(1_000));
+    let mut two = one.clone();
+    two.extend(vec![0.0; 8_000]);
+    two.extend(&one);
+    let text = short.transcribe(&two).expect("transcribe");
+    let expected = format!("{FOX} {FOX}");
+    assert_transcript(&expected, &text, "two sentences in a grown window");
+    assert_eq!(short.transcribe(&vec![0.0; 16_000]).expect("silence"), "");
+}
+
+/// Prints word matches (both ways, so a repeated sentence counts against) and decode times per
+/// window floor and pad, to choose the defaults. Run with `FLOORS=0,2000,3000 PADS=300,1000
+/// cargo test --release -p waav-local --test short_encoder -- --ignored --nocapture`.
+#[test]
+#[ignore = "exploration: prints quality and cost per window floor"]
+fn sweep_window_floor() {
+    let Some(_) = speech("Warm up.") else { return };
+    let list = |var: &str, default: &str| -> Vec<u32> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.to_owned())
+            .split(',')
+            .filter_map(|f| f.parse().ok())
+            .collect()
+    };
+    let mut clips: Vec<(String, Vec<f32>)> = SENTENCES
+        .iter()
+        .map(|t| (t.to_string(), speech(t).unwrap()))
+        .collect();
+    clips.extend(
+        [
+            "Well, I am not sure about that.",
+            "Send the report to my manager.",
+            "No.",
+            "Okay, thanks.",
+        ]
+        .iter()
+        .map(|t| (t.to_string(), speech(t).unwrap())),
+    );
+    for floor in list("FLOORS", "0,2000,3000") {
+        for pad in list("PADS", "300,1000") {
+            let mut e = engine((floor > 0).then_some(floor));
+            e.set_window_pad_ms(pad);
+            e.transcribe(&clips[0].1).unwrap();
+            let (mut score, mut ms) = (0.0, 0u128);
+            for (text, pcm) in &clips {
+                // The best of two runs: the machine may be busy with other work.
+                let mut best = u128::MAX;
+                let mut got = String::new();
+                for _ in 0..2 {
+                    let t0 = Instant::now();
+                    got = e.transcribe(pcm).unwrap();
+                    best = best.min(t0.elapsed().as_millis());
+                }
+                ms += best;
+                let s = word_match(text, &got).min(word_match(&got, text));
+                if s < 1.0 {
+                    eprintln!("  floor {floor} pad {pad}: {text:?} -> {got:?}");
+                }
+                score += s;
+            }
+            eprintln!(
+                "floor {floor} pad {pad}: mean word match {:.3}, {:.0} ms per clip",
+                score / clips.len() as f32,
+                ms as f32 / clips.len() as f32
+            );
+            if floor == 0 {
+                break;
+            }
+        }
+    }
+}
