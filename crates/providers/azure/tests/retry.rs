@@ -7,8 +7,8 @@ use serde_json::json;
 use std::time::Duration;
 use waav_azure::tts::AzureTts;
 use waav_plugin_api::{
-    AudioEncoding, AudioSink, CancelFlag, Credentials, ErrorCategory, Plugin, PluginConfig,
-    PluginError, Secret, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
+    AudioEncoding, AudioSink, CancelFlag, Credentials, ErrorCategory, PluginConfig, PluginError,
+    Secret, SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
 };
 use waav_testkit::fakes::azure_tts::{speech_audio, AzureTtsFake, FakeOptions, Fault};
 

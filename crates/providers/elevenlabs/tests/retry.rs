@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 use waav_elevenlabs::ElevenLabsTts;
 use waav_plugin_api::{
-    AudioEncoding, AudioSink, CancelFlag, ErrorCategory, Plugin, PluginConfig, PluginError, Secret,
+    AudioEncoding, AudioSink, CancelFlag, ErrorCategory, PluginConfig, PluginError, Secret,
     SpeakRequest, TtsEvent, TtsPlugin, TtsSessionConfig,
 };
 use waav_testkit::fakes::elevenlabs::{audio_for, ElevenLabsFake, FakeOptions, Fault};
