@@ -573,3 +573,24 @@ async fn a_connect_time_failover_is_announced_and_tts_returns_when_idle() {
     let first_bytes = first_bytes(&server, "own").await;
     assert_eq!(first_bytes, 1, "the own provider spoke the last request");
 }
+
+#[tokio::test]
+async fn a_session_can_opt_out_of_provider_switched_events() {
+    let server = TestServer::start(RECOVERING).await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    let model = "fault=panic_on_connect,sessions=1,tag=quiet";
+    c.send_json(
+        json!({"type":"config","provider_switched":false,"tts_config":tts_config("own", model)}),
+    )
+    .await;
+    // The spare serves (the failover happened), and nothing announced it.
+    c.send_json(json!({"type":"speak","text":"quietly served"}))
+        .await;
+    let seen = until(&mut c, "tts_playback_complete").await;
+    assert!(seen.iter().any(|v| v["type"] == "ready"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|v| v["type"] != "provider_switched" && v["type"] != "error"),
+        "{seen:?}"
+    );
+}

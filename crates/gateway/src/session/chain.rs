@@ -100,7 +100,9 @@ where
         if primary {
             primary_left = None;
         }
-        let id = state.registry.find(kind, &name).map(|e| e.id);
+        // A TTS entry may be `provider:voice`: its breaker is the provider's.
+        let instance = name.split_once(':').map_or(name.as_str(), |(n, _)| n);
+        let id = state.registry.find(kind, instance).map(|e| e.id);
         if let Some(id) = id.filter(|&id| !state.resilience.allow(kind, id)) {
             tracing::info!(
                 provider = id,

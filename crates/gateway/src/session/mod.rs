@@ -559,6 +559,8 @@ impl Session {
         self.chains = has_fallbacks.then(|| Box::new(chains));
         self.audio_enabled = audio;
         self.barge_in = cfg.barge_in.unwrap_or(false);
+        self.out
+            .set_switch_events(cfg.provider_switched.unwrap_or(true));
         if cfg.livekit.is_some() {
             self.error(WsError::LiveKitNotConfigured).await;
         }

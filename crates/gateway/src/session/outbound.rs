@@ -46,6 +46,8 @@ struct Control {
     stalled: AtomicBool,
     /// The client sent a close frame with this code (0: none).
     client_closed: AtomicU16,
+    /// The session opted out of `provider_switched` events.
+    quiet_switches: AtomicBool,
 }
 
 /// The sending side of a connection's FIFO.
@@ -120,6 +122,12 @@ impl Outbound {
 
     /// Queues a JSON message. `false` when the connection is gone or stalled.
     pub async fn send(&self, msg: ServerMessage) -> bool {
+        // One place for every path that reports a switch (failover, reconnect, hedge, return).
+        if matches!(msg, ServerMessage::ProviderSwitched { .. })
+            && self.control.quiet_switches.load(Ordering::Relaxed)
+        {
+            return !self.is_closed();
+        }
         let m = Metrics::get();
         m.message_out(msg.kind());
         if let ServerMessage::Error { code, .. } = &msg {
@@ -150,6 +158,11 @@ impl Outbound {
             .client_closed
             .store(code.max(1), Ordering::Release);
         self.control.wake.notify_one();
+    }
+
+    /// Whether `provider_switched` events reach the client (a session's opt-out).
+    pub fn set_switch_events(&self, on: bool) {
+        self.control.quiet_switches.store(!on, Ordering::Relaxed);
     }
 
     /// Whether the client stopped reading (the connection is being dropped).

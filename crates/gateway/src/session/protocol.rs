@@ -125,6 +125,10 @@ pub struct ConfigMessage {
     /// audio, the TTS is cleared and `tts_interrupted` sent (additive; default off).
     #[serde(default)]
     pub barge_in: Option<bool>,
+    /// `false` opts the session out of `provider_switched` events (failovers, hedges and
+    /// returns still happen; additive, default `true`).
+    #[serde(default)]
+    pub provider_switched: Option<bool>,
     /// LiveKit room settings.
     #[serde(default)]
     pub livekit: Option<serde_json::Value>,
