@@ -40,6 +40,9 @@ pub struct LoadConfig {
     pub report_every: u32,
     /// Session starts are spread over this long (avoids a connect storm skewing the first frames).
     pub ramp: Duration,
+    /// Pre-STT processor instances every session runs (`stt_config.pipeline`; empty: the
+    /// gateway's default).
+    pub stt_pipeline: Vec<String>,
 }
 
 /// What one STT load run measured.
@@ -105,11 +108,14 @@ pub async fn connect(
     Ok(ws)
 }
 
-fn stt_config(rate: u32, every: u32) -> String {
-    serde_json::json!({"type":"config","stt_config":{
+fn stt_config(rate: u32, every: u32, pipeline: &[String]) -> String {
+    let mut c = serde_json::json!({"type":"config","stt_config":{
         "provider":"loopback","language":"en-US","sample_rate":rate,"channels":1,
-        "punctuation":false,"encoding":"linear16","model":format!("stamp={every}")}})
-    .to_string()
+        "punctuation":false,"encoding":"linear16","model":format!("stamp={every}")}});
+    if !pipeline.is_empty() {
+        c["stt_config"]["pipeline"] = serde_json::json!(pipeline);
+    }
+    c.to_string()
 }
 
 /// Runs the STT load against `cfg.url`; `gateway_pid` (0: unknown) is sampled for CPU and memory.
@@ -167,9 +173,13 @@ fn sample(pid: u32) -> ProcSample {
 async fn session(cfg: &LoadConfig, shared: &Mutex<Shared>) -> Result<(), String> {
     let ws = connect(&cfg.url).await?;
     let (mut tx, mut rx) = ws.split();
-    tx.send(Message::text(stt_config(cfg.sample_rate, cfg.report_every)))
-        .await
-        .map_err(|e| format!("send: {e}"))?;
+    tx.send(Message::text(stt_config(
+        cfg.sample_rate,
+        cfg.report_every,
+        &cfg.stt_pipeline,
+    )))
+    .await
+    .map_err(|e| format!("send: {e}"))?;
     match rx.next().await {
         Some(Ok(Message::Text(t))) if t.contains("\"ready\"") => {}
         other => return Err(format!("no ready: {other:?}")),
@@ -265,7 +275,7 @@ pub async fn idle(url: &str, n: usize, gateway_pid: u32) -> Result<IdleReport, S
     let mut open = Vec::with_capacity(n);
     for _ in 0..n {
         let mut ws = connect(url).await?;
-        ws.send(Message::text(stt_config(16_000, 5)))
+        ws.send(Message::text(stt_config(16_000, 5, &[])))
             .await
             .map_err(|e| e.to_string())?;
         match ws.next().await {

@@ -20,6 +20,7 @@ fn cfg(url: String) -> LoadConfig {
         pace: Pace::Realtime,
         report_every: 5,
         ramp: Duration::from_millis(200),
+        stt_pipeline: Vec::new(),
     }
 }
 

@@ -21,6 +21,7 @@ async fn fifty_sessions_five_seconds_lose_nothing() {
         pace: Pace::Realtime,
         report_every: 5,
         ramp: Duration::from_secs(1),
+        stt_pipeline: Vec::new(),
     };
     let r = load::run(&cfg, gw.pid()).await;
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);

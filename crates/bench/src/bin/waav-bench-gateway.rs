@@ -1,6 +1,7 @@
-//! The gateway built with the testkit's loopback providers, for benchmarks (the production
-//! binary does not register them).
+//! The gateway built with the testkit's loopback providers and the built-in processors, for
+//! benchmarks (the production binary does not register the loopbacks).
 
+use waav_processors as _;
 use waav_testkit as _;
 
 fn main() -> std::process::ExitCode {

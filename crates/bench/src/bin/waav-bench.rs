@@ -38,6 +38,10 @@ struct Args {
     /// Provider report every N frames.
     #[arg(long, default_value_t = 5)]
     report_every: u32,
+    /// Pre-STT processor instances on every session (`--stt-pipeline denoise,vad`); the
+    /// gateway must define them (`WAAV_CONFIG` with `plugins.processors`).
+    #[arg(long, value_delimiter = ',')]
+    stt_pipeline: Vec<String>,
     /// Also measure memory of this many idle (configured, silent) sessions.
     #[arg(long, default_value_t = 0)]
     idle: usize,
@@ -161,6 +165,7 @@ async fn main() -> ExitCode {
         },
         report_every: args.report_every,
         ramp: Duration::from_secs_f64(args.ramp),
+        stt_pipeline: args.stt_pipeline.clone(),
     };
     let target = if args.floor {
         "floor (bare relay)"
@@ -381,6 +386,7 @@ fn load_config(args: &Args, url: String) -> LoadConfig {
         },
         report_every: args.report_every,
         ramp: Duration::from_secs_f64(args.ramp),
+        stt_pipeline: args.stt_pipeline.clone(),
     }
 }
 
