@@ -16,7 +16,18 @@
 //!   is replayed here; resuming a stream is [`crate::ws::Reconnector`]'s and the provider's job.
 //! - Never: Auth (401/402/403), Config (404, 405, 426, a bad URL or header) and Permanent (other
 //!   4xx, 501) errors: the same request fails the same way. A request whose body cannot be cloned
-//!   (a streaming upload, `try_clone() == None`) is sent once.
+//!   (a streaming upload, `try_clone() == None`) is sent once. Nor a response head the provider
+//!   vetoes ([`RetryVeto`](crate::http::RetryVeto), e.g. OpenAI's billing 429, which only its body
+//!   tells from a rate limit).
+//!
+//! # Deadlines
+//!
+//! A caller that bounds the whole request (`tokio::time::timeout(wait, …)`) passes the same
+//! deadline to [`HttpClient::execute_within`](crate::http::HttpClient::execute_within): a retry
+//! whose backoff or `retry-after` would end at or after it is not slept on, and the last attempt's
+//! response (or error) goes back at once, so a 429 surfaces as RateLimited with its `retry-after`
+//! rather than as the caller's own Timeout. The attempts themselves are not cut at the deadline
+//! (the caller's timeout does that, in its own words).
 //!
 //! Provider synthesis and token requests are treated as idempotent: a request that died before
 //! its response head may have reached the vendor, and retrying it costs at most a duplicate
@@ -34,7 +45,8 @@
 //! once. Retries are spaced by a short jittered [`Backoff`].
 //!
 //! Every decision is counted in `waav_provider_retries_total{provider, transport, outcome}`
-//! (`outcome`: `retried`, `budget_exhausted`, `attempts_exhausted`, `retry_after_too_long`) and
+//! (`outcome`: `retried`, `budget_exhausted`, `attempts_exhausted`, `retry_after_too_long`,
+//! `past_deadline`) and
 //! logged at debug with the (already redacted) error, never with the URL.
 
 use crate::backoff::{Backoff, BackoffPolicy};
@@ -42,6 +54,7 @@ use crate::redact::Redactor;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::Policy;
 use waav_plugin_api::{ErrorCategory, PluginError};
@@ -168,12 +181,23 @@ impl RetryBudget {
 
     /// The per-request policy for `transport` (`"http"` or `"ws"`).
     pub(crate) fn policy(&self, transport: &'static str) -> RetryPolicy {
+        self.policy_until(transport, None)
+    }
+
+    /// [`policy`](Self::policy) for a request whose caller gives up at `deadline`: no retry is
+    /// slept on past it.
+    pub(crate) fn policy_until(
+        &self,
+        transport: &'static str,
+        deadline: Option<Instant>,
+    ) -> RetryPolicy {
         RetryPolicy {
             budget: self.clone(),
             transport,
             attempts: 0,
             deposited: false,
             backoff: None,
+            deadline,
         }
     }
 }
@@ -266,12 +290,15 @@ pub(crate) struct RetryPolicy {
     attempts: u32,
     deposited: bool,
     backoff: Option<Backoff>,
+    /// When the caller gives up (`None`: no deadline).
+    deadline: Option<Instant>,
 }
 
 impl Clone for RetryPolicy {
-    /// A clone starts a new request (tower clones the policy once per call).
+    /// A clone starts a new request with the same deadline (tower clones the policy once per
+    /// call).
     fn clone(&self) -> Self {
-        self.budget.policy(self.transport)
+        self.budget.policy_until(self.transport, self.deadline)
     }
 }
 
@@ -306,11 +333,6 @@ impl RetryPolicy {
             }
             return None;
         }
-        if !self.budget.inner.budget.withdraw() {
-            tracing::debug!(provider = %provider, transport = self.transport, error = %reason, "not retrying: retry budget exhausted");
-            self.count("budget_exhausted");
-            return None;
-        }
         let backoff = self
             .backoff
             .get_or_insert_with(|| Backoff::new(cfg.backoff.clone()));
@@ -318,6 +340,19 @@ impl RetryPolicy {
             .next_delay_at_least(floor)
             .unwrap_or(floor)
             .max(floor);
+        if let Some(deadline) = self.deadline {
+            // Checked before the budget: a retry not taken withdraws nothing.
+            if Instant::now() + delay >= deadline {
+                tracing::debug!(provider = %provider, transport = self.transport, delay_ms = delay.as_millis() as u64, error = %reason, "not retrying: the wait would pass the caller's deadline");
+                self.count("past_deadline");
+                return None;
+            }
+        }
+        if !self.budget.inner.budget.withdraw() {
+            tracing::debug!(provider = %provider, transport = self.transport, error = %reason, "not retrying: retry budget exhausted");
+            self.count("budget_exhausted");
+            return None;
+        }
         self.attempts += 1;
         tracing::debug!(provider = %provider, transport = self.transport, retry = self.attempts, delay_ms = delay.as_millis() as u64, error = %reason, "retrying");
         self.count("retried");
@@ -409,6 +444,28 @@ mod tests {
         };
         assert!(q.decide(short).unwrap() >= Duration::from_millis(700));
         assert_eq!(q.decide(Verdict::Done), None);
+    }
+
+    #[tokio::test]
+    async fn no_retry_is_slept_on_past_the_deadline() {
+        let b = budget(RetryConfig {
+            budget_min_per_sec: 100,
+            ..RetryConfig::default()
+        });
+        let mut p = b.policy_until("http", Some(Instant::now() + Duration::from_millis(900)));
+        let after = |ms| Verdict::Retry {
+            floor: Duration::from_millis(ms),
+            reason: "429".into(),
+        };
+        // 950 ms is within max_retry_after (1 s) but ends after the deadline.
+        assert_eq!(p.decide(after(950)), None, "950 ms would end after 900 ms");
+        assert!(p.decide(after(100)).unwrap() >= Duration::from_millis(100));
+        // A clone (a new request) keeps the deadline.
+        let mut q = p.clone();
+        assert_eq!(q.decide(after(950)), None);
+        // Without a deadline the same wait is taken.
+        let mut r = b.policy("http");
+        assert!(r.decide(after(950)).unwrap() >= Duration::from_millis(950));
     }
 
     #[test]

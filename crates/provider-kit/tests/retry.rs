@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use waav_provider_kit::backoff::BackoffPolicy;
-use waav_provider_kit::http::{HttpClient, HttpClientConfig};
+use waav_provider_kit::http::{HttpClient, HttpClientConfig, RetryVeto};
 use waav_provider_kit::retry::{RetryBudget, RetryConfig};
 use waav_provider_kit::ws::{self, WsConfig};
 use waav_provider_kit::{ErrorCategory, PluginError};
@@ -284,6 +284,114 @@ async fn a_429_with_a_long_retry_after_returns_at_once() {
         "{e:?}"
     );
     assert_eq!(hits.status.load(Ordering::SeqCst), 1);
+}
+
+/// A caller's deadline 300 ms away: a 429 asking for 800 ms (within `max_retry_after`, so
+/// `execute` would sleep on it) comes back at once, before the caller's own timeout.
+#[tokio::test]
+async fn a_retry_after_past_the_deadline_returns_the_429_at_once() {
+    let (base, hits) = serve().await;
+    let c = client(fast(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let req = c.get(&format!("{base}/status/429?retry_after_ms=800"));
+    let resp = tokio::time::timeout_at(deadline, c.execute_within(req, deadline))
+        .await
+        .expect("returned before the caller's deadline")
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(
+        waav_provider_kit::errors::retry_after(resp.headers()),
+        Some(Duration::from_millis(800)),
+        "the caller sees the vendor's retry-after"
+    );
+    assert_eq!(hits.status.load(Ordering::SeqCst), 1, "not retried");
+}
+
+/// A short `retry-after` well within the deadline is retried as without one.
+#[tokio::test]
+async fn a_retry_after_within_the_deadline_is_retried() {
+    let (base, hits) = serve().await;
+    let c = client(fast(2));
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let req = c.get(&format!("{base}/status/429?retry_after_ms=20"));
+    let resp = tokio::time::timeout_at(deadline, c.execute_within(req, deadline))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429, "the last attempt's response");
+    assert_eq!(
+        hits.status.load(Ordering::SeqCst),
+        3,
+        "first attempt + 2 retries"
+    );
+    // A flaky endpoint recovers within the deadline.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let resp = c
+        .execute_within(c.get(&format!("{base}/flaky")), deadline)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(hits.flaky.load(Ordering::SeqCst), 2);
+}
+
+fn vetoing(veto: RetryVeto) -> HttpClient {
+    HttpClient::new(HttpClientConfig {
+        context: "tts".into(),
+        retry: fast(2),
+        retry_veto: Some(veto),
+        ..HttpClientConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_vetoed_response_is_sent_once() {
+    let (base, hits) = serve().await;
+    let c = vetoing(RetryVeto::rate_limit_without_retry_after());
+    // A 429 without retry-after: vetoed, one request, and `send` still maps it.
+    let e = timeout(LIMIT, c.send(c.get(&format!("{base}/status/429"))))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::RateLimited, "{e}");
+    assert_eq!(hits.status.load(Ordering::SeqCst), 1, "vetoed");
+    // With a retry-after, or a 503, the veto does not apply.
+    let resp = timeout(
+        LIMIT,
+        c.execute(c.get(&format!("{base}/status/429?retry_after_ms=5"))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(hits.status.load(Ordering::SeqCst), 4, "1 + 3");
+    let resp = timeout(LIMIT, c.execute(c.get(&format!("{base}/status/503"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(hits.status.load(Ordering::SeqCst), 7, "4 + 3");
+
+    // A predicate on the headers.
+    let (base, hits) = serve().await;
+    let c = vetoing(RetryVeto::new(|status, headers| {
+        status.is_server_error() && headers.get("retry-after").is_none()
+    }));
+    let resp = timeout(LIMIT, c.execute(c.get(&format!("{base}/status/503"))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(hits.status.load(Ordering::SeqCst), 1, "vetoed");
+    let resp = timeout(
+        LIMIT,
+        c.execute(c.get(&format!("{base}/status/503?retry_after=0"))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(hits.status.load(Ordering::SeqCst), 4, "1 + 3");
 }
 
 #[tokio::test]

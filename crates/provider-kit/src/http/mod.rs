@@ -18,6 +18,11 @@
 //! caller, within the client's [`RetryBudget`] (one per client, i.e. per plugin instance): see
 //! [`crate::retry`] for what is retried and why. Requests built with [`HttpClient::request`]
 //! but sent with reqwest's own `RequestBuilder::send` bypass this.
+//!
+//! A caller bounding the request with its own timeout uses
+//! [`execute_within`](HttpClient::execute_within) with that deadline, so no retry sleeps past
+//! it; a provider whose vendor marks "do not retry" in a response head only it understands sets
+//! [`HttpClientConfig::retry_veto`].
 
 pub mod audio;
 pub mod chunks;
@@ -31,15 +36,52 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
 use tower::ServiceExt;
 use waav_plugin_api::{ErrorCategory, PluginError, Secret};
 
-pub use reqwest::{Method, RequestBuilder, Response};
+pub use reqwest::header::HeaderMap;
+pub use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 /// A response body as a stream of byte chunks, delivered as they arrive.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, PluginError>> + Send>>;
+
+/// A provider's veto on retrying a response head the kit would otherwise retry (a 5xx, 408/504,
+/// a short-`retry-after` 429): when it returns `true` for the status and headers, that response
+/// goes back to the caller at once. Transport failures are not shown to it.
+#[derive(Clone)]
+pub struct RetryVeto(Arc<VetoFn>);
+
+type VetoFn = dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync;
+
+impl RetryVeto {
+    /// A veto from a predicate (`true`: do not retry this response).
+    pub fn new(f: impl Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Vetoes a 429 that carries no `retry-after` (nor `retry-after-ms`): for vendors whose
+    /// quota or billing refusals are 429s without one, told from a rate limit only by the body.
+    pub fn rate_limit_without_retry_after() -> Self {
+        Self::new(|status, headers| {
+            status == StatusCode::TOO_MANY_REQUESTS && errors::retry_after(headers).is_none()
+        })
+    }
+
+    /// Whether the response with `status` and `headers` must not be retried.
+    pub fn vetoes(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        (self.0)(status, headers)
+    }
+}
+
+impl std::fmt::Debug for RetryVeto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryVeto(..)")
+    }
+}
 
 /// How to build an [`HttpClient`].
 #[derive(Debug, Clone)]
@@ -56,6 +98,8 @@ pub struct HttpClientConfig {
     pub headers_timeout: Option<Duration>,
     /// Retries before the response head, within one budget per client; see [`crate::retry`].
     pub retry: RetryConfig,
+    /// Response heads not to retry although their status would be (`None`: the status decides).
+    pub retry_veto: Option<RetryVeto>,
     /// Close pooled connections idle for this long.
     pub pool_idle: Duration,
     /// Pooled idle connections kept per host.
@@ -76,6 +120,7 @@ impl Default for HttpClientConfig {
             read_timeout: Some(Duration::from_secs(30)),
             headers_timeout: Some(Duration::from_secs(30)),
             retry: RetryConfig::default(),
+            retry_veto: None,
             pool_idle: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
             user_agent: concat!("waav-gateway/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -93,6 +138,7 @@ pub struct HttpClient {
     context: String,
     headers_timeout: Option<Duration>,
     retry: RetryBudget,
+    retry_veto: Option<RetryVeto>,
 }
 
 impl HttpClient {
@@ -131,6 +177,7 @@ impl HttpClient {
             context: cfg.context,
             headers_timeout: cfg.headers_timeout,
             retry,
+            retry_veto: cfg.retry_veto,
         })
     }
 
@@ -182,15 +229,37 @@ impl HttpClient {
     /// attempt is a categorised error (the URL dropped). The body is not read here: once the
     /// head is returned nothing is retried.
     pub async fn execute(&self, req: RequestBuilder) -> Result<Response, PluginError> {
+        self.execute_until(req, None).await
+    }
+
+    /// [`execute`](Self::execute) for a caller that gives up at `deadline` (its own
+    /// `tokio::time::timeout` around this call): a retry whose backoff or `retry-after` would end
+    /// at or after `deadline` is not slept on, and the last attempt's response (a 429 with its
+    /// `retry-after`, a 503) or error goes back at once for the caller to map. An attempt in
+    /// flight is not cut at `deadline`; the caller's timeout does that.
+    pub async fn execute_within(
+        &self,
+        req: RequestBuilder,
+        deadline: Instant,
+    ) -> Result<Response, PluginError> {
+        self.execute_until(req, Some(deadline)).await
+    }
+
+    async fn execute_until(
+        &self,
+        req: RequestBuilder,
+        deadline: Option<Instant>,
+    ) -> Result<Response, PluginError> {
         let (client, req) = req.build_split();
         let req = req.map_err(|e| self.map_error(e))?;
         let attempt = Attempt {
             client,
             headers_timeout: self.headers_timeout,
+            veto: self.retry_veto.clone(),
         };
-        let svc = tower::retry::Retry::new(self.retry.policy("http"), attempt);
+        let svc = tower::retry::Retry::new(self.retry.policy_until("http", deadline), attempt);
         match svc.oneshot(req).await {
-            Ok(resp) => Ok(resp),
+            Ok(head) => Ok(head.resp),
             Err(AttemptError::Http(e)) => Err(self.map_error(e)),
             Err(AttemptError::HeadersTimeout(d)) => Err(errors::timeout(
                 &format!("{}: waiting for the response head", self.context),
@@ -293,12 +362,19 @@ enum AttemptError {
 struct Attempt {
     client: reqwest::Client,
     headers_timeout: Option<Duration>,
+    veto: Option<RetryVeto>,
 }
 
-type AttemptFuture = Pin<Box<dyn Future<Output = Result<Response, AttemptError>> + Send>>;
+/// An attempt's response head, and whether the provider vetoed retrying it.
+struct Head {
+    resp: Response,
+    vetoed: bool,
+}
+
+type AttemptFuture = Pin<Box<dyn Future<Output = Result<Head, AttemptError>> + Send>>;
 
 impl tower::Service<reqwest::Request> for Attempt {
-    type Response = Response;
+    type Response = Head;
     type Error = AttemptError;
     type Future = AttemptFuture;
 
@@ -309,14 +385,18 @@ impl tower::Service<reqwest::Request> for Attempt {
     fn call(&mut self, req: reqwest::Request) -> Self::Future {
         let fut = self.client.execute(req);
         let limit = self.headers_timeout;
+        let veto = self.veto.clone();
         Box::pin(async move {
-            match limit {
+            let resp = match limit {
                 Some(d) => match tokio::time::timeout(d, fut).await {
-                    Ok(r) => r.map_err(AttemptError::Http),
-                    Err(_) => Err(AttemptError::HeadersTimeout(d)),
+                    Ok(r) => r.map_err(AttemptError::Http)?,
+                    Err(_) => return Err(AttemptError::HeadersTimeout(d)),
                 },
-                None => fut.await.map_err(AttemptError::Http),
-            }
+                None => fut.await.map_err(AttemptError::Http)?,
+            };
+            let vetoed = !resp.status().is_success()
+                && veto.is_some_and(|v| v.vetoes(resp.status(), resp.headers()));
+            Ok(Head { resp, vetoed })
         })
     }
 }
@@ -327,10 +407,17 @@ impl Replay for reqwest::Request {
     }
 }
 
-impl Classify for Result<Response, AttemptError> {
+impl Classify for Result<Head, AttemptError> {
     fn verdict(&self) -> Verdict {
         match self {
-            Ok(resp) => {
+            Ok(Head { vetoed: true, resp }) => {
+                tracing::debug!(
+                    status = resp.status().as_u16(),
+                    "not retrying: vetoed by the provider"
+                );
+                Verdict::Done
+            }
+            Ok(Head { resp, .. }) => {
                 let status = resp.status();
                 match errors::status_category(status.as_u16()) {
                     None => Verdict::Done,
