@@ -514,3 +514,56 @@ async fn prepare_refuses_before_any_request() {
     assert!(fake.requests().is_empty());
     assert_eq!(plugin.info().aliases, ["polly", "amazon-polly"]);
 }
+
+/// Synthesis goes through the kit's budgeted retry before the response head: a 500 is sent
+/// again (the same signed request) until the retries run out, a 429 without `retry-after` too;
+/// a 429 whose `retry-after` (1 s) ends after the request's 200 ms wait is not slept on but
+/// comes back at once as RateLimited with it; an auth refusal is sent once.
+#[tokio::test]
+async fn synthesis_is_retried_before_the_head_within_its_wait() {
+    let cases = [
+        (
+            status(500, "ServiceFailureException", None),
+            json!({}),
+            ErrorCategory::Transient,
+            3,
+        ),
+        (
+            status(429, "Unknown", None),
+            json!({}),
+            ErrorCategory::RateLimited,
+            3,
+        ),
+        (
+            status(429, "Unknown", Some(1)),
+            json!({"read_timeout_ms": 200}),
+            ErrorCategory::RateLimited,
+            1,
+        ),
+        (
+            status(403, "UnrecognizedClientException", None),
+            json!({}),
+            ErrorCategory::Auth,
+            1,
+        ),
+    ];
+    for (fault, extra, want, sent) in cases {
+        let fake = start(false, fault.clone()).await;
+        let (r, audio) = synth(&session(&fake, false, extra), "Hello.").await;
+        let e = r.unwrap_err();
+        assert_eq!(e.category(), want, "{fault:?}: {e}");
+        assert!(audio.is_empty());
+        let reqs = fake.requests();
+        assert_eq!(reqs.len(), sent, "{fault:?}: requests sent");
+        for r in &reqs[1..] {
+            assert_eq!(r.body, reqs[0].body, "the same request sent again");
+            assert_eq!(r.header("authorization"), reqs[0].header("authorization"));
+        }
+        if sent == 1 && want == ErrorCategory::RateLimited {
+            assert!(
+                matches!(e, PluginError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(1)),
+                "{e:?}"
+            );
+        }
+    }
+}

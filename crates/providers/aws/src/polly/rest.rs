@@ -79,19 +79,23 @@ pub fn signed(
     Ok(out)
 }
 
-/// Sends `req`, bounding the wait for the response head.
+/// Sends `req`, bounding the wait for the response head (all attempts included). The kit retries
+/// a refused connection, a 5xx, 408/504 or a short 429 before the head, within the client's
+/// budget, but never sleeps past `timeout`: a 429 asking for longer comes back as RateLimited.
 async fn send(
+    client: &HttpClient,
     req: RequestBuilder,
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(timeout, req.send()).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(deadline, client.execute_within(req, deadline)).await {
         Err(_) => Err(errors::timeout(
             &format!("{CONTEXT}: waiting for the response"),
             timeout,
             redactor,
         )),
-        Ok(Err(e)) => Err(map_reqwest_error(e, CONTEXT, redactor)),
+        Ok(Err(e)) => Err(redactor.redact_error(e)),
         Ok(Ok(resp)) if resp.status().is_success() => Ok(resp),
         Ok(Ok(resp)) => Err(error_from_response(resp, timeout, redactor).await),
     }
@@ -168,7 +172,7 @@ pub async fn synthesize(
         .map_err(|e| PluginError::Permanent(format!("{CONTEXT}: encoding the request: {e}")))?;
     let req = signed(client, signer, Method::POST, &url, Some(json))?;
     let timeout = plan.settings.read_timeout;
-    let mut resp = send(req, timeout, redactor).await?;
+    let mut resp = send(client, req, timeout, redactor).await?;
     let content_type = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -261,7 +265,7 @@ pub async fn list_voices(
             Some(t) => format!("{endpoint}/v1/voices?NextToken={}", encode(t)),
         };
         let req = signed(client, signer, Method::GET, &url, None)?;
-        let resp = send(req, timeout, redactor).await?;
+        let resp = send(client, req, timeout, redactor).await?;
         let body = body(resp, timeout, redactor).await?;
         let page: messages::DescribeVoicesOutput = serde_json::from_slice(&body).map_err(|e| {
             errors::make(
