@@ -12,7 +12,7 @@ use std::time::Duration;
 use waav_plugin_api::http;
 use waav_plugin_api::{ErrorCategory, PluginConfig, PluginError, Secret};
 use waav_provider_kit::errors;
-use waav_provider_kit::http::{map_reqwest_error, HttpClient, RequestBuilder, Response};
+use waav_provider_kit::http::{HttpClient, RequestBuilder, Response, RetryVeto};
 use waav_provider_kit::redact::Redactor;
 
 /// The OpenAI production base URL (paths are `/v1/audio/...`).
@@ -284,27 +284,26 @@ fn blames_payload(e: &ErrorBody, subject: Subject) -> bool {
         .any(|w| code.contains(w) || message.contains(w))
 }
 
-/// Sends `req`, waiting at most `wait` for the response head (all attempts included); a non-2xx
-/// status is an error. With `client`, the kit's budgeted retry applies before the response head
-/// (a refused connection, a 5xx, 408/504, a short 429); without it the request is sent once.
+/// Sends `req` through `client`, waiting at most `wait` for the response head (all attempts
+/// included); a non-2xx status is an error. The kit's budgeted retry applies before the response
+/// head (a refused connection, a 5xx, 408/504, a 429 with a short `retry-after`), never sleeping
+/// past `wait`, and never for a 429 without `retry-after` (see [`http_client`]).
 pub async fn send(
-    client: Option<&HttpClient>,
+    client: &HttpClient,
     req: RequestBuilder,
     wait: Duration,
     subject: Subject,
     context: &str,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
+    let deadline = tokio::time::Instant::now() + wait;
     let sent = async {
-        match client {
-            Some(c) => c.execute(req).await.map_err(|e| redactor.redact_error(e)),
-            None => req
-                .send()
-                .await
-                .map_err(|e| map_reqwest_error(e, context, redactor)),
-        }
+        client
+            .execute_within(req, deadline)
+            .await
+            .map_err(|e| redactor.redact_error(e))
     };
-    match tokio::time::timeout(wait, sent).await {
+    match tokio::time::timeout_at(deadline, sent).await {
         Err(_) => Err(errors::timeout(
             &format!("{context}: waiting for the response"),
             wait,
@@ -318,11 +317,16 @@ pub async fn send(
 
 /// Builds the pooled client of a plugin instance (streaming bodies: reads are bounded by the
 /// callers, per chunk).
+///
+/// A 429 without `retry-after` is not retried: OpenAI's billing refusals
+/// ([`BILLING_CODES`], e.g. `insufficient_quota`) are 429s that only their body tells from a
+/// rate limit, and retrying one cannot help. A 429 with a short `retry-after` is retried.
 pub fn http_client(context: &str, connect_timeout: Duration) -> Result<HttpClient, PluginError> {
     HttpClient::new(waav_provider_kit::http::HttpClientConfig {
         timeout: None,
         read_timeout: None,
         connect_timeout,
+        retry_veto: Some(RetryVeto::rate_limit_without_retry_after()),
         context: context.to_owned(),
         ..Default::default()
     })

@@ -390,7 +390,7 @@ impl TtsPlugin for OpenAiTts {
                 .header("Content-Type", "application/json")
                 .body(body(&req, piece).to_string());
             let resp = common::send(
-                Some(&http),
+                &http,
                 builder,
                 settings.read_timeout,
                 Subject::Text,

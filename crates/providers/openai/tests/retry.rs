@@ -96,3 +96,28 @@ async fn a_401_is_sent_once_and_ends_as_auth() {
     assert_eq!(seen.len(), 1, "an auth failure is not retried");
     assert_eq!(seen[0].status, 401);
 }
+
+/// A billing 429 (`insufficient_quota`, no `retry-after`) is vetoed for retry: sent once, Auth.
+/// A pace 429 with a short `retry-after` is retried as a 5xx is.
+#[tokio::test]
+async fn a_billing_429_is_sent_once_and_a_short_rate_limit_is_retried() {
+    let fake =
+        OpenAiFake::with_options(FakeOptions::new(KEY).fault(Fault::insufficient_quota())).await;
+    let e = speak(&session(&fake, KEY)).await.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::Auth, "{e}");
+    assert_eq!(fake.speeches().len(), 1, "not retried");
+
+    let fake = OpenAiFake::with_options(FakeOptions::new(KEY).fault(Fault::Status {
+        status: 429,
+        body: r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#.into(),
+        retry_after: Some(0),
+    }))
+    .await;
+    let e = speak(&session(&fake, KEY)).await.unwrap_err();
+    assert_eq!(e.category(), ErrorCategory::RateLimited, "{e}");
+    assert_eq!(
+        fake.speeches().len(),
+        3,
+        "the first attempt and two retries"
+    );
+}

@@ -445,9 +445,63 @@ async fn an_exhausted_quota_ends_the_session_with_auth() {
     }
 }
 
+/// A 500 before the response head is sent again through the kit's retry (the same form), and
+/// the utterance is transcribed with no error; streamed or not.
+#[tokio::test]
+async fn a_500_on_the_first_attempt_is_retried() {
+    for extra in [json!({"stream": false}), json!({})] {
+        let fake = OpenAiFake::with_options(
+            FakeOptions::new("test-key")
+                .fault(Fault::Status {
+                    status: 500,
+                    body: "upstream broke".into(),
+                    retry_after: None,
+                })
+                .fault_on(0),
+        )
+        .await;
+        let plugin = TranscriptionsStt::openai();
+        let (mut peer, task) = open(
+            &plugin,
+            session(&fake.base_url(), "test-key", extra.clone()),
+        )
+        .await;
+        audio(&peer, &tone_ms(300)).await;
+        send(&peer, SttInput::Finalize).await;
+        let events = until_finals(&mut peer, 1).await;
+        assert!(
+            !events.iter().any(|e| matches!(e, SttEvent::Error(_))),
+            "{extra}: {events:?}"
+        );
+        assert_eq!(finals(&events)[0].text, "alpha bravo", "{extra}");
+        let seen = fake.transcriptions();
+        assert_eq!(
+            seen.len(),
+            2,
+            "{extra}: one refused attempt, then the served one"
+        );
+        assert_eq!(seen[0].status, 500);
+        assert_eq!(seen[1].status, 200);
+        // The fake refuses before parsing the form: compare its head.
+        for h in ["content-type", "content-length"] {
+            assert_eq!(
+                seen[0].request.header(h),
+                seen[1].request.header(h),
+                "{extra}: the same form sent again ({h})"
+            );
+        }
+        drop(peer);
+        ended(task).await.unwrap();
+    }
+}
+
 async fn failed_then_recovered(fault: Fault, extra: serde_json::Value) -> PluginError {
-    let fake =
-        OpenAiFake::with_options(FakeOptions::new("test-key").fault(fault).fault_on(0)).await;
+    failed_then_recovered_with(FakeOptions::new("test-key").fault(fault).fault_on(0), extra).await
+}
+
+/// The first utterance fails as `opts` says, the next one is transcribed.
+async fn failed_then_recovered_with(opts: FakeOptions, extra: serde_json::Value) -> PluginError {
+    let fake = OpenAiFake::with_options(opts).await;
     let plugin = TranscriptionsStt::openai();
     let (mut peer, task) = open(&plugin, session(&fake.base_url(), "test-key", extra)).await;
     audio(&peer, &tone_ms(300)).await;
@@ -499,12 +553,16 @@ async fn per_utterance_failures_are_non_fatal() {
     .await;
     assert_eq!(e.category(), ErrorCategory::Permanent);
     assert!(e.to_string().contains("audio too large"), "{e}");
-    let e = failed_then_recovered(
-        Fault::Status {
-            status: 500,
-            body: "upstream broke".into(),
-            retry_after: None,
-        },
+    // A 500 is retried by the kit (first attempt + 2 retries): it fails the utterance only
+    // when it outlasts them (a first-only 500 is hidden: `a_500_on_the_first_attempt_is_retried`).
+    let e = failed_then_recovered_with(
+        FakeOptions::new("test-key")
+            .fault(Fault::Status {
+                status: 500,
+                body: "upstream broke".into(),
+                retry_after: None,
+            })
+            .fault_first(3),
         json!({"stream": false}),
     )
     .await;
@@ -527,15 +585,36 @@ async fn per_utterance_failures_are_non_fatal() {
     assert_eq!(e.category(), ErrorCategory::Permanent);
     let e = failed_then_recovered(Fault::Truncate { after_chunks: 1 }, json!({})).await;
     assert_eq!(e.category(), ErrorCategory::Transient, "{e}");
-    let e = failed_then_recovered(
-        Fault::Truncate { after_chunks: 1 },
-        json!({"stream": false}),
+    // A truncated JSON body: when the response head got out before the connection died, the
+    // utterance fails (the body is never retried); when it did not, the kit's retry (a dropped
+    // connection before the head) hides the fault and the fake saw a second request.
+    let fake = OpenAiFake::with_options(
+        FakeOptions::new("test-key")
+            .fault(Fault::Truncate { after_chunks: 1 })
+            .fault_on(0),
     )
     .await;
-    assert!(
-        e.is_retryable() || e.category() == ErrorCategory::Permanent,
-        "{e}"
-    );
+    let plugin = TranscriptionsStt::openai();
+    let (mut peer, task) = open(
+        &plugin,
+        session(&fake.base_url(), "test-key", json!({"stream": false})),
+    )
+    .await;
+    audio(&peer, &tone_ms(300)).await;
+    send(&peer, SttInput::Finalize).await;
+    match until_finals(&mut peer, 1).await.last() {
+        Some(SttEvent::Error(e)) => assert!(
+            e.is_retryable() || e.category() == ErrorCategory::Permanent,
+            "{e}"
+        ),
+        Some(SttEvent::Transcript(t)) => {
+            assert_eq!(t.text, "alpha bravo");
+            assert_eq!(fake.transcriptions().len(), 2, "hidden only by a retry");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(peer);
+    ended(task).await.unwrap();
     let e = failed_then_recovered(Fault::Silent, json!({"request_timeout_ms": 300})).await;
     assert_eq!(e.category(), ErrorCategory::Timeout, "{e}");
     let e = failed_then_recovered(

@@ -25,7 +25,8 @@
 //!   header; mp3/opus/aac/flac stand-in bytes with the format's magic.
 //!
 //! Everything received is recorded ([`TranscriptionLog`], [`SpeechLog`]) and [`Fault`] makes
-//! the fake misbehave, on every request or on one ([`FakeOptions::fault_on`]).
+//! the fake misbehave, on every request, on one ([`FakeOptions::fault_on`]) or on the first few
+//! ([`FakeOptions::fault_first`]).
 
 use crate::fakes::{HttpFake, SeenRequest};
 use axum::body::{Body, Bytes};
@@ -146,6 +147,9 @@ pub struct FakeOptions {
     /// Apply the fault only to the request with this index (per endpoint kind: the n-th
     /// transcription, or the n-th speech request); `None`: every request.
     pub fault_on: Option<usize>,
+    /// Apply the fault only to the first this many requests (per endpoint kind, as
+    /// `fault_on`): a fault that outlasts the client's retries, then clears; `None`: no limit.
+    pub fault_first: Option<usize>,
     /// Non-silent audio per transcribed word.
     pub ms_per_word: u32,
     /// Speech tone per character (before `speed`).
@@ -165,6 +169,7 @@ impl Default for FakeOptions {
             groq_api_key: "groq-test-key".to_owned(),
             fault: Fault::None,
             fault_on: None,
+            fault_first: None,
             ms_per_word: 250,
             ms_per_char: 20,
             chunk_bytes: 960,
@@ -198,6 +203,12 @@ impl FakeOptions {
     /// Applies the fault to request `index` only.
     pub fn fault_on(mut self, index: usize) -> Self {
         self.fault_on = Some(index);
+        self
+    }
+
+    /// Applies the fault to the first `n` requests only.
+    pub fn fault_first(mut self, n: usize) -> Self {
+        self.fault_first = Some(n);
         self
     }
 
@@ -329,8 +340,9 @@ struct Shared {
 
 impl Shared {
     fn fault_for(&self, index: usize) -> Fault {
-        match self.opts.fault_on {
-            Some(i) if i != index => Fault::None,
+        match (self.opts.fault_on, self.opts.fault_first) {
+            (Some(i), _) if i != index => Fault::None,
+            (_, Some(n)) if index >= n => Fault::None,
             _ => self.opts.fault.clone(),
         }
     }

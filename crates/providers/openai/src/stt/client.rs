@@ -219,10 +219,9 @@ impl Client {
             .header("Content-Type", content_type)
             .body(form.finish());
         let wait = self.settings.request_timeout;
-        // Sent once, not through the kit's retry: a 429 about billing would be retried (the
-        // kit cannot tell it from a rate limit by its head), and `tests/stt.rs` pins one
-        // attempt per utterance for it and for a 500.
-        let resp = common::send(None, req, wait, Subject::Audio, ctx, &self.redactor).await?;
+        // The kit retries before the response head (the form is in memory, so it can be sent
+        // again); a billing 429 has no retry-after and is not (see `common::http_client`).
+        let resp = common::send(&self.http, req, wait, Subject::Audio, ctx, &self.redactor).await?;
         let ct = resp
             .headers()
             .get("content-type")
