@@ -195,7 +195,9 @@ impl TokenCache {
             .header("Accept", "application/json")
             .body(form);
         let started = Instant::now();
-        let resp = match tokio::time::timeout(self.timeout, http.execute(req)).await {
+        // The kit's retry never sleeps past this wait (a 429 asking for longer comes back at once).
+        let until = tokio::time::Instant::now() + self.timeout;
+        let resp = match tokio::time::timeout_at(until, http.execute_within(req, until)).await {
             Err(_) => {
                 return Err(errors::timeout(
                     &format!("{CTX}: token request"),

@@ -124,7 +124,9 @@ async fn send(
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(timeout, client.execute(req)).await {
+    // The kit's retry never sleeps past this wait (a 429 asking for longer comes back at once).
+    let until = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(until, client.execute_within(req, until)).await {
         Err(_) => Err(errors::timeout(
             &format!("{CONTEXT}: waiting for the response"),
             timeout,

@@ -43,7 +43,9 @@ async fn send(
     what: &str,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(deadline, http.execute(req)).await {
+    // The kit's retry never sleeps past this wait (a 429 asking for longer comes back at once).
+    let until = tokio::time::Instant::now() + deadline;
+    let resp = match tokio::time::timeout_at(until, http.execute_within(req, until)).await {
         Err(_) => {
             return Err(errors::timeout(
                 &format!("cartesia: {what}"),

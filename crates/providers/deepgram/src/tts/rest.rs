@@ -31,7 +31,9 @@ async fn send(
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    match tokio::time::timeout(timeout, http.execute(req)).await {
+    // The kit's retry never sleeps past this wait (a 429 asking for longer comes back at once).
+    let until = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(until, http.execute_within(req, until)).await {
         Err(_) => Err(errors::timeout(
             &format!("{CONTEXT}: waiting for the response"),
             timeout,

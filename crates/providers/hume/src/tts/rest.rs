@@ -167,7 +167,9 @@ async fn send(
     wait: Duration,
     redactor: &Redactor,
 ) -> Result<Response, PluginError> {
-    let resp = match tokio::time::timeout(wait, http.execute(req)).await {
+    // The kit's retry never sleeps past this wait (a 429 asking for longer comes back at once).
+    let until = tokio::time::Instant::now() + wait;
+    let resp = match tokio::time::timeout_at(until, http.execute_within(req, until)).await {
         Err(_) => {
             return Err(errors::timeout(
                 "hume: waiting for the response",
