@@ -180,7 +180,7 @@ async fn one(url: &str, sentence: &str, pcm: &[u8]) -> Result<Utterance, String>
     let (start, end) = speech_bounds(pcm).ok_or("the fixture is silent")?;
     let mut ws = connect(url).await?;
     let stt = serde_json::json!({"type":"config","stt_config":{"provider":"local",
-        "language":"en-US","sample_rate":RATE,"channels":1,"encoding":"linear16",
+        "language":"en-US","sample_rate":RATE,"channels":1,"encoding":"linear16","punctuation":true,
         "model":"whisper-tiny.en"}});
     configure(&mut ws, stt).await?;
     let lead = (RATE as u64 * LEAD_IN_MS / 1000) as usize * 2;

@@ -78,7 +78,7 @@ fn max_utterance_length_cuts_long_speech() {
         .iter()
         .filter_map(|e| match e {
             SegmentEvent::SpeechEnded { samples } => Some(samples.len()),
-            SegmentEvent::SpeechStarted => None,
+            SegmentEvent::SpeechStarted | SegmentEvent::Paused | SegmentEvent::Resumed => None,
         })
         .collect();
     assert!(ended.len() >= 3, "{:?}", summary(&events));
@@ -95,7 +95,48 @@ fn summary(events: &[SegmentEvent]) -> Vec<String> {
         .iter()
         .map(|e| match e {
             SegmentEvent::SpeechStarted => "started".to_owned(),
+            SegmentEvent::Paused => "paused".to_owned(),
+            SegmentEvent::Resumed => "resumed".to_owned(),
             SegmentEvent::SpeechEnded { samples } => format!("ended({} samples)", samples.len()),
         })
         .collect()
+}
+
+/// With `pause_ms` set, a short gap inside speech reports `Paused` then `Resumed` and stays one
+/// utterance; the final silence reports `Paused` then the end. Without it, no pause events.
+#[test]
+fn pauses_inside_an_utterance_are_reported() {
+    if !espeak_or_skip() {
+        return;
+    }
+    let part = |t: &str| {
+        let (audio, rate) = espeak_synthesize(t, "en-us", 160).expect("espeak");
+        to_mono_16k(&audio, rate, 1)
+    };
+    let mut audio = noise(8_000, 3);
+    audio.extend(part("Hello there"));
+    audio.extend(noise(16 * 250, 4));
+    audio.extend(part("my friend"));
+    audio.extend(noise(16_000, 5));
+    let config = SegmenterConfig {
+        silence_hangover_ms: 600,
+        pause_ms: 96,
+        ..SegmenterConfig::default()
+    };
+    let events = run(&mut Segmenter::new(config), &audio, 320);
+    let names = summary(&events);
+    let kinds: Vec<&str> = names.iter().map(|n| n.split('(').next().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["started", "paused", "resumed", "paused", "ended"],
+        "{names:?}"
+    );
+    let plain = run(&mut Segmenter::default(), &audio, 320);
+    assert!(
+        !plain
+            .iter()
+            .any(|e| matches!(e, SegmentEvent::Paused | SegmentEvent::Resumed)),
+        "{:?}",
+        summary(&plain)
+    );
 }

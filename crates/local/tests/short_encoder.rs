@@ -74,16 +74,18 @@ fn short_window_transcripts_match_the_30s_window() {
 }
 
 /// Utterances that go past the floor still get all their words (the window grows with them),
-/// and silence stays silence.
+/// and silence stays silence. (Two different sentences: one said twice would be collapsed to
+/// one copy, the documented cost of the repeat guard.)
 #[test]
 fn a_window_grows_with_the_utterance() {
     let Some(one) = speech(FOX) else { return };
+    let other = "Please call me back after lunch.";
     let short = engine(Some(1_000));
     let mut two = one.clone();
     two.extend(vec![0.0; 8_000]);
-    two.extend(&one);
+    two.extend(speech(other).expect("checked above"));
     let text = short.transcribe(&two).expect("transcribe");
-    let expected = format!("{FOX} {FOX}");
+    let expected = format!("{FOX} {other}");
     assert_transcript(&expected, &text, "two sentences in a grown window");
     assert_eq!(short.transcribe(&vec![0.0; 16_000]).expect("silence"), "");
 }

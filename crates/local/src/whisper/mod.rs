@@ -41,48 +41,27 @@ fn token_cap(samples: usize) -> usize {
 }
 
 /// Whisper decoding a window much shorter than 30 s tends to say the utterance again (and
-/// again) where the 30 s window would have ended: "Hello? How are you? Hello? How are you?".
-/// When `text`'s sentences are one group of sentences repeated (the last copy possibly cut
-/// short; case and punctuation ignored), returns the first copy.
+/// again) where the 30 s window would have ended: "Hello? How are you? Hello? How are you?",
+/// "yes yes yes". When `text`'s words are one group of words repeated (at least twice, the last
+/// copy possibly cut short; case and punctuation ignored), returns the first copy.
 ///
-/// A speaker who really says the same sentence twice in one utterance loses the second: the
+/// A speaker who really repeats themselves in one utterance ("bye bye") loses the repeat: the
 /// price of the short window (set `min_window_ms: 0` for the reference behaviour).
-fn collapse_repeats(text: &str) -> Option<&str> {
-    // Sentences with their end offsets in `text`.
-    let mut sentences = Vec::new();
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if matches!(c, '.' | '?' | '!') {
-            let end = i + c.len_utf8();
-            let next = text[end..].chars().next();
-            if next.is_none_or(char::is_whitespace) {
-                sentences.push((&text[start..end], end));
-                start = end;
-            }
-        }
-    }
-    if !text[start..].trim().is_empty() {
-        sentences.push((&text[start..], text.len()));
-    }
-    let norm: Vec<String> = sentences
+fn collapse_repeats(text: &str) -> Option<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let norm: Vec<String> = words
         .iter()
-        .map(|(s, _)| {
-            s.chars()
-                .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
                 .flat_map(char::to_lowercase)
-                .collect::<String>()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
+                .collect()
         })
         .collect();
     let n = norm.len();
-    (1..=n / 2).find_map(|p| {
-        let repeats = (p..n).all(|i| {
-            norm[i] == norm[i - p] || (i == n - 1 && norm[i - p].starts_with(norm[i].as_str()))
-        });
-        repeats.then(|| text[..sentences[p - 1].1].trim())
-    })
+    (1..=n / 2)
+        .find(|&p| (p..n).all(|i| norm[i] == norm[i - p]))
+        .map(|p| words[..p].join(" "))
 }
 
 /// The encoder window, in 10 ms frames, for `samples` samples of audio: the full 30 s
@@ -278,7 +257,7 @@ impl WhisperEngine {
                 let mut short = self.decode_window(&mut features, frames, Some(cap))?;
                 if let Some(first) = collapse_repeats(&short.text) {
                     metrics::counter!("waav_local_whisper_repeats_collapsed_total").increment(1);
-                    short.text = first.to_owned();
+                    short.text = first;
                     short.tokens = short.tokens.min(cap);
                 }
                 if short.tokens <= cap {
@@ -460,21 +439,22 @@ mod tests {
 
     #[test]
     fn repeated_utterances_collapse_to_the_first_copy() {
-        let c = collapse_repeats;
+        let c = |t: &str| collapse_repeats(t);
         assert_eq!(
             c("Hello? How are you today? Hello? How are you today? Hello? How are"),
-            Some("Hello? How are you today?")
+            Some("Hello? How are you today?".into())
         );
         assert_eq!(
             c("the quick brown fox. The quick brown fox. The quick"),
-            Some("the quick brown fox.")
+            Some("the quick brown fox.".into())
         );
-        assert_eq!(c("Send it. Send it."), Some("Send it."));
+        assert_eq!(c("yes yes yes"), Some("yes".into()));
+        assert_eq!(c("Send it. Send it."), Some("Send it.".into()));
         assert_eq!(c("Yes. No. Yes."), None, "not a repetition of a group");
         assert_eq!(c("Hello there. How are you?"), None);
         assert_eq!(c("One sentence only."), None);
+        assert_eq!(c("Yes."), None);
         assert_eq!(c(""), None);
-        // Sentence marks inside numbers or names do not split.
         assert_eq!(c("It costs 3.50 dollars."), None);
     }
 
