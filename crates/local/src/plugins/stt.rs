@@ -41,7 +41,7 @@ type DecodeFn = Arc<dyn Fn(&[f32]) -> Result<Transcription, LocalError> + Send +
 
 /// Default `silence_hangover_ms`: silence (after the VAD's score falls) that ends an utterance.
 /// Long enough that a sentence with a 300 ms pause stays one utterance.
-pub const DEFAULT_HANGOVER_MS: u32 = 300;
+pub const DEFAULT_HANGOVER_MS: u32 = 500;
 /// Default `speculative_pause_ms`: silence after which the final is decoded speculatively.
 pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 96;
 /// Default `first_interim_ms`: speech before the first interim decode.
@@ -93,8 +93,8 @@ impl Plugin for LocalStt {
 
     /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (300),
     /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
-    /// `silence_hangover_ms` (300), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
-    /// (2000; 0 = Whisper's full 30 s window).
+    /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
+    /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -120,8 +120,8 @@ impl LocalStt {
         let max_queue = config.u64("max_queue")?.unwrap_or(8) as usize;
         let dir = models.whisper_dir();
         let window = match config.u64("min_window_ms")? {
-            None => Some(crate::whisper::DEFAULT_MIN_WINDOW_MS),
-            Some(0) => None,
+            // Off unless asked for: the short window costs accuracy on some voices.
+            None | Some(0) => None,
             Some(ms) => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
         };
         let engine = tokio::task::spawn_blocking(move || {
@@ -453,7 +453,9 @@ impl Stream {
     /// (the speculation would overtake them) or a final is decoding.
     fn speculate(&mut self) {
         let final_running = self.job.as_ref().is_some_and(|j| j.kind == Kind::Final);
-        if !self.finals.is_empty() || final_running || !self.ready.is_empty() {
+        // An ended utterance's speculation is that utterance's final, still decoding.
+        let final_owed = self.spec.as_ref().is_some_and(|s| s.ended);
+        if !self.finals.is_empty() || final_running || final_owed || !self.ready.is_empty() {
             return;
         }
         self.spec_seq += 1;
@@ -469,7 +471,10 @@ impl Stream {
     /// Speech resumed (or a new utterance began): a speculation is void; a decode of it still
     /// running is ignored when it returns.
     fn discard_speculation(&mut self) {
-        if self.spec.take().is_some() {
+        // One whose utterance ended is not void: it is that utterance's final, still decoding
+        // (the next utterance may begin before it is back).
+        if self.spec.as_ref().is_some_and(|s| !s.ended) {
+            self.spec = None;
             count_speculation("discarded");
         }
     }
