@@ -25,6 +25,8 @@ pub mod segmenter;
 pub mod text;
 
 #[cfg(feature = "piper")]
+mod infer_pool;
+#[cfg(feature = "piper")]
 pub mod onnx;
 #[cfg(feature = "piper")]
 pub mod piper;

@@ -118,7 +118,9 @@ const PROCESSOR_KEYS: &[&str] = &[
 ];
 const PLUGIN_KEYS: &[&str] = &["models_dir", "workers", "threads", "queue"];
 
-fn check_keys(
+/// Refuses a key of `cfg` not in `known`, adding `hint` when it is one of `other`
+/// (also used by `turn`).
+pub(crate) fn check_keys(
     cfg: &PluginConfig,
     known: &[&str],
     other: &[&str],
@@ -135,7 +137,8 @@ fn check_keys(
     Ok(())
 }
 
-fn number(
+/// `cfg.key` as a finite number in `min..=max`, `default` when absent.
+pub(crate) fn number(
     cfg: &PluginConfig,
     key: &str,
     default: f64,
@@ -152,7 +155,8 @@ fn number(
     Ok(v)
 }
 
-fn integer(
+/// `cfg.key` as a whole number in `min..=max`, `default` when absent.
+pub(crate) fn integer(
     cfg: &PluginConfig,
     key: &str,
     default: u64,

@@ -1,19 +1,17 @@
 //! The inference pool shared by every session of one `silero_vad` plugin: `workers` OS threads,
-//! each with its own scorer (an ONNX session), fed through a bounded queue — the pattern of
-//! `turn/pool.rs`.
+//! each with its own scorer (an ONNX session), fed through a bounded queue (an
+//! [`InferPool`] of Silero [`Job`]s, as `turn/pool.rs`).
 //!
 //! Sessions never wait on it: [`SileroPool::try_submit`] hands a job over at once or gives it
 //! back (queue full). A job is the session's own reusable buffer: the windows to score in order,
 //! the stream's model memory ([`SileroState`]) and room for one probability per window. It
 //! travels to a worker and back on the session's reply channel; nothing is allocated per job.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
 
 use super::model::{SileroState, WINDOW};
+use crate::infer_pool::{InferPool, PoolJob};
 
 /// Scores one model input (64 context + 512 samples at 16 kHz) with the stream's recurrent
 /// state (256 floats, updated in place): the speech probability. One per worker thread.
@@ -62,88 +60,74 @@ impl Job {
     }
 }
 
-struct Shared {
-    tx: SyncSender<Box<Job>>,
-    workers: usize,
-    queue: usize,
-    running: Arc<AtomicUsize>,
-    queued: Arc<AtomicUsize>,
-}
-
 /// A bounded pool of Silero workers (cheap to clone; clones share the workers).
 #[derive(Clone)]
 pub struct SileroPool {
-    shared: Arc<Shared>,
+    inner: InferPool<Job>,
 }
 
 impl std::fmt::Debug for SileroPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SileroPool")
-            .field("workers", &self.shared.workers)
-            .field("queue", &self.shared.queue)
-            .field("running", &self.running())
-            .field("queued", &self.queued())
-            .finish()
+        self.inner.debug_as("SileroPool", f)
     }
 }
 
 impl SileroPool {
-    /// Starts one worker thread per scorer; at most `queue` jobs wait for a free worker
-    /// (0: a job is taken only when a worker is idle).
+    /// Starts one worker thread per scorer (`silero-vad-{i}`); at most `queue` jobs wait for a
+    /// free worker (0: a job is taken only when a worker is idle).
     pub fn new(scorers: Vec<Scorer>, queue: usize) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Box<Job>>(queue);
-        let rx = Arc::new(Mutex::new(rx));
-        let running = Arc::new(AtomicUsize::new(0));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let workers = scorers.len();
-        // Detached: they end once every clone of the pool (the queue's sender) is gone.
-        for (i, scorer) in scorers.into_iter().enumerate() {
-            let (rx, running, queued) = (rx.clone(), running.clone(), queued.clone());
-            std::thread::Builder::new()
-                .name(format!("silero-vad-{i}"))
-                .spawn(move || work(&rx, scorer, &running, &queued))?;
-        }
-        Ok(Self {
-            shared: Arc::new(Shared {
-                tx,
-                workers,
-                queue,
-                running,
-                queued,
-            }),
-        })
+        let inner = InferPool::new("silero-vad", scorers, queue)?;
+        Ok(Self { inner })
     }
 
     /// Worker threads.
     pub fn workers(&self) -> usize {
-        self.shared.workers
+        self.inner.workers()
     }
 
     /// The queue bound.
     pub fn queue(&self) -> usize {
-        self.shared.queue
+        self.inner.queue()
     }
 
     /// Jobs being scored now.
     pub fn running(&self) -> usize {
-        self.shared.running.load(Ordering::Acquire)
+        self.inner.running()
     }
 
     /// Jobs handed over and not yet taken by a worker.
     pub fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::Acquire)
+        self.inner.queued()
     }
 
     /// Hands `job` over without waiting; gives it back when the queue is full.
     pub(crate) fn try_submit(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        match self.shared.tx.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                Err(job)
-            }
+        self.inner.try_submit(job)
+    }
+}
+
+impl PoolJob for Job {
+    type Scorer = Scorer;
+
+    fn run(&mut self, scorer: &mut Scorer) {
+        score_job(self, scorer);
+    }
+
+    fn panicked(&mut self, message: String) {
+        self.error = Some(message);
+        self.reset = true;
+    }
+
+    fn finished(&mut self, inference: Duration) {
+        self.inference = inference;
+        if self.done > 0 {
+            metrics::histogram!("waav_silero_vad_inference_seconds")
+                .record(self.inference.as_secs_f64() / self.done as f64);
         }
+    }
+
+    fn reply(&self) -> &SyncSender<Box<Job>> {
+        &self.reply
     }
 }
 
@@ -170,37 +154,5 @@ fn score_job(job: &mut Job, scorer: &mut Scorer) {
                 return;
             }
         }
-    }
-}
-
-fn work(
-    rx: &Mutex<Receiver<Box<Job>>>,
-    mut scorer: Scorer,
-    running: &AtomicUsize,
-    queued: &AtomicUsize,
-) {
-    loop {
-        let next = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
-        };
-        let Ok(mut job) = next else { return };
-        queued.fetch_sub(1, Ordering::AcqRel);
-        running.fetch_add(1, Ordering::AcqRel);
-        let started = Instant::now();
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| score_job(&mut job, &mut scorer))) {
-            job.error = Some(waav_plugin_api::PluginError::from_panic(&*p).to_string());
-            job.reset = true;
-        }
-        job.inference = started.elapsed();
-        if job.done > 0 {
-            metrics::histogram!("waav_silero_vad_inference_seconds")
-                .record(job.inference.as_secs_f64() / job.done as f64);
-        }
-        running.fetch_sub(1, Ordering::AcqRel);
-        // One job per session is out at a time, so its reply channel (capacity 1) has room; a
-        // session that went away dropped its receiver and the job is dropped here.
-        let reply = job.reply.clone();
-        let _ = reply.try_send(job);
     }
 }

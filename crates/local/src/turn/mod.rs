@@ -33,6 +33,7 @@ pub use model::{model_path, SmartTurn, MODEL_FILE, N_FRAMES, N_MELS, SAMPLE_RATE
 pub use pool::{Scorer, TurnPool};
 
 use crate::models::ModelPaths;
+use crate::silero::{check_keys, integer, number};
 use pool::Job;
 
 /// Plugin id.
@@ -93,61 +94,15 @@ const PLUGIN_KEYS: &[&str] = &[
     "queue",
 ];
 
-fn check_keys(cfg: &PluginConfig, known: &[&str]) -> Result<(), PluginError> {
-    if let Some(bad) = cfg.keys().find(|k| !known.contains(k)) {
-        let hint = if PLUGIN_KEYS.contains(&bad) {
-            " (the inference pool is shared: set it in the turn_detect plugin's own section)"
-        } else {
-            ""
-        };
-        return Err(PluginError::Config(format!(
-            "{}: unknown setting {bad:?} (known: {}){hint}",
-            cfg.path(),
-            known.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-fn number(
-    cfg: &PluginConfig,
-    key: &str,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<f64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default);
-    if !v.is_finite() || v < min || v > max {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v)
-}
-
-fn integer(
-    cfg: &PluginConfig,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default as f64);
-    if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is not an integer in {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v as u64)
-}
+/// The hint for a plugin-wide key in a processor's own section.
+const SHARED_HINT: &str =
+    " (the inference pool is shared: set it in the turn_detect plugin's own section)";
 
 impl TurnSettings {
     /// Reads a processor's `config:` map (`threshold`, `max_wait_ms`) over `defaults`; unknown
     /// keys and out-of-range values are refused.
     pub fn from_config(cfg: &PluginConfig, defaults: TurnSettings) -> Result<Self, PluginError> {
-        check_keys(cfg, PROCESSOR_KEYS)?;
+        check_keys(cfg, PROCESSOR_KEYS, PLUGIN_KEYS, SHARED_HINT)?;
         Self::read(cfg, defaults)
     }
 
@@ -171,7 +126,7 @@ impl PoolSettings {
     /// Reads the plugin section: `models_dir`, `workers`, `threads`, `queue`, and the session
     /// defaults `threshold` and `max_wait_ms`.
     pub fn from_config(cfg: &PluginConfig) -> Result<(Self, TurnSettings), PluginError> {
-        check_keys(cfg, PLUGIN_KEYS)?;
+        check_keys(cfg, PLUGIN_KEYS, &[], "")?;
         let defaults = TurnSettings::read(cfg, TurnSettings::default())?;
         let pool = Self {
             workers: integer(cfg, "workers", 1, 1, 16)? as usize,
