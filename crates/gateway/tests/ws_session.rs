@@ -112,6 +112,53 @@ async fn tts_session_streams_audio_then_one_playback_complete() {
 }
 
 #[tokio::test]
+async fn a_speak_goes_one_sentence_per_request_and_counts_once() {
+    let server = TestServer::start("session: { max_queued_speaks: 2 }\n").await;
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    // Requests from the second on fail: the first sentence is heard, the second fails, and the
+    // third goes with it; one error for the one `speak`.
+    c.configure(
+        json!({"type":"config","tts_config": tts_config("loopback", "fault=error,after=2")}),
+    )
+    .await;
+    c.send_json(json!({"type":"speak","text":"One two. Three four! Five six?"}))
+        .await;
+    let (mut audio, mut errors) = (0, Vec::new());
+    loop {
+        match c.recv().await {
+            Frame::Binary(b) => audio += b.len(),
+            Frame::Json(v) if v["type"] == "tts_playback_complete" => break,
+            Frame::Json(v) => errors.push(v),
+            Frame::Closed(code) => panic!("closed {code:?}"),
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["type"], "error");
+    // "One two." alone: 8 chars × 10 ms at 16 kHz PCM16.
+    assert_eq!(audio, 8 * 10 * 32);
+
+    // The queue bound counts `speak`s, not their sentences.
+    c.configure(json!({"type":"config","tts_config": tts_config("loopback", "latency_ms=300")}))
+        .await;
+    let five = "One. Two. Three. Four. Five.";
+    for _ in 0..3 {
+        c.send_json(json!({"type":"speak","text":five})).await;
+    }
+    let (mut full, mut complete) = (0, 0);
+    while complete == 0 {
+        match c.recv().await {
+            Frame::Json(v) if v["code"] == "tts_queue_full" => full += 1,
+            Frame::Json(v) if v["type"] == "tts_playback_complete" => complete += 1,
+            Frame::Json(v) => panic!("unexpected {v}"),
+            Frame::Binary(_) => {}
+            Frame::Closed(code) => panic!("closed {code:?}"),
+        }
+    }
+    assert_eq!(full, 1, "two speaks of five sentences fit a queue of two");
+    c.assert_alive().await;
+}
+
+#[tokio::test]
 async fn repeated_text_is_served_from_the_cache_in_order() {
     let server = server().await;
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;

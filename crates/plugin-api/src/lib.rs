@@ -75,6 +75,7 @@ mod plugin;
 mod processor;
 mod realtime;
 mod registration;
+pub mod sentences;
 mod stt;
 mod tts;
 

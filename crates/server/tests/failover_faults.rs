@@ -5,7 +5,7 @@
 //!
 //! For each class, with a chain the session goes on with every word of a reference run without
 //! faults (the same words per utterance, none twice; STT) or the request spoken in full by the
-//! fallback (TTS); without one it gets the right `error` code and the connection takes a new
+//! fallback (TTS; a sentence already spoken is not repeated); without one it gets the right `error` code and the connection takes a new
 //! `config`. Auth errors are the client's to fix and are never failed over, chain or not. A
 //! healthy session on the same gateway runs alongside every faulty one and must be unaffected.
 //! The breaker opens on repeated failures, sessions skip the open instance, and a probe closes
@@ -30,8 +30,8 @@ use waav_testkit::fakes::deepgram::{
 };
 
 const KEY: &str = "dg-test-key";
-/// What every TTS case speaks.
-const TEXT: &str = "Hello there, this is a failover test.";
+/// What every TTS case speaks (one sentence, a number of four digits appended).
+const TEXT: &str = "Hello there, this is failover test number";
 /// Short bounds so the silent failures are found quickly.
 const RESILIENCE: &str = "  stt_reconnects: 0\n  tts_first_byte_ms: 400\n  breaker_failures: 100\n";
 /// Quiet time after which a session's reading stops.
@@ -824,6 +824,65 @@ async fn tts_drop_mid_audio() {
         &[false, true],
     )
     .await;
+}
+
+/// Three sentences of fixed lengths (the same audio each time), never spoken before in this
+/// process (the cache cannot answer them).
+fn fresh_sentences() -> [String; 3] {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    [
+        format!("First sentence {n:04}."),
+        format!(" Then a second, longer sentence {n:04}."),
+        format!(" And the third one {n:04}."),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tts_failover_resumes_at_the_sentence_not_yet_spoken() {
+    // The primary drops its socket two frames into the second sentence: the first was spoken
+    // in full and is not repeated; the fallback speaks the second from its start, then the third.
+    let frame = TtsFakeOptions::default().chunk_bytes;
+    let first = waav_testkit::fakes::deepgram::tts::speech(
+        &fresh_sentences()[0],
+        "linear16",
+        16_000,
+        1.0,
+        waav_testkit::fakes::deepgram::tts::DEFAULT_MS_PER_CHAR,
+    );
+    let after_chunks = first.len().div_ceil(frame) + 2;
+    let rig = Rig::start(Fault::None, TtsFault::Truncate { after_chunks }).await;
+    let url = rig.url();
+    let healthy = tts_cfg("deepgram-backup", "", &[]);
+    // References on the healthy instance: all three sentences, and the first alone.
+    let (_, all) = tts_session(&url, healthy.clone(), &fresh_sentences().concat()).await;
+    let (_, alone) = tts_session(&url, healthy, &fresh_sentences()[0]).await;
+    assert!(all.completed() && alone.completed(), "{all:?} {alone:?}");
+    assert_eq!(alone.audio, first.len());
+
+    let sentences = fresh_sentences();
+    let speaks_before = backup_speaks(&rig).len();
+    let cfg = tts_cfg("deepgram", "", &["deepgram-backup"]);
+    let (mut socket, seen) = tts_session(&url, cfg, &sentences.concat()).await;
+    assert!(seen.errors().is_empty(), "{:?}", seen.messages);
+    assert!(seen.completed(), "{:?}", seen.messages);
+    let switched = seen.switched();
+    assert_eq!(switched.len(), 1, "{:?}", seen.messages);
+    assert_eq!(switched[0]["to"], "deepgram-backup");
+    // After the switch: the second and third sentences, as the reference has them.
+    assert_eq!(seen.audio_after_switch, all.audio - alone.audio);
+    // Before it: the first sentence in full and the start of the second.
+    assert_eq!(
+        seen.audio - seen.audio_after_switch,
+        alone.audio + 2 * frame
+    );
+    let speaks = backup_speaks(&rig)[speaks_before..].concat();
+    assert!(!speaks.contains(sentences[0].trim()), "{speaks:?}");
+    assert!(
+        speaks.contains(sentences[1].trim()) && speaks.contains(sentences[2].trim()),
+        "{speaks:?}"
+    );
+    assert_survives(&mut socket, "sentence resume").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -872,7 +872,8 @@ impl Session {
     }
 
     /// The TTS provider `from` failed with `error`: the next provider of the chain takes over
-    /// and speaks every request not yet finished, from its start. The old link comes back when
+    /// and speaks every request not yet finished (one per sentence: the sentence being spoken
+    /// restarts from its start, those already spoken are not repeated). The old link comes back when
     /// none is left (or none opens).
     async fn tts_failover(
         &mut self,
@@ -912,13 +913,8 @@ impl Session {
                 reason: error.to_string(),
             })
             .await;
-        for (text, interruptible) in pending.requests {
-            if let Err(e) = link
-                .speak(text, true, interruptible, &self.state.cache, &self.out)
-                .await
-            {
-                self.error(e).await;
-            }
+        if let Err(e) = link.resume(pending, &self.state.cache, &self.out).await {
+            self.error(e).await;
         }
         self.tts = Some(link);
         Ok(())

@@ -815,10 +815,10 @@ impl TtsLink {
                 None
             };
             if p.cached.is_none() {
-                resend.push((p.id, p.text.clone()));
+                resend.push((p.id, p.text.clone(), p.flush));
             }
         }
-        for (id, text) in resend {
+        for (id, text, flush) in resend {
             let text = match super::spoken_text(&self.provider.config, text).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -826,11 +826,7 @@ impl TtsLink {
                     continue;
                 }
             };
-            let req = SpeakRequest {
-                id,
-                text,
-                flush: true,
-            };
+            let req = SpeakRequest { id, text, flush };
             if self
                 .provider
                 .send(TtsInput::Speak(req), self.limits.stall)

@@ -1,7 +1,11 @@
 //! A session's link to its TTS provider: the speak queue, cache, `clear` and interruption rules,
 //! and the conversion of the provider's audio into the client's format.
 //!
-//! Requests are answered strictly in order. A cache hit waits its turn behind earlier requests
+//! Requests are answered strictly in order. A flushed `speak` is sent to the provider one
+//! sentence per request ([`sentence_segments`]): the first sentence's audio does not wait for
+//! the rest, each sentence is cached on its own, and a failover resumes at the sentence not yet
+//! spoken. A `speak` with `flush: false` is the client's own chunk of streamed text and goes as
+//! it is. A cache hit waits its turn behind earlier requests
 //! and is then streamed in the session's framing. `tts_playback_complete` is sent once the
 //! queue drains, after the last binary frame. Audio passes one [`Bridge`] per session, so
 //! resampling is continuous across requests and a WAV stream has one header.
@@ -29,6 +33,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use waav_plugin_api::sentences::sentence_segments;
 use waav_plugin_api::{
     AudioEncoding, AudioFormat, Emotion, PluginError, Pronunciation, SpeakRequest, TtsEvent,
     TtsInput, TtsIo, TtsSessionConfig,
@@ -44,6 +49,9 @@ fn peak16(data: &[u8]) -> u16 {
 
 /// Cache fills stop collecting past this size (the cache would refuse it anyway).
 const MAX_COLLECT: usize = 8 * 1024 * 1024;
+
+/// Provider requests one `speak` is cut into at most (the last takes the remaining sentences).
+const MAX_SEGMENTS: usize = 16;
 
 /// Builds the provider-facing config from the client's `tts_config`.
 pub fn session_config(cfg: &TtsConfig) -> Result<TtsSessionConfig, WsError> {
@@ -262,6 +270,9 @@ struct Pending {
     /// The request's text as the client sent it (a failover speaks it again).
     text: String,
     interruptible: bool,
+    flush: bool,
+    /// Whether this request ends the client's `speak` (its sentences share one `speak`).
+    last: bool,
     cached: Option<Arc<CachedAudio>>,
     key: CacheKey,
     collected: Vec<u8>,
@@ -276,17 +287,45 @@ struct Pending {
 /// The unfinished part of a TTS link (see [`TtsLink::into_unfinished`]).
 #[derive(Debug)]
 pub struct Unfinished {
-    /// Text and interruptibility of each request not finished, in order.
-    pub requests: Vec<(String, bool)>,
+    requests: Vec<Segment>,
     header_sent: bool,
     playing_until: Instant,
     audio_until: Instant,
 }
 
+/// One provider request: a sentence (or the whole text) of a client's `speak`.
+#[derive(Debug)]
+struct Segment {
+    text: String,
+    flush: bool,
+    interruptible: bool,
+    /// Whether it ends the client's `speak`.
+    last: bool,
+}
+
+impl From<Pending> for Segment {
+    fn from(p: Pending) -> Self {
+        Self {
+            text: p.text,
+            flush: p.flush,
+            interruptible: p.interruptible,
+            last: p.last,
+        }
+    }
+}
+
+/// A segment ready to queue: its cache hit, or the text the provider is to speak.
+struct Prepared {
+    segment: Segment,
+    key: CacheKey,
+    cached: Option<Arc<CachedAudio>>,
+    spoken: Option<String>,
+}
+
 /// Bounds of one session's TTS queue and of its provider's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TtsLimits {
-    /// Requests queued or in flight.
+    /// Client `speak`s queued or in flight.
     pub max_requests: usize,
     /// Bytes of text queued or in flight.
     pub max_bytes: usize,
@@ -296,10 +335,13 @@ pub struct TtsLimits {
 
 impl TtsLimits {
     /// Input channel capacity for a provider under these limits: room for every request the
-    /// host lets queue plus a cancel for each, so a provider that reads lazily but does read
-    /// never looks stalled. (tokio allocates channel blocks lazily; a large bound costs nothing.)
+    /// host lets queue (each `speak` up to [`MAX_SEGMENTS`]) plus a cancel for each `speak`,
+    /// so a provider that reads lazily but does read never looks stalled. (tokio allocates
+    /// channel blocks lazily; a large bound costs nothing.)
     pub fn input_capacity(&self) -> usize {
-        self.max_requests.saturating_mul(2).saturating_add(2)
+        self.max_requests
+            .saturating_mul(MAX_SEGMENTS + 1)
+            .saturating_add(2)
     }
 
     /// The limits from the session settings.
@@ -389,7 +431,8 @@ impl TtsLink {
         self.provider.provider
     }
 
-    /// Queues `text`. Cache hits wait for earlier requests, then stream from memory.
+    /// Queues `text` (one request per sentence when `flush`). Cache hits wait for earlier
+    /// requests, then stream from memory.
     pub async fn speak(
         &mut self,
         text: String,
@@ -398,61 +441,127 @@ impl TtsLink {
         cache: &TtsCache,
         out: &Outbound,
     ) -> Result<(), WsError> {
+        let queued = self.queue.iter().filter(|p| p.last).count();
         let queued_bytes: usize = self.queue.iter().map(|p| p.text.len()).sum();
-        if self.queue.len() >= self.limits.max_requests
-            || queued_bytes + text.len() > self.limits.max_bytes
-        {
+        if queued >= self.limits.max_requests || queued_bytes + text.len() > self.limits.max_bytes {
             return Err(WsError::TtsQueueFull {
-                queued: self.queue.len(),
+                queued,
                 bytes: queued_bytes,
                 max_requests: self.limits.max_requests,
                 max_bytes: self.limits.max_bytes,
             });
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let key = self.provider.cache_key(&text);
-        let cached = if self.cache_fill {
-            cache.get(key).await
-        } else {
-            None
+        let segments: Vec<Segment> = match flush {
+            true => {
+                let pieces = sentence_segments(&text, MAX_SEGMENTS);
+                let n = pieces.len();
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, piece)| Segment {
+                        text: piece.to_owned(),
+                        flush,
+                        interruptible,
+                        last: i + 1 == n,
+                    })
+                    .collect()
+            }
+            false => vec![Segment {
+                text,
+                flush,
+                interruptible,
+                last: true,
+            }],
         };
+        self.enqueue(segments, cache, out).await
+    }
+
+    /// Continues the requests a failed link left unfinished (admitted there already), in order.
+    pub async fn resume(
+        &mut self,
+        old: Unfinished,
+        cache: &TtsCache,
+        out: &Outbound,
+    ) -> Result<(), WsError> {
+        self.enqueue(old.requests, cache, out).await
+    }
+
+    /// Looks up, rewrites, queues and sends `segments`. Every segment is rewritten before any is
+    /// queued, so a failure leaves the queue untouched; once queued, a segment the provider
+    /// cannot take stays queued for the failover to speak.
+    async fn enqueue(
+        &mut self,
+        segments: Vec<Segment>,
+        cache: &TtsCache,
+        out: &Outbound,
+    ) -> Result<(), WsError> {
         let m = Metrics::get();
-        if cached.is_some() {
-            m.cache_hits.increment(1);
-        } else {
-            m.cache_misses.increment(1);
+        let mut prepared = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let key = self.provider.cache_key(&segment.text);
+            let cached = if self.cache_fill {
+                cache.get(key).await
+            } else {
+                None
+            };
+            if cached.is_some() {
+                m.cache_hits.increment(1);
+            } else {
+                m.cache_misses.increment(1);
+            }
+            let spoken = match cached {
+                Some(_) => None,
+                None => Some(
+                    spoken_text(&self.provider.config, segment.text.clone())
+                        .await
+                        .map_err(|error| WsError::Provider {
+                            role: "TTS",
+                            provider: self.provider.provider,
+                            error,
+                        })?,
+                ),
+            };
+            prepared.push(Prepared {
+                segment,
+                key,
+                cached,
+                spoken,
+            });
         }
-        // Rewritten before the request is queued, so a failure leaves the queue untouched.
-        let spoken = match cached {
-            Some(_) => None,
-            None => Some(
-                spoken_text(&self.provider.config, text.clone())
-                    .await
-                    .map_err(|error| WsError::Provider {
-                        role: "TTS",
-                        provider: self.provider.provider,
-                        error,
-                    })?,
-            ),
-        };
         if self.queue.is_empty() {
             self.last_progress = Instant::now();
         }
-        self.queue.push_back(Pending {
-            id,
-            text: text.clone(),
-            interruptible,
-            cached,
+        // Until the provider refuses one: then the rest is only queued.
+        let mut sending = true;
+        let mut stalled = false;
+        for Prepared {
+            segment,
             key,
-            collected: Vec::new(),
-            frame_bytes: 0,
-            started: Instant::now(),
-            first_byte: false,
-            audio_bytes: 0,
-            peak: 0,
-        });
-        if let Some(text) = spoken {
+            cached,
+            spoken,
+        } in prepared
+        {
+            let id = self.next_id;
+            self.next_id += 1;
+            let flush = segment.flush;
+            self.queue.push_back(Pending {
+                id,
+                text: segment.text,
+                interruptible: segment.interruptible,
+                flush,
+                last: segment.last,
+                cached,
+                key,
+                collected: Vec::new(),
+                frame_bytes: 0,
+                started: Instant::now(),
+                first_byte: false,
+                audio_bytes: 0,
+                peak: 0,
+            });
+            let Some(text) = spoken.filter(|_| sending) else {
+                continue;
+            };
             self.hedge_request(id, &text, flush);
             let req = SpeakRequest { id, text, flush };
             match self
@@ -462,11 +571,22 @@ impl TtsLink {
             {
                 Ok(()) => {}
                 // The provider is gone; its end arrives through `next` and is reported there.
-                Err(SendError::Gone) => return Ok(()),
-                Err(SendError::Stalled) => return Err(self.stalled()),
+                Err(SendError::Gone) => sending = false,
+                Err(SendError::Stalled) => {
+                    sending = false;
+                    stalled = true;
+                }
             }
-            // A new race has no failure of the provider yet.
-            let _ = self.hedge_send().await;
+            if sending {
+                // A new race has no failure of the provider yet.
+                let _ = self.hedge_send().await;
+            }
+        }
+        if stalled {
+            return Err(self.stalled());
+        }
+        if !sending {
+            return Ok(());
         }
         if self.drain_cached(out).await && self.queue.is_empty() {
             out.send(ServerMessage::TtsPlaybackComplete {
@@ -587,15 +707,42 @@ impl TtsLink {
         let head = self.queue.front().map(|p| p.id);
         if let Some(id) = head {
             self.provider.audio.discard();
-            self.cancel(id).await;
+            self.cancel(self.speak_end(0)).await;
             self.fail(id, error, head, out).await;
         }
     }
 
+    /// The id of the last request of the `speak` the request at `index` belongs to.
+    fn speak_end(&self, index: usize) -> u64 {
+        let rest = self.queue.range(index..);
+        match rest.clone().find(|p| p.last) {
+            Some(p) => p.id,
+            None => rest.last().map_or(0, |p| p.id),
+        }
+    }
+
+    /// Drops request `id` and the rest of its `speak` (the sentences after it would be heard
+    /// without it); `true` if it was queued.
+    fn drop_rest_of_speak(&mut self, id: u64) -> bool {
+        let Some(i) = self.queue.iter().position(|p| p.id == id) else {
+            return false;
+        };
+        let end = self.speak_end(i);
+        self.queue.retain(|p| p.id < id || p.id > end);
+        true
+    }
+
+    /// Reports request `id` failed, once for its `speak`, whose remaining sentences go with it.
     async fn fail(&mut self, id: u64, error: PluginError, head: Option<u64>, out: &Outbound) {
         let was_head = head == Some(id);
-        let was_pending = self.queue.iter().any(|p| p.id == id);
-        self.queue.retain(|p| p.id != id);
+        let end = (self.queue.iter())
+            .position(|p| p.id == id)
+            .map(|i| self.speak_end(i));
+        let was_pending = self.drop_rest_of_speak(id);
+        if let Some(end) = end.filter(|&end| was_head && end > id) {
+            // The provider need not speak the sentences dropped with it.
+            self.cancel(end).await;
+        }
         if was_head {
             self.hedge_abandon(Some(id)).await;
             // What the resampler still holds is earlier audio: let it play.
@@ -727,14 +874,10 @@ impl TtsLink {
     }
 
     /// What a failover hands to the next provider: the requests not finished, in order (the
-    /// one playing restarts from its beginning), and the stream's state.
+    /// sentence playing restarts from its beginning), and the stream's state.
     pub fn into_unfinished(self) -> Unfinished {
         Unfinished {
-            requests: self
-                .queue
-                .into_iter()
-                .map(|p| (p.text, p.interruptible))
-                .collect(),
+            requests: self.queue.into_iter().map(Segment::from).collect(),
             header_sent: !self.provider.audio.header_pending(),
             playing_until: self.playing_until,
             audio_until: self.audio_until,
@@ -746,10 +889,7 @@ impl TtsLink {
     pub fn into_unfinished_and_close(mut self) -> Unfinished {
         let queue = std::mem::take(&mut self.queue);
         let unfinished = Unfinished {
-            requests: queue
-                .into_iter()
-                .map(|p| (p.text, p.interruptible))
-                .collect(),
+            requests: queue.into_iter().map(Segment::from).collect(),
             header_sent: !self.provider.audio.header_pending(),
             playing_until: self.playing_until,
             audio_until: self.audio_until,
@@ -804,7 +944,7 @@ impl TtsLink {
 
     /// The head request made no progress in time. Before its first byte that is a silent
     /// failure, returned for the caller to fail over (or [`fail_head`](Self::fail_head));
-    /// later it is reported and the request dropped.
+    /// later it is reported and the request dropped, with the rest of its `speak`.
     pub async fn on_timeout(&mut self, out: &Outbound) -> Option<Tripped> {
         if self.hedge.is_some() {
             self.hedge_timers().await;
@@ -832,10 +972,12 @@ impl TtsLink {
             )),
         };
         out.send(e.into()).await;
-        if let Some(p) = self.queue.pop_front() {
-            self.hedge_abandon(Some(p.id)).await;
+        if let Some(id) = self.queue.front().map(|p| p.id) {
+            let end = self.speak_end(0);
+            self.drop_rest_of_speak(id);
+            self.hedge_abandon(Some(id)).await;
             self.provider.audio.discard();
-            self.cancel(p.id).await;
+            self.cancel(end).await;
         }
         self.after_head(out).await;
         None
