@@ -4,7 +4,8 @@
 //! - [`whisper::WhisperEngine`]: Whisper tiny.en speech-to-text on CTranslate2 (feature `whisper`).
 //! - [`piper::PiperVoice`]: Piper neural text-to-speech on ONNX Runtime (feature `piper`).
 //! - [`espeak`]: espeak-ng subprocess TTS (tiny, robotic fallback) and voice listing.
-//! - [`segmenter::Segmenter`]: voice-activity based utterance segmentation (earshot).
+//! - [`segmenter::Segmenter`]: voice-activity based utterance segmentation (earshot, or the
+//!   session's VAD when it has one).
 //! - [`resample`]: sample-rate conversion.
 //! - [`text::split_sentences`]: sentence splitting for incremental TTS.
 //! - [`models::ModelPaths`]: where the models live.
@@ -44,7 +45,7 @@ pub use espeak::{
 };
 pub use models::ModelPaths;
 pub use resample::{resample_i16, to_mono_16k};
-pub use segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
+pub use segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
 pub use text::{chunk_text, split_long, split_sentences};
 
 #[cfg(feature = "piper")]

@@ -1,4 +1,6 @@
-//! Utterance segmentation: voice activity detection (earshot) plus hangover and pre-roll logic.
+//! Utterance segmentation: voice activity detection (earshot) plus hangover and pre-roll logic,
+//! or, when the session's VAD decides ([`Segmenter::follow_external`]), its boundaries with the
+//! same pre-roll.
 
 use std::collections::VecDeque;
 
@@ -7,6 +9,10 @@ use earshot::Detector;
 /// earshot scores fixed frames of 256 samples (16 ms) at 16 kHz.
 const FRAME: usize = 256;
 const SAMPLES_PER_MS: usize = 16;
+/// How long after speech began a session's VAD may decide it did (earshot's ~100–140 ms with
+/// its default `min_speech_ms`, Silero's `min_speech_ms`): an external start takes the pre-roll
+/// from this much before the decision.
+const EXTERNAL_LEAD_MS: u32 = 300;
 
 /// Tuning of a [`Segmenter`]. All durations are in milliseconds of 16 kHz audio.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +65,18 @@ pub enum SegmentEvent {
     },
 }
 
+/// A speech boundary the session's VAD decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// Speech began; decided `at_ms` into the stream.
+    Started {
+        /// When it was decided, ms into the stream.
+        at_ms: u64,
+    },
+    /// Speech ended.
+    Ended,
+}
+
 /// Splits a 16 kHz mono stream into utterances. Feed chunks of any size; one per stream.
 pub struct Segmenter {
     config: SegmenterConfig,
@@ -74,6 +92,10 @@ pub struct Segmenter {
     paused: bool,
     speech_run: usize,
     silence_run: usize,
+    /// Utterances start and end at [`Boundary`]s; the detector only reports pauses.
+    external: bool,
+    /// Samples framed so far (the stream position of the next frame).
+    position: u64,
 }
 
 impl Segmenter {
@@ -89,6 +111,55 @@ impl Segmenter {
             paused: false,
             speech_run: 0,
             silence_run: 0,
+            external: false,
+            position: 0,
+        }
+    }
+
+    /// From now on utterances start and end where the session's VAD says
+    /// ([`boundary`](Self::boundary)), not where this segmenter's detector would; the detector
+    /// still reports pauses ([`SegmentEvent::Paused`], [`SegmentEvent::Resumed`]) and utterances
+    /// are still cut at `max_utterance_ms`.
+    pub fn follow_external(&mut self) {
+        self.external = true;
+    }
+
+    /// Whether boundaries come from the session's VAD.
+    pub fn follows_external(&self) -> bool {
+        self.external
+    }
+
+    /// A boundary of the session's VAD: an utterance starts (with the pre-roll, counted back
+    /// from [`EXTERNAL_LEAD_MS`] before the decision) or ends. `None` when it changes nothing
+    /// (a start in speech, an end outside it) or when not [following](Self::follow_external).
+    pub fn boundary(&mut self, boundary: Boundary) -> Option<SegmentEvent> {
+        if !self.external {
+            return None;
+        }
+        match boundary {
+            Boundary::Started { .. } if self.in_speech => None,
+            Boundary::Started { at_ms } => {
+                let lead = u64::from(self.config.pre_roll_ms + EXTERNAL_LEAD_MS);
+                let from = at_ms.saturating_sub(lead) * SAMPLES_PER_MS as u64;
+                let first = self.position - self.history.len() as u64;
+                let skip = (from.saturating_sub(first) as usize).min(self.history.len());
+                self.utterance.clear();
+                self.utterance.extend(self.history.drain(..).skip(skip));
+                self.history.clear();
+                self.in_speech = true;
+                self.paused = false;
+                self.silence_run = 0;
+                Some(SegmentEvent::SpeechStarted)
+            }
+            Boundary::Ended if !self.in_speech => None,
+            Boundary::Ended => {
+                self.in_speech = false;
+                self.paused = false;
+                self.silence_run = 0;
+                Some(SegmentEvent::SpeechEnded {
+                    samples: std::mem::take(&mut self.utterance),
+                })
+            }
         }
     }
 
@@ -156,7 +227,8 @@ impl Segmenter {
         event
     }
 
-    /// Drops all state (use when the stream restarts).
+    /// Drops all state but the stream position and whose boundaries apply (use when the
+    /// stream restarts).
     pub fn reset(&mut self) {
         self.detector.reset();
         self.pending.clear();
@@ -173,7 +245,17 @@ impl Segmenter {
     }
 
     fn process_frame(&mut self, frame: &[f32], events: &mut Vec<SegmentEvent>) {
+        self.position += FRAME as u64;
         let score = self.detector.predict_f32(frame);
+        if self.external && !self.in_speech {
+            // The session's VAD starts utterances: keep enough for its start's pre-roll.
+            self.history.extend(frame.iter().copied());
+            let keep = (self.config.pre_roll_ms + 2 * EXTERNAL_LEAD_MS) as usize * SAMPLES_PER_MS;
+            while self.history.len() > keep {
+                self.history.pop_front();
+            }
+            return;
+        }
         if self.in_speech {
             self.utterance.extend_from_slice(frame);
             if score >= self.config.threshold - 0.15 {
@@ -187,7 +269,8 @@ impl Segmenter {
             }
             let too_long =
                 self.utterance.len() >= self.config.max_utterance_ms as usize * SAMPLES_PER_MS;
-            let ended = self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1);
+            let ended = !self.external
+                && self.silence_run >= self.frames(self.config.silence_hangover_ms).max(1);
             if self.config.pause_ms > 0
                 && !self.paused
                 && !ended
@@ -196,6 +279,16 @@ impl Segmenter {
             {
                 self.paused = true;
                 events.push(SegmentEvent::Paused);
+            }
+            if too_long && self.external {
+                // The session's VAD still hears speech: the next utterance begins at once.
+                self.paused = false;
+                self.silence_run = 0;
+                events.push(SegmentEvent::SpeechEnded {
+                    samples: std::mem::take(&mut self.utterance),
+                });
+                events.push(SegmentEvent::SpeechStarted);
+                return;
             }
             if ended || too_long {
                 self.paused = false;

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use waav_local::{espeak_synthesize, to_mono_16k, SegmentEvent, Segmenter, SegmenterConfig};
+use waav_local::{
+    espeak_synthesize, to_mono_16k, Boundary, SegmentEvent, Segmenter, SegmenterConfig,
+};
 
 fn speech() -> Option<Vec<f32>> {
     if !espeak_or_skip() {
@@ -138,5 +140,64 @@ fn pauses_inside_an_utterance_are_reported() {
             .any(|e| matches!(e, SegmentEvent::Paused | SegmentEvent::Resumed)),
         "{:?}",
         summary(&plain)
+    );
+}
+
+#[test]
+fn the_sessions_vad_decides_when_followed() {
+    let Some(speech) = speech() else { return };
+    let speech_ms = speech.len() / 16;
+    let mut audio = noise(16_000, 6);
+    audio.extend(&speech);
+    audio.extend(noise(32_000, 7));
+    let second_at = audio.len();
+    audio.extend(&speech);
+    audio.extend(noise(16_000, 8));
+
+    let mut segmenter = Segmenter::default();
+    // Not followed: a boundary changes nothing.
+    assert_eq!(segmenter.boundary(Boundary::Started { at_ms: 0 }), None);
+    segmenter.follow_external();
+    // The session's VAD hears only the first sentence: it decides its start 150 ms after the
+    // speech began and its end 400 ms after it stopped.
+    let start_ms: usize = 1_000 + 150;
+    let end_ms = 1_000 + speech_ms + 400;
+    let mut events = Vec::new();
+    for (i, chunk) in audio.chunks(320).enumerate() {
+        events.extend(segmenter.push_f32(chunk));
+        let now_ms = (i + 1) * 20;
+        if now_ms == start_ms.div_ceil(20) * 20 {
+            events.extend(segmenter.boundary(Boundary::Started {
+                at_ms: now_ms as u64,
+            }));
+            // A second start while in speech is no boundary.
+            assert_eq!(
+                segmenter.boundary(Boundary::Started {
+                    at_ms: now_ms as u64
+                }),
+                None
+            );
+        }
+        if now_ms == end_ms.div_ceil(20) * 20 {
+            events.extend(segmenter.boundary(Boundary::Ended));
+        }
+        if i * 320 >= second_at {
+            // The second sentence, unheard by the session's VAD, starts nothing.
+            assert!(!segmenter.in_speech());
+        }
+    }
+    events.extend(segmenter.flush());
+    assert_eq!(events.len(), 2, "{:?}", summary(&events));
+    assert_eq!(events[0], SegmentEvent::SpeechStarted);
+    let SegmentEvent::SpeechEnded { samples } = &events[1] else {
+        panic!("{:?}", summary(&events))
+    };
+    // From the pre-roll and lead (600 ms) before the decided start to the decided end,
+    // within a frame either side.
+    let expected = (end_ms.div_ceil(20) * 20 - (start_ms.div_ceil(20) * 20 - 600)) * 16;
+    let got = samples.len();
+    assert!(
+        got.abs_diff(expected) <= 256 + 320,
+        "{got} samples, expected about {expected}"
     );
 }

@@ -214,6 +214,14 @@ pub trait ProcessorPlugin: Plugin {
         Duration::ZERO
     }
 
+    /// Whether its processors report speech boundaries ([`ProcessorEvent::SpeechStarted`] and
+    /// [`ProcessorEvent::SpeechEnded`]): a voice activity detector. A pre-STT pipeline with one
+    /// tells the provider so ([`SttSessionConfig::vad_events`](crate::SttSessionConfig)), and a
+    /// provider that segments follows it instead of a detector of its own.
+    fn reports_speech(&self) -> bool {
+        false
+    }
+
     /// Creates an audio processor for one session at an audio stage. `config` is the
     /// processor's `config:` map. The default refuses (a text-only processor).
     fn create(

@@ -35,6 +35,10 @@ pub struct SttSessionConfig {
     /// Every resolved credential (the client's per-session values, else the instance's), by
     /// field name; `api_key` is also in [`Self::api_key`].
     pub credentials: Credentials,
+    /// The session's pre-STT pipeline has a voice activity detector: [`SttInput::Vad`]
+    /// boundaries will come, and a plugin that cuts utterances itself should follow them rather
+    /// than run a detector of its own (one VAD decides for every provider).
+    pub vad_events: bool,
 }
 
 impl SttSessionConfig {
@@ -50,6 +54,7 @@ impl SttSessionConfig {
             api_key: None,
             plugin_config: PluginConfig::default(),
             credentials: Credentials::default(),
+            vad_events: false,
         }
     }
 

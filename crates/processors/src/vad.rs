@@ -67,6 +67,10 @@ impl Plugin for VadPlugin {
 }
 
 impl ProcessorPlugin for VadPlugin {
+    fn reports_speech(&self) -> bool {
+        true
+    }
+
     fn stages(&self) -> &'static [Stage] {
         &[Stage::PreStt, Stage::PostTts]
     }

@@ -6,8 +6,9 @@
 #[path = "../../gateway/tests/common/mod.rs"]
 mod common;
 
-// Linking the crate registers the engines.
+// Linking the crates registers the engines and the test processors.
 use waav_local as _;
+use waav_testkit as _;
 
 use common::ws::{Frame, WsClient};
 use common::TestServer;
@@ -40,8 +41,11 @@ fn models_dir() -> Option<PathBuf> {
 
 async fn local_server(models: &std::path::Path) -> TestServer {
     let m = models.display();
+    // Two session VADs (the testkit's level gate): `gate` hears the speech, `deaf` nothing.
     TestServer::start(&format!(
-        "session: {{ end_of_turn_ms: 1500 }}\nplugins:\n  stt: {{ local: {{ models_dir: \"{m}\" }} }}\n  tts: {{ local: {{ models_dir: \"{m}\" }}, espeak: {{}} }}\n"
+        "session: {{ end_of_turn_ms: 1500 }}\nplugins:\n  stt: {{ local: {{ models_dir: \"{m}\" }} }}\n  tts: {{ local: {{ models_dir: \"{m}\" }}, espeak: {{}} }}\n  \
+         processors:\n    gate: {{ type: level-vad, config: {{ level: 300, silence_frames: 30 }} }}\n    \
+         deaf: {{ type: level-vad, config: {{ level: 32767 }} }}\n"
     ))
     .await
 }
@@ -62,17 +66,18 @@ async fn speak(server: &TestServer, provider: &str, text: &str, rate: u32) -> Ve
     }
 }
 
-/// Streams `audio` (PCM16 at `rate`) plus a second of silence into a local STT session; returns
-/// (interims seen before the first final, final transcripts).
+/// Streams `audio` (PCM16 at `rate`) plus a second of silence into a local STT session with
+/// the pre-STT `pipeline`; returns (interims seen before the first final, final transcripts).
 async fn transcribe(
     server: &TestServer,
     audio: &[u8],
     rate: u32,
     realtime: bool,
+    pipeline: &[&str],
 ) -> (usize, String) {
     let mut c = WsClient::connect(&server.ws_url("/ws")).await;
     c.configure(json!({"type":"config","stt_config":{"provider":"local","language":"en-US","sample_rate":rate,
-        "channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-tiny.en"}}))
+        "channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-tiny.en","pipeline":pipeline}}))
         .await;
     let frame = (rate / 50 * 2) as usize;
     let mut padded = audio.to_vec();
@@ -95,6 +100,10 @@ async fn transcribe(
             }
             frame = c.recv() => {
                 let Frame::Json(v) = frame else { panic!("unexpected {frame:?}") };
+                if v["type"] == "speech_event" {
+                    // The session VAD's boundaries, when the pipeline has one.
+                    continue;
+                }
                 assert_eq!(v["type"], "stt_result", "{v}");
                 if v["is_speech_final"] == true && v["transcript"] == "" {
                     return (interims, finals);
@@ -136,9 +145,41 @@ async fn local_tts_then_local_stt_round_trip() {
     let server = local_server(&models).await;
     let audio = speak(&server, "local", SENTENCE, 16_000).await;
     assert!(audio.len() > 16_000 * 2, "at least a second of speech");
-    let (_, text) = transcribe(&server, &audio, 16_000, false).await;
+    let (_, text) = transcribe(&server, &audio, 16_000, false, &[]).await;
     let m = word_match(SENTENCE, &text);
     assert!(m >= 0.8, "word match {m:.2}: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_vad_cuts_the_local_stts_utterances() {
+    let Some(models) = models_dir() else { return };
+    let server = local_server(&models).await;
+    let audio = speak(&server, "local", SENTENCE, 16_000).await;
+    // A VAD in the pipeline that hears the speech: the same words as with the plugin's own.
+    let (_, text) = transcribe(&server, &audio, 16_000, false, &["gate"]).await;
+    let m = word_match(SENTENCE, &text);
+    assert!(m >= 0.8, "word match {m:.2}: {text:?}");
+    // One that hears nothing: the plugin's own detector starts nothing either.
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(json!({"type":"config","stt_config":{"provider":"local","language":"en-US","sample_rate":16000,
+        "channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-tiny.en","pipeline":["deaf"]}}))
+        .await;
+    // At half level, so no sample reaches the gate's full scale (earshot hears it as well).
+    let mut padded: Vec<u8> = audio
+        .chunks_exact(2)
+        .flat_map(|b| (i16::from_le_bytes([b[0], b[1]]) / 2).to_le_bytes())
+        .collect();
+    padded.extend(std::iter::repeat_n(0u8, 32_000));
+    for f in padded.chunks(640) {
+        c.send_binary(f.to_vec()).await;
+    }
+    // Nothing at all comes: no speech event, no result.
+    let heard = tokio::time::timeout(Duration::from_secs(4), c.recv()).await;
+    assert!(
+        heard.is_err(),
+        "a result without speech from the session's VAD: {heard:?}"
+    );
+    c.assert_alive().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +188,7 @@ async fn any_input_rate_transcribes() {
     let server = local_server(&models).await;
     for rate in [8_000, 16_000, 24_000, 48_000] {
         let audio = speak(&server, "piper", SENTENCE, rate).await;
-        let (_, text) = transcribe(&server, &audio, rate, false).await;
+        let (_, text) = transcribe(&server, &audio, rate, false, &[]).await;
         let m = word_match(SENTENCE, &text);
         assert!(m >= 0.8, "{rate} Hz: word match {m:.2}: {text:?}");
     }
@@ -162,7 +203,7 @@ async fn a_long_utterance_streams_interims_before_the_final() {
     let audio = speak(&server, "local", text, 16_000).await;
     let secs = audio.len() as f64 / 32_000.0;
     assert!(secs >= 5.0, "a long utterance: {secs:.1} s");
-    let (interims, finals) = transcribe(&server, &audio, 16_000, true).await;
+    let (interims, finals) = transcribe(&server, &audio, 16_000, true, &[]).await;
     assert!(
         interims >= 1,
         "no interim before the final of a {secs:.1} s utterance"

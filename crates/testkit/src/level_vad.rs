@@ -22,6 +22,10 @@ impl Plugin for LevelVad {
 }
 
 impl ProcessorPlugin for LevelVad {
+    fn reports_speech(&self) -> bool {
+        true
+    }
+
     fn stages(&self) -> &'static [Stage] {
         &[Stage::PreStt, Stage::PostTts]
     }

@@ -60,6 +60,8 @@ pub struct AudioPipeline {
     events: Vec<ProcessorEvent>,
     /// Budget per processor for a 20 ms frame, scaled to each frame's duration.
     budget_share: f64,
+    /// A processor of the chain is a VAD.
+    reports_speech: bool,
 }
 
 impl std::fmt::Debug for AudioPipeline {
@@ -87,8 +89,10 @@ impl AudioPipeline {
         }
         let stage = stage_label(ctx.stage);
         let mut steps = Vec::with_capacity(names.len());
+        let mut reports_speech = false;
         for name in names {
             let created = registry.processor(name, &ctx).map_err(|e| e.to_string())?;
+            reports_speech |= created.reports_speech;
             let labels = [("processor", name.clone()), ("stage", stage.to_owned())];
             steps.push(Step {
                 name: name.clone(),
@@ -108,7 +112,13 @@ impl AudioPipeline {
             steps,
             events: Vec::with_capacity(8),
             budget_share: DEFAULT_BUDGET_SHARE,
+            reports_speech,
         })
+    }
+
+    /// Whether a processor of the chain reports speech boundaries (a VAD).
+    pub fn reports_speech(&self) -> bool {
+        self.reports_speech
     }
 
     /// Whether the chain has no processor.

@@ -155,6 +155,8 @@ pub struct CreatedProcessor {
     pub plugin: &'static str,
     /// The session's processor.
     pub processor: Box<dyn waav_plugin_api::AudioProcessor>,
+    /// Whether it reports speech boundaries (a VAD).
+    pub reports_speech: bool,
 }
 
 /// A text processor made for one session.
@@ -460,6 +462,7 @@ impl Registry {
         Ok(CreatedProcessor {
             plugin: entry.id,
             processor,
+            reports_speech: p.reports_speech(),
         })
     }
 

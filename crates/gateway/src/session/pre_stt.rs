@@ -103,6 +103,11 @@ impl PreStt {
         Ok(())
     }
 
+    /// Whether the session's VAD segments the stream (a processor reports speech boundaries).
+    pub(crate) fn reports_speech(&self) -> bool {
+        self.pipeline.reports_speech()
+    }
+
     /// Logs the processors' totals.
     pub(crate) fn log_stats(&self) {
         self.pipeline.log_stats();

@@ -183,6 +183,7 @@ impl SttLink {
             .with_format(taken.encoding, taken.channels)
             .with_plugin_config(p.entry.plugin_config());
         session.punctuation = cfg.punctuation;
+        session.vad_events = pre.as_ref().is_some_and(|p| p.reports_speech());
         let (io, peer) = SttIo::pair(INPUT_CAPACITY);
         let started = Instant::now();
         let what = format!("STT provider {provider} connect");

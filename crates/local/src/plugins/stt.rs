@@ -14,7 +14,7 @@
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
 use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
-use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
+use crate::segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine};
 use crate::LocalError;
 use std::collections::VecDeque;
@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use waav_plugin_api::{
     AudioEncoding, Capabilities, HealthStatus, ModelInfo, Plugin, PluginConfig, PluginContext,
     PluginError, PluginInfo, ProviderTask, SttEvent, SttInput, SttIo, SttPlugin, SttSessionConfig,
-    Transcript,
+    Transcript, VadEvent,
 };
 
 /// The model id clients use.
@@ -300,9 +300,15 @@ impl Stream {
     /// set-up is CPU work the runtime's workers must not do.
     async fn build(loaded: Loaded, config: &SttSessionConfig) -> Result<Self, PluginError> {
         let (encoding, rate, channels) = (config.encoding, config.sample_rate, config.channels);
+        let external_vad = config.vad_events;
         tokio::task::spawn_blocking(move || {
             let input = InputConverter::new(encoding, rate, channels)?;
-            Ok(Self::new(loaded, input))
+            let mut stream = Self::new(loaded, input);
+            if external_vad {
+                // One VAD decides for every provider: the session's, when it has one.
+                stream.segmenter.follow_external();
+            }
+            Ok(stream)
         })
         .await
         .map_err(|e| match e.try_into_panic() {
@@ -354,7 +360,8 @@ impl Stream {
                 msg = io.input.recv(), if input_open => match msg {
                     Some(SttInput::Audio(bytes)) => self.on_audio(&bytes),
                     Some(SttInput::Finalize) => self.end_utterance(),
-                    // Segmented by the plugin's own VAD until the pipeline's takes over.
+                    Some(SttInput::Vad(ev)) => self.on_vad(ev),
+                    // Input kinds added to the contract later: nothing for this plugin.
                     Some(_) => {}
                     None => {
                         input_open = false;
@@ -402,28 +409,43 @@ impl Stream {
         self.input.push(bytes, &mut self.scratch);
         let samples = std::mem::take(&mut self.scratch);
         for ev in self.segmenter.push_f32(&samples) {
-            match ev {
-                SegmentEvent::SpeechStarted => {
-                    self.utterance += 1;
-                    self.current.clear();
-                    self.since_interim = 0;
-                    self.next_interim = self.loaded.first_interim;
-                    self.turn_deadline = None;
-                    self.discard_speculation();
-                }
-                SegmentEvent::Paused => self.speculate(),
-                SegmentEvent::Resumed => self.discard_speculation(),
-                SegmentEvent::SpeechEnded { samples } => {
-                    self.utterance_ended(samples);
-                    self.current.clear();
-                }
-            }
+            self.on_segment(ev);
         }
         if self.segmenter.in_speech() {
             self.current.extend_from_slice(&samples);
             self.since_interim += samples.len();
         }
         self.scratch = samples;
+    }
+
+    /// A boundary of the session's VAD (followed only when the session said it has one).
+    fn on_vad(&mut self, ev: VadEvent) {
+        let boundary = match ev {
+            VadEvent::SpeechStarted { at_ms } => Boundary::Started { at_ms },
+            VadEvent::SpeechEnded { .. } => Boundary::Ended,
+        };
+        if let Some(ev) = self.segmenter.boundary(boundary) {
+            self.on_segment(ev);
+        }
+    }
+
+    fn on_segment(&mut self, ev: SegmentEvent) {
+        match ev {
+            SegmentEvent::SpeechStarted => {
+                self.utterance += 1;
+                self.current.clear();
+                self.since_interim = 0;
+                self.next_interim = self.loaded.first_interim;
+                self.turn_deadline = None;
+                self.discard_speculation();
+            }
+            SegmentEvent::Paused => self.speculate(),
+            SegmentEvent::Resumed => self.discard_speculation(),
+            SegmentEvent::SpeechEnded { samples } => {
+                self.utterance_ended(samples);
+                self.current.clear();
+            }
+        }
     }
 
     fn end_utterance(&mut self) {

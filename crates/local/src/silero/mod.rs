@@ -349,6 +349,10 @@ impl Plugin for SileroVadPlugin {
 }
 
 impl ProcessorPlugin for SileroVadPlugin {
+    fn reports_speech(&self) -> bool {
+        true
+    }
+
     fn stages(&self) -> &'static [Stage] {
         &[Stage::PreStt, Stage::PostTts]
     }
