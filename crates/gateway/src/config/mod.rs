@@ -297,6 +297,10 @@ pub struct PluginsConfig {
     pub routes: BTreeMap<String, PluginSection>,
     /// Processor instances by name.
     pub processors: BTreeMap<String, ComponentSection>,
+    /// Plugin-wide sections of processor plugins, by plugin id or alias: what every instance
+    /// shares (model paths, inference worker pools), given to the plugin's `init`; `enabled:
+    /// false` keeps the plugin (and its models) from loading at all.
+    pub processor_settings: BTreeMap<String, PluginSection>,
     /// Processor chains.
     pub pipelines: PipelinesConfig,
     /// Middleware instances by name.

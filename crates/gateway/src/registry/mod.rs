@@ -301,6 +301,22 @@ impl Registry {
                 }
             }
         }
+        for (id, section) in &config.processor_settings {
+            let path = format!("plugins.processor_settings.{id}");
+            let i = plugins
+                .get(PluginKind::Processor, id)
+                .ok_or_else(|| unknown(PluginKind::Processor, id, path.clone()))?;
+            if section.plugin.is_some() {
+                return Err(ConfigError::Syntax {
+                    path: format!("{path}.plugin"),
+                    message: "processor plugins have no named instances here; name instances \
+                              under plugins.processors"
+                        .into(),
+                }
+                .into());
+            }
+            sections[i] = Some((path, section.clone()));
+        }
         check_pipelines(config)?;
         let processors = config
             .processors

@@ -368,3 +368,95 @@ async fn declared_credentials_resolve_from_config_and_session() {
         "missing_credential"
     );
 }
+
+/// Settings the pool plugin's `init` got.
+static POOL_INIT: StdMutex<Vec<String>> = StdMutex::new(Vec::new());
+
+/// A processor plugin with plugin-wide settings (a worker pool), as the model processors have.
+struct Pooled;
+
+#[async_trait::async_trait]
+impl waav_plugin_api::Plugin for Pooled {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::new("pooled", "Pooled").aliases(&["pool-alias"])
+    }
+    async fn init(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
+        let workers = config.u64("workers")?.unwrap_or(1);
+        POOL_INIT
+            .lock()
+            .unwrap()
+            .push(format!("{} workers={workers}", config.path()));
+        Ok(())
+    }
+}
+
+impl waav_plugin_api::ProcessorPlugin for Pooled {
+    fn stages(&self) -> &'static [waav_plugin_api::Stage] {
+        &[waav_plugin_api::Stage::PreStt]
+    }
+}
+
+fn pooled() -> PluginHandle {
+    PluginHandle::Processor(std::sync::Arc::new(Pooled))
+}
+
+#[tokio::test]
+async fn processor_plugins_take_plugin_wide_settings() {
+    let mut cfg = PluginsConfig::default();
+    cfg.processor_settings.insert(
+        "pool-alias".into(),
+        section(serde_json::json!({"workers": 3})),
+    );
+    let reg = Registry::from_registrations(&regs(&[alpha, pooled]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    assert!(POOL_INIT
+        .lock()
+        .unwrap()
+        .contains(&"plugins.processor_settings.pool-alias workers=3".to_owned()));
+
+    // Disabled: never initialised, and an instance of it cannot be created.
+    let mut cfg = PluginsConfig::default();
+    cfg.processor_settings.insert(
+        "pooled".into(),
+        section(serde_json::json!({"enabled": false, "workers": 5})),
+    );
+    cfg.processors.insert(
+        "p".into(),
+        ComponentSection {
+            enabled: true,
+            kind: "pooled".into(),
+            config: Default::default(),
+        },
+    );
+    let reg = Registry::from_registrations(&regs(&[pooled]), &cfg).unwrap();
+    reg.init_all(&PluginContext::default()).await;
+    assert!(!POOL_INIT
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.ends_with("workers=5")));
+    let ctx = waav_plugin_api::ProcessorContext::new(waav_plugin_api::Stage::PreStt, 16_000, 1);
+    let err = match reg.processor("p", &ctx) {
+        Ok(_) => panic!("a disabled plugin made a processor"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("Disabled"), "{err}");
+
+    // Unknown plugins and named instances are configuration errors.
+    let mut cfg = PluginsConfig::default();
+    cfg.processor_settings
+        .insert("nope".into(), PluginSection::default());
+    let msg = Registry::from_registrations(&regs(&[pooled]), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("plugins.processor_settings.nope"), "{msg}");
+    let mut cfg = PluginsConfig::default();
+    cfg.processor_settings.insert(
+        "pooled".into(),
+        section(serde_json::json!({"plugin": "pooled"})),
+    );
+    let msg = Registry::from_registrations(&regs(&[pooled]), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("named instances"), "{msg}");
+}
