@@ -15,7 +15,7 @@ use super::input::InputConverter;
 use super::pool::{default_split, Pool};
 use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
 use crate::segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
-use crate::whisper::{Transcription, WhisperEngine};
+use crate::whisper::{Transcription, WhisperEngine, DEFAULT_MIN_WINDOW_MS};
 use crate::LocalError;
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -52,6 +52,9 @@ pub const DEFAULT_INTERIM_INTERVAL_MS: u64 = 700;
 #[derive(Clone)]
 struct Loaded {
     decode: DecodeFn,
+    /// Interims: provisional, so they take Whisper's short window (a fraction of the full
+    /// window's cost) and never hold up the final's decode for long.
+    decode_interim: DecodeFn,
     pool: Pool,
     /// Samples of speech before the first interim, and between later ones.
     first_interim: usize,
@@ -94,7 +97,8 @@ impl Plugin for LocalStt {
     /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (300),
     /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
     /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
-    /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting).
+    /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
+    /// `interim_window_ms` (2000: interims on the short window; 0 = as finals).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -143,9 +147,18 @@ impl LocalStt {
             .u64("interim_interval_ms")?
             .unwrap_or(DEFAULT_INTERIM_INTERVAL_MS)
             .max(100);
+        let interim_window = match config.u64("interim_window_ms")? {
+            None => Some(DEFAULT_MIN_WINDOW_MS),
+            Some(0) => window,
+            Some(ms) => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
+        };
         let engine = Arc::new(engine);
+        let interim_engine = engine.clone();
         let _ = self.loaded.set(Loaded {
             decode: Arc::new(move |audio: &[f32]| engine.transcribe_scored(audio)),
+            decode_interim: Arc::new(move |audio: &[f32]| {
+                interim_engine.transcribe_scored_within(audio, interim_window)
+            }),
             pool: Pool::new("whisper", workers, max_queue),
             first_interim: samples(first_interim),
             interim_every: samples(interim_ms),
@@ -529,7 +542,10 @@ impl Stream {
     }
 
     fn spawn(&self, kind: Kind, utterance: u64, audio: Vec<f32>) -> Job {
-        let decode = self.loaded.decode.clone();
+        let decode = match kind {
+            Kind::Interim => self.loaded.decode_interim.clone(),
+            Kind::Final | Kind::Speculative(_) => self.loaded.decode.clone(),
+        };
         let pool = self.loaded.pool.clone();
         let handle = tokio::spawn(async move {
             pool.run(move || decode(&audio))
@@ -626,6 +642,7 @@ mod tests {
 
     fn fake_loaded(decode: DecodeFn, pool: Pool) -> Loaded {
         Loaded {
+            decode_interim: decode.clone(),
             decode,
             pool,
             first_interim: usize::MAX,

@@ -6,7 +6,8 @@
 //! **left**, and `_whisper_features.py::compute_whisper_log_mel_features` normalises the padded
 //! waveform to zero mean / unit variance (`(x - mean) / sqrt(var + 1e-7)`), then computes the
 //! Whisper log-mel (n_fft 400, hop 160, 80 Slaney mels, reflect-padded centred STFT, last frame
-//! dropped → 800 frames, `max(log10, max - 8)`, `(x + 4) / 4`). The model's input is
+//! dropped → 800 frames, `max(log10, max - 8)` over those frames, `(x + 4) / 4`). The model's
+//! input is
 //! `input_features` `[1, 80, 800]` f32; its first output is the sigmoid probability.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use ort::value::Tensor;
 use crate::error::{LocalError, Result};
 use crate::models::{require_file, ModelPaths};
 use crate::onnx;
-use crate::whisper::mel::{LogMel, HOP_LENGTH, N_FFT, N_FRAMES as MEL_WINDOW_FRAMES};
+use crate::whisper::mel::LogMel;
 
 /// Sample rate the model takes.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -30,8 +31,6 @@ pub const N_MELS: usize = 80;
 pub const N_FRAMES: usize = 800;
 /// The model file name inside `<models>/smart-turn/`.
 pub const MODEL_FILE: &str = "smart-turn-v3.2-cpu.onnx";
-/// Samples past the 8 s that the last kept frame (799, centred on 799 × 160) reaches: 40.
-const REFLECT_TAIL: usize = (N_FRAMES - 1) * HOP_LENGTH + N_FFT / 2 - WINDOW_SAMPLES;
 /// The variance floor of the waveform normalisation (transformers' `1e-7`).
 const NORM_EPS: f32 = 1e-7;
 
@@ -43,11 +42,7 @@ pub fn model_path(models: &ModelPaths) -> PathBuf {
 /// One loaded Smart Turn session with its feature buffers (use one per worker thread).
 pub struct SmartTurn {
     session: Session,
-    mel: LogMel,
-    /// The 8 s window (+ the reflected tail the last STFT frame needs).
-    window: Vec<f32>,
-    /// `[80, 3000]` output of the 30 s Whisper extractor; the first 800 frames are ours.
-    mel_out: Vec<f32>,
+    features: Features,
     path: PathBuf,
 }
 
@@ -80,9 +75,7 @@ impl SmartTurn {
             })?;
         Ok(Self {
             session,
-            mel: LogMel::new(N_MELS),
-            window: Vec::with_capacity(WINDOW_SAMPLES + REFLECT_TAIL),
-            mel_out: Vec::with_capacity(N_MELS * MEL_WINDOW_FRAMES),
+            features: Features::new(),
             path: model.to_path_buf(),
         })
     }
@@ -119,28 +112,47 @@ impl SmartTurn {
     }
 
     /// The `[80, 800]` features (row-major) of `audio`, as [`predict`](Self::predict) feeds them.
-    ///
-    /// Reuses the Whisper extractor (30 s window): the 8 s are followed by the 40 samples of
-    /// numpy's reflect padding that frame 799 needs, so frames 0–799 are exactly the reference's;
-    /// only the `max - 8` clamp is taken over the extractor's 3000 frames, which differs solely
-    /// if the last 25 ms are the loudest of the 8 s (never the case after a VAD's silence).
     pub fn features(&mut self, audio: &[f32]) -> Vec<f32> {
+        self.features.compute(audio)
+    }
+}
+
+/// Smart Turn's feature extractor: the Whisper log-mel of the last 8 s, and only of those
+/// 800 frames (the 30 s extractor would compute 3000, four times the work, for frames the
+/// model never sees).
+struct Features {
+    mel: LogMel,
+    window: Vec<f32>,
+}
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Features").finish_non_exhaustive()
+    }
+}
+
+impl Features {
+    /// An extractor with its buffers.
+    fn new() -> Self {
+        Self {
+            mel: LogMel::new(N_MELS),
+            window: Vec::with_capacity(WINDOW_SAMPLES),
+        }
+    }
+
+    /// The `[80, 800]` features (row-major) of 16 kHz mono `audio` that ends now.
+    ///
+    /// The extractor reflect-pads the end of the 8 s as numpy does (`x[N] = x[N-2]`, …), so
+    /// frames 0–799 and the `max - 8` clamp over them are exactly the reference's.
+    fn compute(&mut self, audio: &[f32]) -> Vec<f32> {
         let tail = &audio[audio.len().saturating_sub(WINDOW_SAMPLES)..];
         let w = &mut self.window;
         w.clear();
         w.resize(WINDOW_SAMPLES - tail.len(), 0.0);
         w.extend_from_slice(tail);
         normalize(w);
-        // numpy reflect padding: x[N], x[N+1], ... = x[N-2], x[N-3], ...
-        for i in 0..REFLECT_TAIL {
-            let v = w[WINDOW_SAMPLES - 2 - i];
-            w.push(v);
-        }
-        self.mel.compute(w, &mut self.mel_out);
         let mut out = Vec::with_capacity(N_MELS * N_FRAMES);
-        for row in self.mel_out.chunks_exact(MEL_WINDOW_FRAMES) {
-            out.extend_from_slice(&row[..N_FRAMES]);
-        }
+        self.mel.compute_frames(w, N_FRAMES, &mut out);
         out
     }
 }
@@ -164,6 +176,48 @@ fn normalize(x: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 800-frame extractor gives what the 30 s one gives for those frames, with numpy's
+    /// reflect tail appended by hand (the reference's padding).
+    #[test]
+    fn features_match_the_thirty_second_extractor() {
+        use crate::whisper::mel::{HOP_LENGTH, N_FFT, N_FRAMES as FULL};
+        for len in [16_000usize * 3, WINDOW_SAMPLES + 5_000] {
+            let audio: Vec<f32> = (0..len)
+                .map(|i| {
+                    let t = i as f32 / 16_000.0;
+                    let voiced = if t < len as f32 / 16_000.0 - 0.5 {
+                        0.4
+                    } else {
+                        0.01
+                    };
+                    voiced * (t * 900.0).sin() * (t * 3.0).cos() + 0.002 * (i as f32 * 7.3).sin()
+                })
+                .collect();
+            let fast = Features::new().compute(&audio);
+            assert_eq!(fast.len(), N_MELS * N_FRAMES);
+
+            let tail = &audio[audio.len().saturating_sub(WINDOW_SAMPLES)..];
+            let mut w = vec![0.0; WINDOW_SAMPLES - tail.len()];
+            w.extend_from_slice(tail);
+            normalize(&mut w);
+            let reach = (N_FRAMES - 1) * HOP_LENGTH + N_FFT / 2 - WINDOW_SAMPLES;
+            for i in 0..reach {
+                w.push(w[WINDOW_SAMPLES - 2 - i]);
+            }
+            let mut full = Vec::new();
+            LogMel::new(N_MELS).compute(&w, &mut full);
+            for (m, row) in full.chunks_exact(FULL).enumerate() {
+                for (t, want) in row[..N_FRAMES].iter().enumerate() {
+                    let got = fast[m * N_FRAMES + t];
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "len {len} mel {m} frame {t}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn normalises_to_zero_mean_unit_variance() {

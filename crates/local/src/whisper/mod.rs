@@ -246,6 +246,17 @@ impl WhisperEngine {
     /// Like [`transcribe`](Self::transcribe), with the decoder's confidence: over all windows
     /// that produced text, `exp(summed token log-prob / token count)` (see [`Transcription`]).
     pub fn transcribe_scored(&self, samples_16k_mono_f32: &[f32]) -> Result<Transcription> {
+        self.transcribe_scored_within(samples_16k_mono_f32, self.min_window_ms)
+    }
+
+    /// Like [`transcribe_scored`](Self::transcribe_scored) with `min_window_ms` instead of the
+    /// engine's setting (see [`set_min_window_ms`](Self::set_min_window_ms)): one loaded model
+    /// serves provisional decodes on short windows and final ones on full windows.
+    pub fn transcribe_scored_within(
+        &self,
+        samples_16k_mono_f32: &[f32],
+        min_window_ms: Option<u32>,
+    ) -> Result<Transcription> {
         let mut texts = Vec::new();
         let (mut logprob, mut tokens) = (0.0f32, 0usize);
         let mut features = Vec::with_capacity(self.model.n_mels() * N_FRAMES);
@@ -253,7 +264,7 @@ impl WhisperEngine {
             if rms(window) < SILENCE_RMS {
                 continue;
             }
-            let frames = window_frames(window.len(), self.min_window_ms, self.window_pad_ms);
+            let frames = window_frames(window.len(), min_window_ms, self.window_pad_ms);
             let mut decoded = None;
             if frames < N_FRAMES {
                 let cap = token_cap(window.len());
