@@ -180,15 +180,15 @@ mod tests {
         assert_eq!(tts.health(), HealthStatus::Healthy);
     }
 
-    /// The configured time limit reaches the espeak-ng process of a request: a limit of 0
-    /// fails it promptly with a timeout.
+    /// The configured time limit reaches the espeak-ng process of a request: a tiny limit
+    /// (1 ms) fails it promptly with a timeout.
     #[tokio::test]
     async fn the_timeout_applies_to_requests() {
         if !espeak_or_skip() {
             return;
         }
         let tts = EspeakTts::default();
-        let cfg = config(serde_json::json!({ "espeak_timeout_ms": 0 }));
+        let cfg = config(serde_json::json!({ "espeak_timeout_ms": 1 }));
         tts.init(&PluginContext::default(), &cfg).await.unwrap();
         let session = TtsSessionConfig::new(AudioEncoding::Linear16, ESPEAK_RATE);
         tts.prepare(&session).await.unwrap();

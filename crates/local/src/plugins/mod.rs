@@ -11,7 +11,7 @@ mod input;
 #[cfg(feature = "piper")]
 mod piper;
 mod pool;
-mod settings;
+pub(crate) mod settings;
 #[cfg(feature = "whisper")]
 mod stt;
 mod tts_session;

@@ -13,7 +13,9 @@
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
-use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
+use super::settings::{
+    check_channels, check_sample_rate, engine_health, integer, models_from, number, InitError,
+};
 use crate::segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine, DEFAULT_MIN_WINDOW_MS};
 use crate::LocalError;
@@ -119,15 +121,43 @@ impl LocalStt {
     async fn load(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         let models = models_from(config)?;
         let (def_workers, def_threads) = default_split();
-        let workers = config.u64("workers")?.map_or(def_workers, |v| v as usize);
-        let threads = config.u64("threads")?.map_or(def_threads, |v| v as usize);
-        let max_queue = config.u64("max_queue")?.unwrap_or(8) as usize;
+        let workers = integer(config, "workers", def_workers as u64, 1, 64)? as usize;
+        let threads = integer(config, "threads", def_threads as u64, 1, 64)? as usize;
+        let max_queue = integer(config, "max_queue", 8, 0, 4096)? as usize;
         let dir = models.whisper_dir();
-        let window = match config.u64("min_window_ms")? {
-            // Off unless asked for: the short window costs accuracy on some voices.
-            None | Some(0) => None,
-            Some(ms) => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
+        // Off unless asked for: the short window costs accuracy on some voices.
+        let window = match integer(config, "min_window_ms", 0, 0, 30_000)? {
+            0 => None,
+            ms => Some(ms as u32),
         };
+        let vad = segmenter_config(config)?;
+        let samples = |ms: u64| usize::try_from(ms.saturating_mul(16)).unwrap_or(usize::MAX);
+        let first_interim = integer(
+            config,
+            "first_interim_ms",
+            DEFAULT_FIRST_INTERIM_MS,
+            100,
+            60_000,
+        )?;
+        let interim_ms = integer(
+            config,
+            "interim_interval_ms",
+            DEFAULT_INTERIM_INTERVAL_MS,
+            100,
+            60_000,
+        )?;
+        let interim_window = match integer(
+            config,
+            "interim_window_ms",
+            u64::from(DEFAULT_MIN_WINDOW_MS),
+            0,
+            30_000,
+        )? {
+            0 => window,
+            ms => Some(ms as u32),
+        };
+        let turn_silence = integer(config, "turn_silence_ms", 700, 1, 600_000)?;
+        // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
                 e.set_min_window_ms(window);
@@ -137,21 +167,6 @@ impl LocalStt {
         .await
         .map_err(|e| PluginError::Panicked(e.to_string()))?
         .map_err(|e| PluginError::Config(e.to_string()))?;
-        let vad = segmenter_config(config)?;
-        let samples = |ms: u64| usize::try_from(ms.saturating_mul(16)).unwrap_or(usize::MAX);
-        let first_interim = config
-            .u64("first_interim_ms")?
-            .unwrap_or(DEFAULT_FIRST_INTERIM_MS)
-            .max(100);
-        let interim_ms = config
-            .u64("interim_interval_ms")?
-            .unwrap_or(DEFAULT_INTERIM_INTERVAL_MS)
-            .max(100);
-        let interim_window = match config.u64("interim_window_ms")? {
-            None => Some(DEFAULT_MIN_WINDOW_MS),
-            Some(0) => window,
-            Some(ms) => Some(u32::try_from(ms).unwrap_or(u32::MAX)),
-        };
         let engine = Arc::new(engine);
         let interim_engine = engine.clone();
         let _ = self.loaded.set(Loaded {
@@ -162,7 +177,7 @@ impl LocalStt {
             pool: Pool::new("whisper", workers, max_queue),
             first_interim: samples(first_interim),
             interim_every: samples(interim_ms),
-            turn_silence: Duration::from_millis(config.u64("turn_silence_ms")?.unwrap_or(700)),
+            turn_silence: Duration::from_millis(turn_silence),
             vad,
         });
         Ok(())
@@ -178,16 +193,21 @@ fn segmenter_config(config: &PluginConfig) -> Result<SegmenterConfig, PluginErro
         pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
         ..SegmenterConfig::default()
     };
-    if let Some(t) = config.f64("vad_threshold")? {
-        vad.threshold = t as f32;
-    }
-    let ms = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    if let Some(v) = config.u64("silence_hangover_ms")? {
-        vad.silence_hangover_ms = ms(v);
-    }
-    if let Some(v) = config.u64("speculative_pause_ms")? {
-        vad.pause_ms = ms(v);
-    }
+    vad.threshold = number(config, "vad_threshold", f64::from(vad.threshold), 0.0, 1.0)? as f32;
+    vad.silence_hangover_ms = integer(
+        config,
+        "silence_hangover_ms",
+        u64::from(vad.silence_hangover_ms),
+        20,
+        10_000,
+    )? as u32;
+    vad.pause_ms = integer(
+        config,
+        "speculative_pause_ms",
+        u64::from(vad.pause_ms),
+        0,
+        10_000,
+    )? as u32;
     if vad.pause_ms >= vad.silence_hangover_ms {
         vad.pause_ms = 0;
     }
@@ -932,6 +952,48 @@ mod tests {
                 Err(e) => panic!("{rate} Hz x {channels}: {e}"),
                 Ok(_) => panic!("{rate} Hz x {channels} accepted"),
             }
+        }
+    }
+
+    /// Absurd settings are refused by name before any model is loaded (an hour-long `u64`
+    /// would overflow the turn timer's `Instant`; a billion workers would size a semaphore).
+    #[tokio::test]
+    async fn absurd_settings_are_refused_before_the_model_loads() {
+        let absurd = [
+            ("workers", serde_json::json!(1_000_000_000u64)),
+            ("threads", serde_json::json!(0)),
+            ("max_queue", serde_json::json!(u64::MAX)),
+            ("turn_silence_ms", serde_json::json!(u64::MAX)),
+            ("first_interim_ms", serde_json::json!(u64::MAX)),
+            ("interim_interval_ms", serde_json::json!(10)),
+            ("min_window_ms", serde_json::json!(3_600_000)),
+            ("interim_window_ms", serde_json::json!(-1)),
+            ("silence_hangover_ms", serde_json::json!(u64::MAX)),
+            ("speculative_pause_ms", serde_json::json!(1.5)),
+            ("vad_threshold", serde_json::json!(7.0)),
+        ];
+        for (key, value) in absurd {
+            let mut map = serde_json::Map::new();
+            map.insert("models_dir".into(), "/nonexistent/waav-models".into());
+            map.insert(key.into(), value.clone());
+            let config = PluginConfig::new("plugins.stt.local", map);
+            let stt = LocalStt::default();
+            match stt.init(&PluginContext::new("test"), &config).await {
+                Err(PluginError::Config(m)) => assert!(m.contains(key), "{key}={value}: {m}"),
+                other => panic!("{key}={value}: {other:?}"),
+            }
+        }
+        // In range, the same config gets as far as the missing model.
+        let mut map = serde_json::Map::new();
+        map.insert("models_dir".into(), "/nonexistent/waav-models".into());
+        map.insert("turn_silence_ms".into(), 600_000.into());
+        let config = PluginConfig::new("plugins.stt.local", map);
+        match LocalStt::default()
+            .init(&PluginContext::new("test"), &config)
+            .await
+        {
+            Err(e) => assert!(!e.to_string().contains("turn_silence_ms"), "{e}"),
+            Ok(()) => panic!("loaded a model from a missing directory"),
         }
     }
 }

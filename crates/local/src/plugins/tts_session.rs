@@ -3,6 +3,7 @@
 //! Audio leaves at the engine's own rate as linear16; the host converts and frames it.
 
 use super::pool::{default_split, Pool};
+use super::settings::integer;
 use crate::espeak::{CancelToken, RunLimits};
 use crate::text::{split_long, split_sentences};
 use bytes::Bytes;
@@ -101,9 +102,9 @@ pub fn pool_from(
     engine: &'static str,
 ) -> Result<(Pool, usize), PluginError> {
     let (def_workers, def_threads) = default_split();
-    let workers = config.u64("workers")?.map_or(def_workers, |v| v as usize);
-    let threads = config.u64("threads")?.map_or(def_threads, |v| v as usize);
-    let max_queue = config.u64("max_queue")?.unwrap_or(16) as usize;
+    let workers = integer(config, "workers", def_workers as u64, 1, 64)? as usize;
+    let threads = integer(config, "threads", def_threads as u64, 1, 64)? as usize;
+    let max_queue = integer(config, "max_queue", 16, 0, 4096)? as usize;
     Ok((Pool::new(engine, workers, max_queue), threads))
 }
 

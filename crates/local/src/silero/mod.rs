@@ -45,6 +45,7 @@ pub use model::{
 pub use pool::{Scorer, SileroPool};
 
 use crate::models::ModelPaths;
+use crate::plugins::settings::{integer, number};
 use pool::Job;
 
 /// Plugin id.
@@ -135,42 +136,6 @@ pub(crate) fn check_keys(
         )));
     }
     Ok(())
-}
-
-/// `cfg.key` as a finite number in `min..=max`, `default` when absent.
-pub(crate) fn number(
-    cfg: &PluginConfig,
-    key: &str,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<f64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default);
-    if !v.is_finite() || v < min || v > max {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v)
-}
-
-/// `cfg.key` as a whole number in `min..=max`, `default` when absent.
-pub(crate) fn integer(
-    cfg: &PluginConfig,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default as f64);
-    if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is not an integer in {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v as u64)
 }
 
 impl SileroSettings {

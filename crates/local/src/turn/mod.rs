@@ -33,7 +33,8 @@ pub use model::{model_path, SmartTurn, MODEL_FILE, N_FRAMES, N_MELS, SAMPLE_RATE
 pub use pool::{Scorer, TurnPool};
 
 use crate::models::ModelPaths;
-use crate::silero::{check_keys, integer, number};
+use crate::plugins::settings::{integer, number};
+use crate::silero::check_keys;
 use pool::Job;
 
 /// Plugin id.
