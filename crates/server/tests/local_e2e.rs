@@ -8,6 +8,8 @@ mod common;
 
 // Linking the crates registers the engines and the test processors.
 use waav_local as _;
+#[cfg(feature = "processors")]
+use waav_processors as _;
 use waav_testkit as _;
 
 use common::ws::{Frame, WsClient};
@@ -305,4 +307,92 @@ async fn local_engines_survive_hostile_sessions() {
         .expect("GET / answers within 1 s")
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// `[denoise, vad, turn_detect]` in front of the local STT over `/ws`: the words come through
+/// the denoiser, the session VAD cuts the utterance, and the end of turn comes from Smart Turn
+/// (every silence timer is ten minutes away, so nothing else can end it); each processor's
+/// cost is on `/metrics`.
+#[cfg(feature = "processors")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denoise_vad_and_smart_turn_in_front_of_the_local_stt_end_the_turn() {
+    const COMPLETE: &str = "I would like to book a table for two at seven tonight.";
+    let Some(models) = models_dir() else { return };
+    let m = models.display();
+    let server = TestServer::start(&format!(
+        "session: {{ end_of_turn_ms: 600000, end_of_turn_max_ms: 600000 }}\nplugins:\n  \
+         stt: {{ local: {{ models_dir: \"{m}\", turn_silence_ms: 600000 }} }}\n  \
+         tts: {{ local: {{ models_dir: \"{m}\" }} }}\n  \
+         processor_settings: {{ turn_detect: {{ models_dir: \"{m}\" }} }}\n  \
+         processors:\n    clean: {{ type: denoise }}\n    \
+         speech: {{ type: vad, config: {{ min_silence_ms: 150 }} }}\n    \
+         turn: {{ type: turn_detect }}\n"
+    ))
+    .await;
+    let speech = speak(&server, "local", COMPLETE, 16_000).await;
+
+    let mut c = WsClient::connect(&server.ws_url("/ws")).await;
+    c.configure(
+        json!({"type":"config","stt_config":{"provider":"local","language":"en-US",
+        "sample_rate":16000,"channels":1,"punctuation":true,"encoding":"linear16","model":"whisper-tiny.en",
+        "pipeline":["clean","speech","turn"]}}),
+    )
+    .await;
+    // 0.4 s of silence, the sentence, then silence, in real time as a microphone sends it.
+    let mut audio = vec![0u8; 12_800];
+    audio.extend_from_slice(&speech);
+    audio.extend(std::iter::repeat_n(0u8, 32_000 * 6));
+    let mut frames = audio.chunks(640).map(<[u8]>::to_vec);
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let (mut text, mut events) = (String::new(), Vec::new());
+    let turn_end = loop {
+        tokio::select! {
+            _ = ticker.tick() => match frames.next() {
+                Some(f) => c.send_binary(f).await,
+                None => panic!("6 s of silence and no end of turn; finals {text:?}, events {events:?}"),
+            },
+            frame = c.recv() => {
+                let Frame::Json(v) = frame else { panic!("unexpected {frame:?}") };
+                match v["type"].as_str() {
+                    Some("speech_event") => events.push(v["event"].as_str().unwrap_or("").to_owned()),
+                    Some("stt_result") if v["is_final"] == true => {
+                        text.push_str(v["transcript"].as_str().unwrap_or(""));
+                        text.push(' ');
+                        if v["is_speech_final"] == true {
+                            break v;
+                        }
+                    }
+                    Some("stt_result") => {}
+                    _ => panic!("unexpected {v}"),
+                }
+            }
+        }
+    };
+    assert!(
+        word_match(COMPLETE, &text) >= 0.8,
+        "words {text:?} (turn end {turn_end})"
+    );
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("started"),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e == "stopped"), "{events:?}");
+
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["clean", "speech", "turn"] {
+        let series =
+            format!("waav_processor_frames_total{{processor=\"{name}\",stage=\"pre_stt\"}}");
+        assert!(metrics.contains(&series), "no {series} in /metrics");
+    }
+    assert!(
+        metrics.contains("waav_turn_detect_total{outcome=\"end_of_turn\"}"),
+        "no model verdict counted"
+    );
+    c.assert_alive().await;
 }
