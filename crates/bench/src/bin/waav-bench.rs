@@ -104,8 +104,10 @@ struct Args {
     /// replaces the generated YAML). Needs the models (`WAAV_MODELS_DIR`).
     #[arg(long, default_value_t = 0)]
     eot: usize,
-    /// With --eot: the pipeline VAD's `min_silence_ms` in the generated config.
-    #[arg(long, default_value_t = 150)]
+    /// With --eot: the pipeline VAD's `min_silence_ms` in the generated config (the `vad`
+    /// processor's default; 150 ends utterances no sooner, the decode being the longer wait,
+    /// and splits sentences at a comma's pause).
+    #[arg(long, default_value_t = 300)]
     eot_vad_silence_ms: u64,
     /// Write the full report as JSON here.
     #[arg(long)]

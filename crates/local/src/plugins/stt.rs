@@ -100,7 +100,8 @@ impl Plugin for LocalStt {
     /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
     /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
-    /// `interim_window_ms` (2000: interims on the short window; 0 = as finals).
+    /// `interim_window_ms` (2000: interims on the short window; 0 = as finals), `beam_size`
+    /// (5, as the reference; 1 = greedy decoding).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -157,10 +158,12 @@ impl LocalStt {
             ms => Some(ms as u32),
         };
         let turn_silence = integer(config, "turn_silence_ms", 700, 1, 600_000)?;
+        let beam_size = integer(config, "beam_size", 5, 1, 10)? as usize;
         // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
                 e.set_min_window_ms(window);
+                e.set_beam_size(beam_size);
                 e
             })
         })
@@ -615,7 +618,11 @@ impl Stream {
             Kind::Interim if utterance != self.utterance || !self.segmenter.in_speech() => {
                 return true
             }
-            Kind::Interim if text.is_empty() => return true,
+            Kind::Interim if text.is_empty() => {
+                // Too little speech for words yet: try again soon, not a whole interval later.
+                self.next_interim = self.loaded.first_interim;
+                return true;
+            }
             Kind::Interim => Transcript::interim(text, confidence),
             Kind::Speculative(_) => return true,
             Kind::Final => {
@@ -971,6 +978,7 @@ mod tests {
             ("silence_hangover_ms", serde_json::json!(u64::MAX)),
             ("speculative_pause_ms", serde_json::json!(1.5)),
             ("vad_threshold", serde_json::json!(7.0)),
+            ("beam_size", serde_json::json!(0)),
         ];
         for (key, value) in absurd {
             let mut map = serde_json::Map::new();
