@@ -163,6 +163,48 @@ impl PluginConfig {
         self.get(key, "a non-negative integer", Value::as_u64)
     }
 
+    /// A non-negative integer in `range`, `default` when absent. Out of range is a `Config`
+    /// error naming the key: check every number before it sizes anything.
+    pub fn u64_in(
+        &self,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, PluginError> {
+        let v = self.u64(key)?.unwrap_or(default);
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.outside(key, v, range.start(), range.end()))
+        }
+    }
+
+    /// A finite number in `range`, `default` when absent (integers are accepted too); out of
+    /// range is a `Config` error naming the key.
+    pub fn f64_in(
+        &self,
+        key: &str,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Result<f64, PluginError> {
+        let v = self.f64(key)?.unwrap_or(default);
+        if v.is_finite() && range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.outside(key, v, range.start(), range.end()))
+        }
+    }
+
+    fn outside(
+        &self,
+        key: &str,
+        v: impl std::fmt::Display,
+        min: impl std::fmt::Display,
+        max: impl std::fmt::Display,
+    ) -> PluginError {
+        PluginError::Config(format!("{}.{key}: {v} is outside {min}–{max}", self.path))
+    }
+
     /// A signed integer.
     pub fn i64(&self, key: &str) -> Result<Option<i64>, PluginError> {
         self.get(key, "an integer", Value::as_i64)
@@ -242,6 +284,29 @@ mod tests {
         assert_eq!(nested.u64("depth").unwrap(), Some(1));
         assert_eq!(c.string("missing").unwrap(), None);
         assert_eq!(c.secret("empty_key").unwrap(), None);
+    }
+
+    #[test]
+    fn ranged_numbers_take_defaults_and_refuse_by_name() {
+        let c = cfg();
+        assert_eq!(c.u64_in("retries", 1, 0..=5).unwrap(), 3);
+        assert_eq!(c.u64_in("missing", 4, 0..=5).unwrap(), 4);
+        assert_eq!(c.f64_in("threshold", 0.1, 0.0..=1.0).unwrap(), 0.5);
+        let e = c.u64_in("retries", 1, 0..=2).unwrap_err().to_string();
+        assert!(
+            e.contains("plugins.stt.demo.retries: 3 is outside 0–2"),
+            "{e}"
+        );
+        let e = c
+            .f64_in("threshold", 0.1, 0.6..=1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threshold"), "{e}");
+        assert!(
+            c.u64_in("threshold", 1, 0..=9).is_err(),
+            "a fraction is no integer"
+        );
+        assert!(c.u64_in("offset", 1, 0..=9).is_err(), "negative");
     }
 
     #[test]

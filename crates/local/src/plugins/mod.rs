@@ -11,7 +11,7 @@ mod input;
 #[cfg(feature = "piper")]
 mod piper;
 mod pool;
-pub(crate) mod settings;
+mod settings;
 #[cfg(feature = "whisper")]
 mod stt;
 mod tts_session;

@@ -80,48 +80,9 @@ pub fn engine_health(pool: Option<&Pool>, init_error: &InitError, what: &str) ->
 /// [`ESPEAK_TIMEOUT`](crate::espeak::ESPEAK_TIMEOUT)).
 pub fn espeak_timeout_from(config: &PluginConfig) -> Result<std::time::Duration, PluginError> {
     let default = crate::espeak::ESPEAK_TIMEOUT.as_millis() as u64;
-    Ok(std::time::Duration::from_millis(integer(
-        config,
+    Ok(std::time::Duration::from_millis(config.u64_in(
         "espeak_timeout_ms",
         default,
-        1,
-        600_000,
+        1..=600_000,
     )?))
-}
-
-/// `cfg.key` as a finite number in `min..=max`, `default` when absent.
-#[cfg_attr(not(feature = "piper"), allow(dead_code))]
-pub(crate) fn number(
-    cfg: &PluginConfig,
-    key: &str,
-    default: f64,
-    min: f64,
-    max: f64,
-) -> Result<f64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default);
-    if !v.is_finite() || v < min || v > max {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v)
-}
-
-/// `cfg.key` as a whole number in `min..=max`, `default` when absent.
-pub(crate) fn integer(
-    cfg: &PluginConfig,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, PluginError> {
-    let v = cfg.f64(key)?.unwrap_or(default as f64);
-    if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is not an integer in {min}..={max}",
-            cfg.path()
-        )));
-    }
-    Ok(v as u64)
 }

@@ -13,9 +13,7 @@
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
-use super::settings::{
-    check_channels, check_sample_rate, engine_health, integer, models_from, number, InitError,
-};
+use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
 use crate::segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine, DEFAULT_MIN_WINDOW_MS};
 use crate::LocalError;
@@ -122,43 +120,34 @@ impl LocalStt {
     async fn load(&self, _: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         let models = models_from(config)?;
         let (def_workers, def_threads) = default_split();
-        let workers = integer(config, "workers", def_workers as u64, 1, 64)? as usize;
-        let threads = integer(config, "threads", def_threads as u64, 1, 64)? as usize;
-        let max_queue = integer(config, "max_queue", 8, 0, 4096)? as usize;
+        let workers = config.u64_in("workers", def_workers as u64, 1..=64)? as usize;
+        let threads = config.u64_in("threads", def_threads as u64, 1..=64)? as usize;
+        let max_queue = config.u64_in("max_queue", 8, 0..=4096)? as usize;
         let dir = models.whisper_dir();
         // Off unless asked for: the short window costs accuracy on some voices.
-        let window = match integer(config, "min_window_ms", 0, 0, 30_000)? {
+        let window = match config.u64_in("min_window_ms", 0, 0..=30_000)? {
             0 => None,
             ms => Some(ms as u32),
         };
         let vad = segmenter_config(config)?;
         let samples = |ms: u64| usize::try_from(ms.saturating_mul(16)).unwrap_or(usize::MAX);
-        let first_interim = integer(
-            config,
-            "first_interim_ms",
-            DEFAULT_FIRST_INTERIM_MS,
-            100,
-            60_000,
-        )?;
-        let interim_ms = integer(
-            config,
+        let first_interim =
+            config.u64_in("first_interim_ms", DEFAULT_FIRST_INTERIM_MS, 100..=60_000)?;
+        let interim_ms = config.u64_in(
             "interim_interval_ms",
             DEFAULT_INTERIM_INTERVAL_MS,
-            100,
-            60_000,
+            100..=60_000,
         )?;
-        let interim_window = match integer(
-            config,
+        let interim_window = match config.u64_in(
             "interim_window_ms",
             u64::from(DEFAULT_MIN_WINDOW_MS),
-            0,
-            30_000,
+            0..=30_000,
         )? {
             0 => window,
             ms => Some(ms as u32),
         };
-        let turn_silence = integer(config, "turn_silence_ms", 700, 1, 600_000)?;
-        let beam_size = integer(config, "beam_size", 5, 1, 10)? as usize;
+        let turn_silence = config.u64_in("turn_silence_ms", 700, 1..=600_000)?;
+        let beam_size = config.u64_in("beam_size", 5, 1..=10)? as usize;
         // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
@@ -196,21 +185,14 @@ fn segmenter_config(config: &PluginConfig) -> Result<SegmenterConfig, PluginErro
         pause_ms: DEFAULT_SPECULATIVE_PAUSE_MS,
         ..SegmenterConfig::default()
     };
-    vad.threshold = number(config, "vad_threshold", f64::from(vad.threshold), 0.0, 1.0)? as f32;
-    vad.silence_hangover_ms = integer(
-        config,
+    vad.threshold = config.f64_in("vad_threshold", f64::from(vad.threshold), 0.0..=1.0)? as f32;
+    vad.silence_hangover_ms = config.u64_in(
         "silence_hangover_ms",
         u64::from(vad.silence_hangover_ms),
-        20,
-        10_000,
+        20..=10_000,
     )? as u32;
-    vad.pause_ms = integer(
-        config,
-        "speculative_pause_ms",
-        u64::from(vad.pause_ms),
-        0,
-        10_000,
-    )? as u32;
+    vad.pause_ms =
+        config.u64_in("speculative_pause_ms", u64::from(vad.pause_ms), 0..=10_000)? as u32;
     if vad.pause_ms >= vad.silence_hangover_ms {
         vad.pause_ms = 0;
     }

@@ -3,7 +3,6 @@
 //! Audio leaves at the engine's own rate as linear16; the host converts and frames it.
 
 use super::pool::{default_split, Pool};
-use super::settings::integer;
 use crate::espeak::{CancelToken, RunLimits};
 use crate::text::{split_long, split_sentences};
 use bytes::Bytes;
@@ -102,9 +101,9 @@ pub fn pool_from(
     engine: &'static str,
 ) -> Result<(Pool, usize), PluginError> {
     let (def_workers, def_threads) = default_split();
-    let workers = integer(config, "workers", def_workers as u64, 1, 64)? as usize;
-    let threads = integer(config, "threads", def_threads as u64, 1, 64)? as usize;
-    let max_queue = integer(config, "max_queue", 16, 0, 4096)? as usize;
+    let workers = config.u64_in("workers", def_workers as u64, 1..=64)? as usize;
+    let threads = config.u64_in("threads", def_threads as u64, 1..=64)? as usize;
+    let max_queue = config.u64_in("max_queue", 16, 0..=4096)? as usize;
     Ok((Pool::new(engine, workers, max_queue), threads))
 }
 

@@ -45,7 +45,6 @@ pub use model::{
 pub use pool::{Scorer, SileroPool};
 
 use crate::models::ModelPaths;
-use crate::plugins::settings::{integer, number};
 use pool::Job;
 
 /// Plugin id.
@@ -156,18 +155,16 @@ impl SileroSettings {
                 )));
             }
         }
-        let threshold = number(cfg, "threshold", 0.5, 0.0, 1.0)?;
-        let neg_threshold = number(
-            cfg,
+        let threshold = cfg.f64_in("threshold", 0.5, 0.0..=1.0)?;
+        let neg_threshold = cfg.f64_in(
             "neg_threshold",
             (threshold - 0.15).max(0.0),
-            0.0,
-            threshold,
+            0.0..=threshold,
         )?;
-        let min_speech_ms = integer(cfg, "min_speech_ms", 100, 0, 10_000)? as u32;
-        let min_silence_ms = integer(cfg, "min_silence_ms", 300, 0, 10_000)? as u32;
-        integer(cfg, "pre_speech_pad_ms", 0, 0, 10_000)?;
-        let max_wait = integer(cfg, "max_wait_ms", 100, 10, 2_000)?;
+        let min_speech_ms = cfg.u64_in("min_speech_ms", 100, 0..=10_000)? as u32;
+        let min_silence_ms = cfg.u64_in("min_silence_ms", 300, 0..=10_000)? as u32;
+        cfg.u64_in("pre_speech_pad_ms", 0, 0..=10_000)?;
+        let max_wait = cfg.u64_in("max_wait_ms", 100, 10..=2_000)?;
         Ok(Self {
             threshold: threshold as f32,
             neg_threshold: neg_threshold as f32,
@@ -188,9 +185,9 @@ impl PoolSettings {
             " (detection settings go in each processor's `config:`)",
         )?;
         Ok(Self {
-            workers: integer(cfg, "workers", 1, 1, 16)? as usize,
-            threads: integer(cfg, "threads", 1, 1, 16)? as usize,
-            queue: integer(cfg, "queue", 64, 0, 4096)? as usize,
+            workers: cfg.u64_in("workers", 1, 1..=16)? as usize,
+            threads: cfg.u64_in("threads", 1, 1..=16)? as usize,
+            queue: cfg.u64_in("queue", 64, 0..=4096)? as usize,
         })
     }
 }

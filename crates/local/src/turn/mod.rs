@@ -33,7 +33,6 @@ pub use model::{model_path, SmartTurn, MODEL_FILE, N_FRAMES, N_MELS, SAMPLE_RATE
 pub use pool::{Scorer, TurnPool};
 
 use crate::models::ModelPaths;
-use crate::plugins::settings::{integer, number};
 use crate::silero::check_keys;
 use pool::Job;
 
@@ -108,13 +107,11 @@ impl TurnSettings {
     }
 
     fn read(cfg: &PluginConfig, defaults: TurnSettings) -> Result<Self, PluginError> {
-        let threshold = number(cfg, "threshold", f64::from(defaults.threshold), 0.0, 1.0)?;
-        let max_wait = integer(
-            cfg,
+        let threshold = cfg.f64_in("threshold", f64::from(defaults.threshold), 0.0..=1.0)?;
+        let max_wait = cfg.u64_in(
             "max_wait_ms",
             defaults.max_wait.as_millis() as u64,
-            1,
-            10_000,
+            1..=10_000,
         )?;
         Ok(Self {
             threshold: threshold as f32,
@@ -130,9 +127,9 @@ impl PoolSettings {
         check_keys(cfg, PLUGIN_KEYS, &[], "")?;
         let defaults = TurnSettings::read(cfg, TurnSettings::default())?;
         let pool = Self {
-            workers: integer(cfg, "workers", 1, 1, 16)? as usize,
-            threads: integer(cfg, "threads", 1, 1, 16)? as usize,
-            queue: integer(cfg, "queue", 2, 0, 64)? as usize,
+            workers: cfg.u64_in("workers", 1, 1..=16)? as usize,
+            threads: cfg.u64_in("threads", 1, 1..=16)? as usize,
+            queue: cfg.u64_in("queue", 2, 0..=64)? as usize,
         };
         Ok((pool, defaults))
     }

@@ -77,23 +77,6 @@ impl Default for Settings {
     }
 }
 
-fn bounded_u64(
-    cfg: &PluginConfig,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, PluginError> {
-    let v = cfg.u64(key)?.unwrap_or(default);
-    if !(min..=max).contains(&v) {
-        return Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}–{max}",
-            cfg.path()
-        )));
-    }
-    Ok(v)
-}
-
 fn bounded_f64(
     cfg: &PluginConfig,
     key: &str,
@@ -170,21 +153,17 @@ impl Settings {
             send_speed: cfg.bool("send_speed")?.unwrap_or(true),
             stream_input: cfg.bool("stream_input")?.unwrap_or(true),
             voices_owner,
-            response_timeout: Duration::from_millis(bounded_u64(
-                cfg,
+            response_timeout: Duration::from_millis(cfg.u64_in(
                 "response_timeout_ms",
                 20_000,
-                100,
-                600_000,
+                100..=600_000,
             )?),
-            connect_timeout: Duration::from_millis(bounded_u64(
-                cfg,
+            connect_timeout: Duration::from_millis(cfg.u64_in(
                 "connect_timeout_ms",
                 10_000,
-                100,
-                120_000,
+                100..=120_000,
             )?),
-            voices_ttl: Duration::from_secs(bounded_u64(cfg, "voices_ttl_secs", 300, 0, 86_400)?),
+            voices_ttl: Duration::from_secs(cfg.u64_in("voices_ttl_secs", 300, 0..=86_400)?),
         })
     }
 }
