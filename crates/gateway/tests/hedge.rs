@@ -170,12 +170,7 @@ async fn speak(c: &mut WsClient, text: &str) -> Spoken {
 
 /// `waav_tts_hedges_total` for `provider` and `outcome` (0 when absent).
 async fn hedges(server: &TestServer, provider: &str, outcome: &str) -> u64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     text.lines()
         .filter(|l| l.starts_with("waav_tts_hedges_total{"))
         .filter(|l| {

@@ -69,12 +69,7 @@ async fn the_default_chain_reports_speech_boundaries_timed_on_the_stream() {
         })
         .collect();
     assert_eq!(events, vec![("started", 20), ("stopped", 260)]);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("waav_processor_frames_total{processor=\"vad\",stage=\"pre_stt\"}"),
         "{metrics}"

@@ -83,12 +83,7 @@ async fn stt_fails_over_mid_stream_and_keeps_transcribing() {
     }
     let seen = until(&mut c, "stt_result").await;
     assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("waav_failovers_total"), "{metrics}");
 }
 
@@ -135,12 +130,7 @@ async fn a_dropped_stt_provider_is_reopened_with_no_speech_lost_and_no_final_rep
             .is_some_and(|t| t.starts_with("utterance 2")),
         "{seen:?}"
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("waav_reconnects_total"), "{metrics}");
 }
 
@@ -331,12 +321,7 @@ async fn silent_tts_failures_are_caught_by_watchdogs_and_failed_over() {
         } else {
             assert_eq!(audio, 3_520, "{model}");
         }
-        let metrics = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         assert!(
             metrics
                 .lines()
@@ -389,12 +374,7 @@ async fn an_stt_provider_silent_through_speech_is_caught_and_failed_over() {
     );
     let seen = until_final(&mut c).await;
     assert!(seen.iter().all(|v| v["type"] != "error"), "{seen:?}");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .lines()
@@ -421,12 +401,7 @@ async fn an_stt_provider_silent_through_speech_is_caught_and_failed_over() {
 
 /// How many first bytes `/metrics` has recorded for TTS instance `id`.
 async fn first_bytes(server: &TestServer, id: &str) -> u64 {
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     metrics
         .lines()
         .find(|l| {
@@ -528,12 +503,7 @@ async fn a_session_returns_to_its_own_stt_provider_at_a_final_after_the_recovery
         finals, 2,
         "one final per utterance, none repeated: {seen:?}"
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .lines()

@@ -93,12 +93,7 @@ async fn tts_bytes(server: &TestServer, pre_pipeline: Option<Value>, text: &str)
 }
 
 async fn metrics(server: &TestServer) -> String {
-    reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    server.metrics().await
 }
 
 #[tokio::test]

@@ -179,12 +179,7 @@ async fn repeated_text_is_served_from_the_cache_in_order() {
         runs.push(frames);
     }
     assert_eq!(runs[0], runs[1], "same audio, same framing");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("waav_tts_cache_hits_total"), "{metrics}");
 }
 

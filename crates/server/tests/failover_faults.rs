@@ -1140,12 +1140,7 @@ async fn the_breaker_opens_sessions_skip_the_vendor_and_a_probe_closes_it_on_rec
         seen.finals()
     );
     assert_eq!(circuit(&server, "deepgram").await, "closed");
-    let m = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = server.metrics().await;
     for to in ["open", "closed"] {
         assert!(
             m.lines()

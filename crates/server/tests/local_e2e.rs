@@ -379,12 +379,7 @@ async fn denoise_vad_and_smart_turn_in_front_of_the_local_stt_end_the_turn() {
     );
     assert!(events.iter().any(|e| e == "stopped"), "{events:?}");
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for name in ["clean", "speech", "turn"] {
         let series =
             format!("waav_processor_frames_total{{processor=\"{name}\",stage=\"pre_stt\"}}");

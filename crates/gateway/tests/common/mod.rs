@@ -70,6 +70,16 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("/metrics body")
+    }
+
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
     }
