@@ -1168,11 +1168,11 @@ impl Session {
             c.last_final = Some(norm);
         }
         let mut t = t;
-        // A turn detector's verdict (a few seconds old at most) makes this final the turn's end.
-        if let Some(at) = self.turn_decided.take() {
-            if at.elapsed() < Duration::from_secs(3) {
-                t.is_speech_final = true;
-            }
+        // A turn detector's verdict makes this final the turn's end, however slow the STT was
+        // to deliver it: the verdict stands until the user speaks again (a speech start clears
+        // it), so a late final still ends its turn instead of waiting for the silence timer.
+        if self.turn_decided.take().is_some() {
+            t.is_speech_final = true;
         }
         if t.is_speech_final {
             self.turn.on_speech_final();
