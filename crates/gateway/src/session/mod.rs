@@ -73,7 +73,7 @@ struct Session {
     /// Clear interruptible TTS when the VAD hears the user.
     barge_in: bool,
     /// A turn detector ended the turn before its final transcript arrived.
-    turn_decided: Option<Instant>,
+    turn_decided: bool,
     /// The configs and remaining fallbacks of the open providers (boxed: idle sessions are
     /// counted in bytes).
     chains: Option<Box<Chains>>,
@@ -122,7 +122,7 @@ pub async fn run(socket: WebSocket, state: SharedState, auth: AuthState, slot: C
         ),
         stt_problem_reported: false,
         barge_in: false,
-        turn_decided: None,
+        turn_decided: false,
         chains: None,
         post_stt: None,
         pre_tts: None,
@@ -396,13 +396,13 @@ impl Session {
                             .await;
                     } else {
                         // The transcript is still on its way: its final ends the turn.
-                        self.turn_decided = Some(Instant::now());
+                        self.turn_decided = true;
                     }
                     continue;
                 }
             };
             if event == "started" {
-                self.turn_decided = None;
+                self.turn_decided = false;
             }
             if let Some(stt) = self.stt.as_mut() {
                 stt.on_speech(event == "started");
@@ -1171,7 +1171,7 @@ impl Session {
         // A turn detector's verdict makes this final the turn's end, however slow the STT was
         // to deliver it: the verdict stands until the user speaks again (a speech start clears
         // it), so a late final still ends its turn instead of waiting for the silence timer.
-        if self.turn_decided.take().is_some() {
+        if std::mem::take(&mut self.turn_decided) {
             t.is_speech_final = true;
         }
         if t.is_speech_final {

@@ -722,23 +722,19 @@ impl TtsLink {
     }
 
     /// Drops request `id` and the rest of its `speak` (the sentences after it would be heard
-    /// without it); `true` if it was queued.
-    fn drop_rest_of_speak(&mut self, id: u64) -> bool {
-        let Some(i) = self.queue.iter().position(|p| p.id == id) else {
-            return false;
-        };
+    /// without it); the id of that `speak`'s last request, `None` if `id` was not queued.
+    fn drop_rest_of_speak(&mut self, id: u64) -> Option<u64> {
+        let i = self.queue.iter().position(|p| p.id == id)?;
         let end = self.speak_end(i);
         self.queue.retain(|p| p.id < id || p.id > end);
-        true
+        Some(end)
     }
 
     /// Reports request `id` failed, once for its `speak`, whose remaining sentences go with it.
     async fn fail(&mut self, id: u64, error: PluginError, head: Option<u64>, out: &Outbound) {
         let was_head = head == Some(id);
-        let end = (self.queue.iter())
-            .position(|p| p.id == id)
-            .map(|i| self.speak_end(i));
-        let was_pending = self.drop_rest_of_speak(id);
+        let end = self.drop_rest_of_speak(id);
+        let was_pending = end.is_some();
         if let Some(end) = end.filter(|&end| was_head && end > id) {
             // The provider need not speak the sentences dropped with it.
             self.cancel(end).await;
@@ -973,8 +969,7 @@ impl TtsLink {
         };
         out.send(e.into()).await;
         if let Some(id) = self.queue.front().map(|p| p.id) {
-            let end = self.speak_end(0);
-            self.drop_rest_of_speak(id);
+            let end = self.drop_rest_of_speak(id).unwrap_or(id);
             self.hedge_abandon(Some(id)).await;
             self.provider.audio.discard();
             self.cancel(end).await;
