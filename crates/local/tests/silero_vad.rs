@@ -310,8 +310,19 @@ fn any_rate_gives_the_same_boundaries() {
     // than the default 100 ms would be replaced by earshot's, which places boundaries
     // differently (that fallback has its own tests).
     let settings = json!({"max_wait_ms": 2000});
-    let mut v = vad(&pool, RATE, 1, settings.clone());
-    let reference = detect(&mut v, &x, RATE, 1);
+    // Even 2 s (the longest wait allowed) can pass on a CI machine running many tests: a run
+    // that fell back is not the model's and is run again, up to three times.
+    let model_only = |rate: u32, channels: u16, input: &[i16]| {
+        for _ in 0..3 {
+            let mut v = vad(&pool, rate, channels, settings.clone());
+            let found = detect(&mut v, input, rate, channels);
+            if v.stats().fallback() == 0 {
+                return found;
+            }
+        }
+        panic!("{rate} Hz x{channels}: the model fell behind in three runs");
+    };
+    let reference = model_only(RATE, 1, &x);
     check("piper 16k", &reference, &truth);
     for (rate, channels) in [(8_000u32, 1u16), (48_000, 2), (44_100, 1)] {
         let mono = resample_i16(&x, RATE, rate);
@@ -320,9 +331,8 @@ fn any_rate_gives_the_same_boundaries() {
         } else {
             mono
         };
-        let mut v = vad(&pool, rate, channels, settings.clone());
         let name = format!("piper {rate} Hz x{channels}");
-        let found = detect(&mut v, &input, rate, channels);
+        let found = model_only(rate, channels, &input);
         check(&name, &found, &truth);
         for (a, b) in reference.iter().zip(&found) {
             assert_eq!(a.0, b.0, "{name}");
