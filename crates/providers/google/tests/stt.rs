@@ -487,6 +487,47 @@ async fn odd_vendor_messages_never_panic() {
     s.close().await.0.unwrap();
 }
 
+/// Audio queued before the session task runs (as a failover replays its buffer): more pieces
+/// than the call's request queue holds reach the fake in order, and every utterance is final.
+#[tokio::test]
+async fn a_burst_of_audio_at_the_start_is_neither_lost_nor_stuck() {
+    for round in 0..5u8 {
+        let f = fake().await;
+        let p = GoogleStt::new();
+        let (io, peer) = SttIo::pair(256);
+        let task = tokio::time::timeout(T, p.connect(cfg(&f), io))
+            .await
+            .unwrap()
+            .unwrap();
+        let all: Vec<u8> = (0..128_000usize)
+            .map(|i| (i as u8).wrapping_mul(3).wrapping_add(round))
+            .collect();
+        for c in all.chunks(3200) {
+            peer.input
+                .send(SttInput::Audio(Bytes::copy_from_slice(c)))
+                .await
+                .unwrap();
+        }
+        let mut s = Running {
+            input: peer.input,
+            events: peer.events,
+            task: tokio::spawn(task),
+        };
+        for n in 1..=4 {
+            assert_eq!(
+                s.next_final().await.text,
+                format!("utterance {n}"),
+                "round {round}"
+            );
+        }
+        s.close().await.0.unwrap();
+        assert!(
+            f.seen(|s| s.stt[0].audio == all),
+            "round {round}: audio lost or reordered"
+        );
+    }
+}
+
 #[tokio::test]
 async fn disconnect_and_silence_are_bounded() {
     // A server that drops the connection: the task ends with an error, no hang.

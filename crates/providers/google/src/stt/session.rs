@@ -37,7 +37,6 @@ use super::{Settings, CTX};
 use crate::auth::{self, Auth, AuthCache};
 use bytes::Bytes;
 use futures::channel::mpsc;
-use futures::future::BoxFuture;
 use futures::SinkExt;
 use googleapis_tonic_google_cloud_speech_v2::google::cloud::speech::v2 as pb;
 use pb::speech_client::SpeechClient;
@@ -58,7 +57,18 @@ const REQUEST_QUEUE: usize = 8;
 const MAX_RESPONSE: usize = 1024 * 1024;
 
 type Responses = tonic::Streaming<pb::StreamingRecognizeResponse>;
-type Opening = BoxFuture<'static, Result<tonic::Response<Responses>, tonic::Status>>;
+
+/// A call being opened, on its own task: the request stream must start flowing while the
+/// session queues audio. Polled only from the session's `select!`, a burst of more than
+/// [`REQUEST_QUEUE`] pieces (buffered audio replayed at the start of a call) filled the queue
+/// before the open was ever polled, and the session waited on it forever.
+struct Opening(tokio::task::JoinHandle<Result<tonic::Response<Responses>, tonic::Status>>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// What [`Session::new`] needs.
 pub(crate) struct Params {
@@ -116,7 +126,9 @@ async fn next_response(
         return futures::future::pending().await;
     };
     if let Resp::Opening(f) = &mut call.resp {
-        let r = f.await?;
+        let r = (&mut f.0)
+            .await
+            .map_err(|e| tonic::Status::internal(format!("opening the stream: {e}")))??;
         call.resp = Resp::Open(Box::new(r.into_inner()));
     }
     match &mut call.resp {
@@ -172,7 +184,9 @@ impl Session {
         }
         let mut client =
             SpeechClient::new(self.p.channel.clone()).max_decoding_message_size(MAX_RESPONSE);
-        let opening: Opening = Box::pin(async move { client.streaming_recognize(req).await });
+        let opening = Opening(tokio::spawn(async move {
+            client.streaming_recognize(req).await
+        }));
         tracing::debug!(recognizer = %self.p.settings.recognizer, "google stt: opening a stream");
         Ok(Call {
             tx: Some(tx),
