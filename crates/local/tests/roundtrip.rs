@@ -264,6 +264,7 @@ fn measure_real_time_factors() {
         let options = waav_local::PiperOptions {
             ort_library: Some(paths.onnxruntime_lib()),
             threads,
+            ..Default::default()
         };
         let voice =
             waav_local::PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options)

@@ -44,8 +44,9 @@ fn models_dir() -> Option<PathBuf> {
 async fn local_server(models: &std::path::Path) -> TestServer {
     let m = models.display();
     // Two session VADs (the testkit's level gate): `gate` hears the speech, `deaf` nothing.
+    // Piper without its sampling noise, so every run speaks the same audio.
     TestServer::start(&format!(
-        "session: {{ end_of_turn_ms: 1500 }}\nplugins:\n  stt: {{ local: {{ models_dir: \"{m}\" }} }}\n  tts: {{ local: {{ models_dir: \"{m}\" }}, espeak: {{}} }}\n  \
+        "session: {{ end_of_turn_ms: 1500 }}\nplugins:\n  stt: {{ local: {{ models_dir: \"{m}\" }} }}\n  tts: {{ local: {{ models_dir: \"{m}\", noise_scale: 0, noise_w: 0 }}, espeak: {{}} }}\n  \
          processors:\n    gate: {{ type: level-vad, config: {{ level: 300, silence_frames: 30 }} }}\n    \
          deaf: {{ type: level-vad, config: {{ level: 32767 }} }}\n"
     ))
@@ -324,7 +325,7 @@ async fn denoise_vad_and_smart_turn_in_front_of_the_local_stt_end_the_turn() {
     let server = TestServer::start(&format!(
         "session: {{ end_of_turn_ms: 600000, end_of_turn_max_ms: 600000 }}\nplugins:\n  \
          stt: {{ local: {{ models_dir: \"{m}\", turn_silence_ms: 600000 }} }}\n  \
-         tts: {{ local: {{ models_dir: \"{m}\" }} }}\n  \
+         tts: {{ local: {{ models_dir: \"{m}\", noise_scale: 0, noise_w: 0 }} }}\n  \
          processor_settings: {{ turn_detect: {{ models_dir: \"{m}\" }} }}\n  \
          processors:\n    clean: {{ type: denoise }}\n    \
          speech: {{ type: vad, config: {{ min_silence_ms: 150 }} }}\n    \

@@ -34,6 +34,13 @@ pub struct PiperOptions {
     pub ort_library: Option<PathBuf>,
     /// Intra-op threads for inference; 0 = ONNX Runtime's default (one per core).
     pub threads: usize,
+    /// VITS's sampling noise, replacing the voice's `.onnx.json` value (0.667 for most voices).
+    /// The model draws that noise afresh on every call, so each synthesis of a text differs
+    /// slightly in timbre and timing; 0 with `noise_w` 0 makes synthesis repeatable (a
+    /// flatter delivery), as fixtures want.
+    pub noise_scale: Option<f32>,
+    /// The duration predictor's noise, replacing the voice's value (0.8 for most voices).
+    pub noise_w: Option<f32>,
 }
 
 /// The fields of a Piper voice's `.onnx.json` that synthesis needs.
@@ -151,17 +158,21 @@ impl PiperVoice {
         })?;
         let multi_speaker =
             config.num_speakers > 1 && session.inputs().iter().any(|i| i.name() == "sid");
+        let noise_scale = options.noise_scale.unwrap_or(config.inference.noise_scale);
+        let noise_w = options.noise_w.unwrap_or(config.inference.noise_w);
+        if !(noise_scale.is_finite() && noise_w.is_finite() && noise_scale >= 0.0 && noise_w >= 0.0)
+        {
+            return Err(LocalError::InvalidInput(format!(
+                "piper noise must be finite and not negative, got {noise_scale} and {noise_w}"
+            )));
+        }
 
         Ok(Self {
             session: Mutex::new(session),
             id_map,
             espeak_voice,
             sample_rate: config.audio.sample_rate,
-            scales: [
-                config.inference.noise_scale,
-                config.inference.length_scale,
-                config.inference.noise_w,
-            ],
+            scales: [noise_scale, config.inference.length_scale, noise_w],
             multi_speaker,
             onnx_path: onnx_path.to_path_buf(),
         })

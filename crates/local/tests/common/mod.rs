@@ -69,13 +69,17 @@ pub fn whisper(paths: &ModelPaths) -> &'static WhisperEngine {
 }
 
 #[cfg(feature = "piper")]
-/// One Piper voice per test binary.
+/// One Piper voice per test binary, without VITS's sampling noise: every run of a test hears
+/// the same audio (with the voice's noise, boundaries and timings moved by a window or two from
+/// run to run).
 pub fn piper(paths: &ModelPaths) -> &'static PiperVoice {
     static VOICE: std::sync::OnceLock<PiperVoice> = std::sync::OnceLock::new();
     VOICE.get_or_init(|| {
         let options = PiperOptions {
             ort_library: Some(paths.onnxruntime_lib()),
             threads: 2,
+            noise_scale: Some(0.0),
+            noise_w: Some(0.0),
         };
         PiperVoice::load_with(paths.piper_onnx(), paths.piper_json(), &options).expect("load piper")
     })
