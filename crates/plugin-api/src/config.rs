@@ -187,11 +187,21 @@ impl PluginConfig {
         default: f64,
         range: std::ops::RangeInclusive<f64>,
     ) -> Result<f64, PluginError> {
-        let v = self.f64(key)?.unwrap_or(default);
-        if v.is_finite() && range.contains(&v) {
-            Ok(v)
-        } else {
-            Err(self.outside(key, v, range.start(), range.end()))
+        Ok(self.f64_opt_in(key, range)?.unwrap_or(default))
+    }
+
+    /// A finite number in `range`, `None` when absent (for settings that, unset, leave the
+    /// engine's or vendor's own value); out of range is a `Config` error naming the key.
+    pub fn f64_opt_in(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Result<Option<f64>, PluginError> {
+        match self.f64(key)? {
+            Some(v) if !(v.is_finite() && range.contains(&v)) => {
+                Err(self.outside(key, v, range.start(), range.end()))
+            }
+            v => Ok(v),
         }
     }
 
@@ -307,6 +317,9 @@ mod tests {
             "a fraction is no integer"
         );
         assert!(c.u64_in("offset", 1, 0..=9).is_err(), "negative");
+        assert_eq!(c.f64_opt_in("threshold", 0.0..=1.0).unwrap(), Some(0.5));
+        assert_eq!(c.f64_opt_in("missing", 0.0..=1.0).unwrap(), None);
+        assert!(c.f64_opt_in("threshold", 0.6..=1.0).is_err());
     }
 
     #[test]

@@ -91,10 +91,7 @@ impl LocalTts {
         let (pool, threads) = pool_from(config, "piper")?;
         let (onnx, json) = (models.piper_onnx(), models.piper_json());
         let noise = |key: &str| -> Result<Option<f32>, PluginError> {
-            Ok(match config.raw(key) {
-                None => None,
-                Some(_) => Some(config.f64_in(key, 0.0, 0.0..=2.0)? as f32),
-            })
+            Ok(config.f64_opt_in(key, 0.0..=2.0)?.map(|v| v as f32))
         };
         let options = PiperOptions {
             ort_library: Some(models.onnxruntime_lib()),

@@ -77,22 +77,6 @@ impl Default for Settings {
     }
 }
 
-fn bounded_f64(
-    cfg: &PluginConfig,
-    key: &str,
-    min: f64,
-    max: f64,
-) -> Result<Option<f64>, PluginError> {
-    match cfg.f64(key)? {
-        None => Ok(None),
-        Some(v) if v.is_finite() && (min..=max).contains(&v) => Ok(Some(v)),
-        Some(v) => Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}–{max}",
-            cfg.path()
-        ))),
-    }
-}
-
 fn clean(cfg: &PluginConfig, key: &str) -> Result<Option<String>, PluginError> {
     match cfg.string(key)? {
         Some(s) if s.chars().any(char::is_control) => Err(PluginError::Config(format!(
@@ -148,8 +132,8 @@ impl Settings {
             voice: clean(cfg, "voice")?.unwrap_or_else(|| DEFAULT_VOICE.to_owned()),
             model: clean(cfg, "model")?.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
             language,
-            temperature: bounded_f64(cfg, "temperature", 0.0, 2.0)?,
-            top_p: bounded_f64(cfg, "top_p", 0.0, 1.0)?,
+            temperature: cfg.f64_opt_in("temperature", 0.0..=2.0)?,
+            top_p: cfg.f64_opt_in("top_p", 0.0..=1.0)?,
             send_speed: cfg.bool("send_speed")?.unwrap_or(true),
             stream_input: cfg.bool("stream_input")?.unwrap_or(true),
             voices_owner,

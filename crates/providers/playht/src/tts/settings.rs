@@ -111,22 +111,6 @@ impl Default for Settings {
     }
 }
 
-fn bounded_f64(
-    cfg: &PluginConfig,
-    key: &str,
-    min: f64,
-    max: f64,
-) -> Result<Option<f64>, PluginError> {
-    match cfg.f64(key)? {
-        None => Ok(None),
-        Some(v) if v.is_finite() && (min..=max).contains(&v) => Ok(Some(v)),
-        Some(v) => Err(PluginError::Config(format!(
-            "{}.{key}: {v} is outside {min}–{max}",
-            cfg.path()
-        ))),
-    }
-}
-
 fn clean(cfg: &PluginConfig, key: &str) -> Result<Option<String>, PluginError> {
     match cfg.string(key)? {
         Some(s) if s.chars().any(char::is_control) => Err(PluginError::Config(format!(
@@ -204,10 +188,10 @@ impl Settings {
             language: clean(cfg, "language")?.map(|l| l.to_ascii_lowercase()),
             quality: one_of(cfg, "quality", QUALITIES)?,
             seed: cfg.u64("seed")?,
-            temperature: bounded_f64(cfg, "temperature", 0.0, 2.0)?,
-            text_guidance: bounded_f64(cfg, "text_guidance", 0.0, 2.0)?,
-            voice_guidance: bounded_f64(cfg, "voice_guidance", 1.0, 6.0)?,
-            style_guidance: bounded_f64(cfg, "style_guidance", 1.0, 30.0)?,
+            temperature: cfg.f64_opt_in("temperature", 0.0..=2.0)?,
+            text_guidance: cfg.f64_opt_in("text_guidance", 0.0..=2.0)?,
+            voice_guidance: cfg.f64_opt_in("voice_guidance", 1.0..=6.0)?,
+            style_guidance: cfg.f64_opt_in("style_guidance", 1.0..=30.0)?,
             emotion_gender: one_of(cfg, "emotion_gender", &["female", "male"])?
                 .unwrap_or_else(|| "female".to_owned()),
             linear16_format: one_of(cfg, "linear16_format", &["raw", "pcm"])?
