@@ -173,6 +173,16 @@ impl Segmenter {
         self.in_speech
     }
 
+    /// Samples of silence (the VAD's score below its hysteresis) at the end of the utterance in
+    /// progress: `0` while the last frame was speech, and between utterances.
+    pub fn trailing_silence(&self) -> usize {
+        if self.in_speech {
+            self.silence_run * FRAME
+        } else {
+            0
+        }
+    }
+
     /// The audio of the utterance in progress so far (pre-roll included; whole 16 ms frames
     /// only); empty between utterances.
     pub fn utterance(&self) -> &[f32] {

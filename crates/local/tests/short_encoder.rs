@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use waav_local::whisper::DEFAULT_MIN_WINDOW_MS;
+use waav_local::whisper::{DEFAULT_MIN_WINDOW_MS, DEFAULT_SHORT_REPETITION_PENALTY};
 use waav_local::{to_mono_16k, WhisperEngine};
 
 /// Sentences Piper speaks in about 1–2.5 s, as a voice agent hears them.
@@ -149,5 +149,67 @@ fn sweep_window_floor() {
                 break;
             }
         }
+    }
+}
+
+/// Short-window decodes of `clips` that ran into a repeat or the token cap (the counters the
+/// engine keeps for both), counted with a recorder local to this thread.
+fn loops(engine: &WhisperEngine, clips: &[Vec<f32>]) -> u64 {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        for clip in clips {
+            engine.transcribe(clip).expect("transcribe");
+        }
+    });
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            let name = key.key().name();
+            name == "waav_local_whisper_repeats_collapsed_total"
+                || name == "waav_local_whisper_window_retries_total"
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// What interims decode: the first 0.3–0.9 s of each sentence after 0.46 s of lead-in (the
+/// pre-roll before the VAD decided). Without a repetition penalty tiny.en says many of them
+/// again and again to the token cap on the short window (several times the decode's cost); with
+/// the default penalty none, and the words of the whole sentences stay right.
+#[test]
+fn the_repetition_penalty_stops_short_window_loops() {
+    let Some(_) = speech("Warm up.") else { return };
+    let mut sentences = Vec::new();
+    let mut prefixes = Vec::new();
+    for text in &SENTENCES[..6] {
+        let pcm = speech(text).expect("checked above");
+        for ms in [300, 500, 700, 900] {
+            let mut clip = vec![0.0; 460 * 16];
+            clip.extend_from_slice(&pcm[..(ms * 16).min(pcm.len())]);
+            prefixes.push(clip);
+        }
+        sentences.push((text, pcm));
+    }
+    let mut e = engine(Some(DEFAULT_MIN_WINDOW_MS));
+    e.set_short_repetition_penalty(1.0);
+    let without = loops(&e, &prefixes);
+    e.set_short_repetition_penalty(DEFAULT_SHORT_REPETITION_PENALTY);
+    let with = loops(&e, &prefixes);
+    eprintln!(
+        "{} prefixes looped: {without} without a penalty, {with} with",
+        prefixes.len()
+    );
+    assert!(without > 0, "the loop this guards against did not occur");
+    assert_eq!(with, 0, "a short-window decode still looped");
+    for (text, pcm) in &sentences {
+        let got = e.transcribe(pcm).expect("transcribe");
+        assert_transcript(text, &got, "short window with the penalty");
     }
 }

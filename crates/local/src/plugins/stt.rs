@@ -9,7 +9,10 @@
 //! 30 s, see [`WhisperEngine::set_min_window_ms`]), and the final is decoded **speculatively**:
 //! at the first pause (`speculative_pause_ms` of silence) the utterance so far is decoded; if
 //! speech resumes the result is discarded, and if the pause lasts until the hangover
-//! (`silence_hangover_ms`) ends the utterance, that result is the final, sent at once.
+//! (`silence_hangover_ms`) ends the utterance, that result is the final, sent at once. An
+//! interim decode is never what the final waits for: none starts once the voice has stopped,
+//! unless interims are decoded as finals are (`interim_window_ms` equal to `min_window_ms`); then
+//! an interim that heard every word, still decoding or back, is adopted as the speculation.
 
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
@@ -55,6 +58,9 @@ struct Loaded {
     /// Interims: provisional, so they take Whisper's short window (a fraction of the full
     /// window's cost) and never hold up the final's decode for long.
     decode_interim: DecodeFn,
+    /// Interims are decoded on the finals' window: an interim that heard the whole utterance
+    /// is as good as its final, and a pause adopts it rather than decode the same audio again.
+    interim_as_final: bool,
     pool: Pool,
     /// Samples of speech before the first interim, and between later ones.
     first_interim: usize,
@@ -99,7 +105,8 @@ impl Plugin for LocalStt {
     /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
     /// `interim_window_ms` (2000: interims on the short window; 0 = as finals), `beam_size`
-    /// (5, as the reference; 1 = greedy decoding).
+    /// (5, as the reference; 1 = greedy decoding), `repetition_penalty` (1.2, on short windows
+    /// only; 1 = none).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -148,11 +155,14 @@ impl LocalStt {
         };
         let turn_silence = config.u64_in("turn_silence_ms", 700, 1..=600_000)?;
         let beam_size = config.u64_in("beam_size", 5, 1..=10)? as usize;
+        let penalty = f64::from(crate::whisper::DEFAULT_SHORT_REPETITION_PENALTY);
+        let penalty = config.f64_in("repetition_penalty", penalty, 1.0..=2.0)? as f32;
         // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
                 e.set_min_window_ms(window);
                 e.set_beam_size(beam_size);
+                e.set_short_repetition_penalty(penalty);
                 e
             })
         })
@@ -166,6 +176,7 @@ impl LocalStt {
             decode_interim: Arc::new(move |audio: &[f32]| {
                 interim_engine.transcribe_scored_within(audio, interim_window)
             }),
+            interim_as_final: interim_window == window,
             pool: Pool::new("whisper", workers, max_queue),
             first_interim: samples(first_interim),
             interim_every: samples(interim_ms),
@@ -258,7 +269,7 @@ impl PendingFinals {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Interim,
     Final,
@@ -282,9 +293,32 @@ fn count_speculation(outcome: &'static str) {
     metrics::counter!("waav_local_speculative_finals_total", "outcome" => outcome).increment(1);
 }
 
+/// A pause took an interim as its speculative final (`state`: `decoding` or `decoded`).
+fn count_adoption(state: &'static str) {
+    metrics::counter!("waav_local_adopted_interims_total", "state" => state).increment(1);
+}
+
+/// Energy (mean square) of a 16 ms frame, at most this fraction of the utterance's loudest, is
+/// no speech: −35 dB, below a voice's quietest consonants, above a microphone's noise floor.
+const QUIET: f32 = 3.2e-4;
+
+/// Whether nothing after the first `len` samples of `audio` is speech (every 16 ms frame
+/// [`QUIET`] against the loudest before it): a decode of those samples heard every word.
+fn quiet_after(audio: &[f32], len: usize) -> bool {
+    let Some((heard, rest)) = (len <= audio.len()).then(|| audio.split_at(len)) else {
+        return false;
+    };
+    let energy = |f: &[f32]| f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32;
+    let loudest = heard.chunks(256).map(energy).fold(0.0, f32::max);
+    loudest > 0.0 && rest.chunks(256).all(|f| energy(f) <= loudest * QUIET)
+}
+
 struct Job {
     kind: Kind,
     utterance: u64,
+    /// Samples of the utterance it decodes (from its start).
+    audio_len: usize,
+    started: std::time::Instant,
     handle: JoinHandle<Result<Transcription, PluginError>>,
 }
 
@@ -292,13 +326,14 @@ struct Stream {
     loaded: Loaded,
     input: InputConverter,
     segmenter: Segmenter,
-    /// 16 kHz audio of the utterance in progress (for interim decodes).
-    current: Vec<f32>,
+    /// Speech (samples) since the last interim was due.
     since_interim: usize,
     /// Speech (samples) due before the next interim.
     next_interim: usize,
     utterance: u64,
     finals: PendingFinals,
+    /// The newest interim of the utterance in progress: samples it heard, and its result.
+    last_interim: Option<(usize, Transcription)>,
     /// The speculative final of the utterance in progress, if it is in a pause.
     spec: Option<Speculation>,
     spec_seq: u64,
@@ -341,11 +376,11 @@ impl Stream {
             loaded,
             input,
             segmenter,
-            current: Vec::new(),
             since_interim: 0,
             next_interim: usize::MAX,
             utterance: 0,
             finals: PendingFinals::new(MAX_PENDING_FINALS),
+            last_interim: None,
             spec: None,
             spec_seq: 0,
             ready: VecDeque::new(),
@@ -366,7 +401,7 @@ impl Stream {
                 }
             }
             while let Some((utterance, result)) = self.ready.pop_front() {
-                if !self.on_decoded(&io, Kind::Final, utterance, result).await {
+                if !self.on_decoded(&io, Kind::Final, utterance, 0, result).await {
                     return Ok(());
                 }
             }
@@ -388,7 +423,15 @@ impl Stream {
                 },
                 result = wait(&mut self.job) => {
                     let job = self.job.take().expect("a job was running");
-                    if !self.on_decoded(&io, job.kind, job.utterance, result).await {
+                    let (kind, utterance, heard) = (job.kind, job.utterance, job.audio_len);
+                    tracing::debug!(
+                        ?kind,
+                        utterance,
+                        took_ms = job.started.elapsed().as_millis() as u64,
+                        words = result.as_ref().map_or(0, |t| t.text.split_whitespace().count()),
+                        "local stt: decoded"
+                    );
+                    if !self.on_decoded(&io, kind, utterance, heard, result).await {
                         return Ok(());
                     }
                 }
@@ -430,7 +473,6 @@ impl Stream {
             self.on_segment(ev);
         }
         if self.segmenter.in_speech() {
-            self.current.extend_from_slice(&samples);
             self.since_interim += samples.len();
         }
         self.scratch = samples;
@@ -448,10 +490,20 @@ impl Stream {
     }
 
     fn on_segment(&mut self, ev: SegmentEvent) {
+        tracing::debug!(
+            event = match &ev {
+                SegmentEvent::SpeechStarted => "started",
+                SegmentEvent::Paused => "paused",
+                SegmentEvent::Resumed => "resumed",
+                SegmentEvent::SpeechEnded { .. } => "ended",
+            },
+            utterance = self.utterance,
+            "local stt: segment"
+        );
         match ev {
             SegmentEvent::SpeechStarted => {
                 self.utterance += 1;
-                self.current.clear();
+                self.last_interim = None;
                 self.since_interim = 0;
                 self.next_interim = self.loaded.first_interim;
                 self.turn_deadline = None;
@@ -459,17 +511,13 @@ impl Stream {
             }
             SegmentEvent::Paused => self.speculate(),
             SegmentEvent::Resumed => self.discard_speculation(),
-            SegmentEvent::SpeechEnded { samples } => {
-                self.utterance_ended(samples);
-                self.current.clear();
-            }
+            SegmentEvent::SpeechEnded { samples } => self.utterance_ended(samples),
         }
     }
 
     fn end_utterance(&mut self) {
         if let Some(SegmentEvent::SpeechEnded { samples }) = self.segmenter.flush() {
             self.utterance_ended(samples);
-            self.current.clear();
         }
     }
 
@@ -490,7 +538,9 @@ impl Stream {
     }
 
     /// The utterance paused: decode what it holds so far, unless earlier finals are still owed
-    /// (the speculation would overtake them) or a final is decoding.
+    /// (the speculation would overtake them) or a final is decoding. An interim that heard
+    /// every word so far, decoding or decoded, is adopted instead: a decode of the same words
+    /// would only start later.
     fn speculate(&mut self) {
         let final_running = self.job.as_ref().is_some_and(|j| j.kind == Kind::Final);
         // An ended utterance's speculation is that utterance's final, still decoding.
@@ -499,13 +549,35 @@ impl Stream {
             return;
         }
         self.spec_seq += 1;
-        self.spec = Some(Speculation {
+        let mut spec = Speculation {
             id: self.spec_seq,
             utterance: self.utterance,
-            audio: Some(self.segmenter.utterance().to_vec()),
+            audio: None,
             result: None,
             ended: false,
-        });
+        };
+        let audio = self.segmenter.utterance();
+        let heard_all = |len: usize| self.loaded.interim_as_final && quiet_after(audio, len);
+        let running = self
+            .job
+            .as_ref()
+            .filter(|j| j.kind == Kind::Interim && j.utterance == self.utterance)
+            .map(|j| j.audio_len);
+        let decoded = self.last_interim.as_ref().map(|(len, _)| *len);
+        if running.is_some_and(heard_all) {
+            if let Some(job) = self.job.as_mut() {
+                job.kind = Kind::Speculative(spec.id);
+            }
+            tracing::debug!(utterance = self.utterance, "local stt: pause adopts the interim decoding");
+            count_adoption("decoding");
+        } else if decoded.is_some_and(heard_all) {
+            spec.result = self.last_interim.take().map(|(_, t)| Ok(t));
+            tracing::debug!(utterance = self.utterance, "local stt: pause adopts the interim decoded");
+            count_adoption("decoded");
+        } else {
+            spec.audio = Some(audio.to_vec());
+        }
+        self.spec = Some(spec);
     }
 
     /// Speech resumed (or a new utterance began): a speculation is void; a decode of it still
@@ -538,10 +610,15 @@ impl Stream {
         } else if self.segmenter.in_speech()
             && self.spec.is_none()
             && self.since_interim >= self.next_interim
+            // Silence may be the end: an interim started now would hold up the final's
+            // decode at the pause, unless that pause can adopt it.
+            && (self.loaded.interim_as_final || self.segmenter.trailing_silence() == 0)
         {
             self.since_interim = 0;
             self.next_interim = self.loaded.interim_every;
-            let audio = self.current.clone();
+            // The utterance from its start (the pre-roll before the VAD decided included),
+            // as its final will hear it.
+            let audio = self.segmenter.utterance().to_vec();
             self.job = Some(self.spawn(Kind::Interim, self.utterance, audio));
         }
     }
@@ -552,24 +629,30 @@ impl Stream {
             Kind::Final | Kind::Speculative(_) => self.loaded.decode.clone(),
         };
         let pool = self.loaded.pool.clone();
+        let audio_len = audio.len();
         let handle = tokio::spawn(async move {
             pool.run(move || decode(&audio))
                 .await?
                 .map_err(|e| PluginError::Transient(e.to_string()))
         });
+        tracing::debug!(?kind, utterance, ms = audio_len / 16, "local stt: decode started");
         Job {
             kind,
             utterance,
+            audio_len,
+            started: std::time::Instant::now(),
             handle,
         }
     }
 
-    /// Reports a decode. `false` when the host hung up.
+    /// Reports a decode of the first `heard` samples of `utterance`. `false` when the host hung
+    /// up.
     async fn on_decoded(
         &mut self,
         io: &SttIo,
         kind: Kind,
         utterance: u64,
+        heard: usize,
         result: Result<Transcription, PluginError>,
     ) -> bool {
         let kind = match kind {
@@ -584,11 +667,18 @@ impl Stream {
                     spec.result = Some(result);
                     return true;
                 }
-                // Speech resumed meanwhile: void.
-                _ => return true,
+                // Speech resumed meanwhile: no final, but still the newest decode of the
+                // utterance so far, so an interim (the same checks apply below).
+                _ => Kind::Interim,
             },
             other => other,
         };
+        let current = utterance == self.utterance && self.segmenter.in_speech();
+        if let (Kind::Interim, true, Ok(t)) = (kind, current, &result) {
+            if self.loaded.interim_as_final {
+                self.last_interim = Some((heard, t.clone()));
+            }
+        }
         let (text, confidence) = match result {
             Ok(t) => (t.text.trim().to_owned(), t.confidence),
             // A refused interim is simply skipped; a lost final is reported.
@@ -597,9 +687,7 @@ impl Stream {
         };
         let event = match kind {
             // An interim for an utterance that already ended (or has a final queued) is stale.
-            Kind::Interim if utterance != self.utterance || !self.segmenter.in_speech() => {
-                return true
-            }
+            Kind::Interim if !current => return true,
             Kind::Interim if text.is_empty() => {
                 // Too little speech for words yet: try again soon, not a whole interval later.
                 self.next_interim = self.loaded.first_interim;
@@ -653,6 +741,7 @@ mod tests {
         Loaded {
             decode_interim: decode.clone(),
             decode,
+            interim_as_final: false,
             pool,
             first_interim: usize::MAX,
             interim_every: usize::MAX,
@@ -859,6 +948,194 @@ mod tests {
         assert!(calls.len() >= 2, "{calls:?}");
     }
 
+    #[test]
+    fn quiet_after_tells_whether_speech_follows() {
+        let mut audio = vec![0.5f32; 1_600];
+        audio.extend(vec![0.002; 3_200]);
+        assert!(quiet_after(&audio, 1_600), "−48 dB after the speech is no speech");
+        assert!(quiet_after(&audio, 2_000));
+        assert!(!quiet_after(&audio, 800), "speech follows");
+        audio.extend(vec![0.05; 256]);
+        assert!(!quiet_after(&audio, 1_600), "−20 dB is a consonant");
+        assert!(!quiet_after(&audio, audio.len() + 1), "past the end");
+        assert!(!quiet_after(&[0.0; 512], 256), "nothing was heard");
+    }
+
+    /// Drives a session by hand: `audio` in 20 ms chunks.
+    fn feed(stream: &mut Stream, audio: &[f32]) {
+        for chunk in pcm16(audio).chunks(640) {
+            stream.on_audio(chunk);
+        }
+    }
+
+    /// Feeds silence, 16 ms at a time (at most 1 s), until `done`.
+    fn feed_silence_until(stream: &mut Stream, done: impl Fn(&Stream) -> bool) {
+        for _ in 0..64 {
+            if done(stream) {
+                return;
+            }
+            feed(stream, &[0.0; 256]);
+        }
+        panic!("not reached within 1 s of silence");
+    }
+
+    /// A session whose decoder waits at `gate`, with interims decoded as finals when
+    /// `interim_as_final`, and no interim due unless the test makes one due.
+    fn gated_stream(gate: Arc<Gate>, calls: Arc<Mutex<Vec<usize>>>, as_final: bool) -> Stream {
+        let decode: DecodeFn = Arc::new(move |audio: &[f32]| {
+            gate.wait();
+            calls.lock().unwrap().push(audio.len());
+            Ok(Transcription {
+                text: format!("{} samples", audio.len()),
+                confidence: 0.9,
+            })
+        });
+        let mut loaded = fake_loaded(decode, Pool::new("test", 1, 8));
+        loaded.interim_as_final = as_final;
+        loaded.vad = segmenter_config(&PluginConfig::default()).unwrap();
+        let input = InputConverter::new(AudioEncoding::Linear16, 16_000, 1).unwrap();
+        Stream::new(loaded, input)
+    }
+
+    /// Starts an interim of what the session has heard so far.
+    fn start_interim(stream: &mut Stream) -> usize {
+        stream.next_interim = 0;
+        stream.schedule();
+        let job = stream.job.as_ref().expect("an interim started");
+        assert!(job.kind == Kind::Interim);
+        job.audio_len
+    }
+
+    /// An interim started after the last word, still decoding when the pause comes, is the
+    /// speculative final: nothing is decoded twice, and the final is sent when the utterance
+    /// ends.
+    #[tokio::test]
+    async fn a_pause_adopts_an_interim_that_heard_every_word() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
+        let mut stream = gated_stream(gate.clone(), calls.clone(), true);
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(espeak_16k("Hello there my friend"));
+        feed(&mut stream, &audio);
+        assert!(stream.segmenter.in_speech());
+        feed(&mut stream, &[0.0; 16 * 20]);
+        let heard = start_interim(&mut stream);
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        let spec = stream.spec.as_ref().unwrap();
+        assert!(spec.audio.is_none(), "no second decode of the same words");
+        let job = stream.job.as_ref().unwrap();
+        assert!(job.kind == Kind::Speculative(spec.id), "the interim is adopted");
+
+        // The hangover ends the utterance while the adopted decode still runs.
+        feed(&mut stream, &[0.0; 16 * 600]);
+        assert!(!stream.segmenter.in_speech() && stream.spec.as_ref().unwrap().ended);
+        gate.open();
+        let (io, mut peer) = SttIo::pair(8);
+        let result = wait(&mut stream.job).await;
+        let job = stream.job.take().unwrap();
+        assert!(
+            stream
+                .on_decoded(&io, job.kind, job.utterance, job.audio_len, result)
+                .await
+        );
+        match peer.events.try_recv() {
+            Ok(SttEvent::Transcript(t)) => {
+                assert!(t.is_final, "{t:?}");
+                assert_eq!(t.text, format!("{heard} samples"));
+            }
+            other => panic!("expected the final, got {other:?}"),
+        }
+        assert_eq!(*calls.lock().unwrap(), vec![heard], "one decode");
+    }
+
+    /// An interim already back when the pause comes is its result at once, when it heard every
+    /// word; one that stopped listening mid-speech, or is not decoded as finals are, is not.
+    #[tokio::test]
+    async fn only_an_interim_that_heard_every_word_on_the_finals_window_is_adopted() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(espeak_16k("Hello there my friend"));
+        let half = 8_000 + (audio.len() - 8_000) / 2;
+
+        // Decoded before the pause: the speculation holds its result, no decode starts.
+        let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
+        gate.open();
+        let mut stream = gated_stream(gate.clone(), calls.clone(), true);
+        feed(&mut stream, &audio);
+        feed(&mut stream, &[0.0; 16 * 20]);
+        let heard = start_interim(&mut stream);
+        let (io, mut peer) = SttIo::pair(8);
+        let result = wait(&mut stream.job).await;
+        let job = stream.job.take().unwrap();
+        assert!(stream.on_decoded(&io, job.kind, job.utterance, heard, result).await);
+        assert!(matches!(peer.events.try_recv(), Ok(SttEvent::Transcript(t)) if !t.is_final));
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        let spec = stream.spec.as_ref().unwrap();
+        assert!(spec.audio.is_none() && stream.job.is_none());
+        let text = spec.result.as_ref().unwrap().as_ref().unwrap().text.clone();
+        assert_eq!(text, format!("{heard} samples"));
+
+        // Started mid-speech: the words after it are unheard, so the pause decodes anew.
+        let stuck = Arc::new(Gate::default());
+        let mut stream = gated_stream(stuck.clone(), calls.clone(), true);
+        feed(&mut stream, &audio[..half]);
+        start_interim(&mut stream);
+        feed(&mut stream, &audio[half..]);
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        let spec = stream.spec.as_ref().unwrap();
+        assert!(spec.audio.is_some(), "a decode of the whole utterance is due");
+        assert!(stream.job.as_ref().unwrap().kind == Kind::Interim);
+
+        // Interims on a shorter window than finals: never adopted, and none starts in silence.
+        let mut stream = gated_stream(stuck.clone(), calls, false);
+        feed(&mut stream, &audio);
+        feed_silence_until(&mut stream, |s| s.segmenter.trailing_silence() > 0);
+        assert!(stream.spec.is_none(), "not yet a pause");
+        stream.next_interim = 0;
+        stream.schedule();
+        assert!(stream.job.is_none(), "no interim once the voice has stopped");
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        assert!(stream.spec.as_ref().unwrap().audio.is_some());
+        stuck.open();
+    }
+
+    /// A speculation that speech overtook is no final, but it is the newest decode of the
+    /// utterance so far: it is sent as an interim.
+    #[tokio::test]
+    async fn a_speculation_speech_overtook_is_sent_as_an_interim() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
+        let mut stream = gated_stream(gate.clone(), calls, false);
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(espeak_16k("Hello there"));
+        feed(&mut stream, &audio);
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        stream.schedule();
+        let job = stream.job.as_ref().expect("the speculation decodes");
+        assert!(matches!(job.kind, Kind::Speculative(_)));
+        feed(&mut stream, &espeak_16k("my friend"));
+        assert!(stream.spec.is_none(), "speech resumed: the speculation is void");
+        gate.open();
+        let (io, mut peer) = SttIo::pair(8);
+        let result = wait(&mut stream.job).await;
+        let job = stream.job.take().unwrap();
+        let heard = job.audio_len;
+        assert!(stream.on_decoded(&io, job.kind, job.utterance, heard, result).await);
+        match peer.events.try_recv() {
+            Ok(SttEvent::Transcript(t)) => {
+                assert!(!t.is_final, "{t:?}");
+                assert_eq!(t.text, format!("{heard} samples"));
+            }
+            other => panic!("expected an interim, got {other:?}"),
+        }
+    }
+
     /// When the pause lasts, the speculative result is the final: one decode only.
     #[tokio::test]
     async fn a_speculative_final_is_used_when_the_pause_holds() {
@@ -961,6 +1238,7 @@ mod tests {
             ("speculative_pause_ms", serde_json::json!(1.5)),
             ("vad_threshold", serde_json::json!(7.0)),
             ("beam_size", serde_json::json!(0)),
+            ("repetition_penalty", serde_json::json!(0.5)),
         ];
         for (key, value) in absurd {
             let mut map = serde_json::Map::new();

@@ -34,6 +34,14 @@ pub const DEFAULT_WINDOW_PAD_MS: u32 = 300;
 /// Short windows are whole multiples of this many frames (1 s).
 const WINDOW_STEP_FRAMES: usize = 100;
 
+/// Repetition penalty of short-window decodes. tiny.en on a window much shorter than 30 s
+/// often says the utterance again and again until the token cap: "Yes. Yes. Yes. …" for a
+/// 0.5 s "Yes", 26 tokens where 3 do, which is 300–400 ms of decoding on 2 cores instead of
+/// ~100 (about half of the interim-length prefixes of the Piper sentences did so). A penalty of
+/// 1.2 stopped every such loop there with the same words; 1.1 did not
+/// (`tests/short_encoder.rs`).
+pub const DEFAULT_SHORT_REPETITION_PENALTY: f32 = 1.2;
+
 /// Tokens a short window may decode: 16 plus 10 per second of audio (speech runs at 3–5
 /// tokens a second). A decode that reaches it is looping (Whisper repeats itself on some short
 /// windows) and is done again on the full 30 s window.
@@ -137,6 +145,8 @@ pub struct WhisperEngine {
     min_window_ms: Option<u32>,
     /// Silence after the audio in a short window, ms.
     window_pad_ms: u32,
+    /// CTranslate2's repetition penalty on short windows (1 = none).
+    short_repetition_penalty: f32,
     /// Ids at or above this (`<|endoftext|>` and later) are special tokens, never text.
     first_special_id: u32,
     dir: PathBuf,
@@ -197,6 +207,7 @@ impl WhisperEngine {
             // The full 30 s window by default: shorter ones cost accuracy (see below).
             min_window_ms: None,
             window_pad_ms: DEFAULT_WINDOW_PAD_MS,
+            short_repetition_penalty: DEFAULT_SHORT_REPETITION_PENALTY,
             first_special_id,
             dir: dir.to_path_buf(),
         })
@@ -222,6 +233,13 @@ impl WhisperEngine {
     /// "roundfire": hence off by default, an opt-in for latency.
     pub fn set_min_window_ms(&mut self, ms: Option<u32>) {
         self.min_window_ms = ms;
+    }
+
+    /// Sets the repetition penalty of short-window decodes (default
+    /// [`DEFAULT_SHORT_REPETITION_PENALTY`]; `1.0` = none). The full 30 s window always decodes
+    /// without one, as the reference does.
+    pub fn set_short_repetition_penalty(&mut self, penalty: f32) {
+        self.short_repetition_penalty = penalty.max(1.0);
     }
 
     /// Sets the silence a short window keeps after the audio (default
@@ -329,6 +347,7 @@ impl WhisperEngine {
             Some(cap) => {
                 let mut o = self.options.clone();
                 o.max_length = o.max_length.min(2 * (cap + 1));
+                o.repetition_penalty = self.short_repetition_penalty;
                 capped = o;
                 &capped
             }
