@@ -401,7 +401,10 @@ impl Stream {
                 }
             }
             while let Some((utterance, result)) = self.ready.pop_front() {
-                if !self.on_decoded(&io, Kind::Final, utterance, 0, result).await {
+                if !self
+                    .on_decoded(&io, Kind::Final, utterance, 0, result)
+                    .await
+                {
                     return Ok(());
                 }
             }
@@ -568,11 +571,17 @@ impl Stream {
             if let Some(job) = self.job.as_mut() {
                 job.kind = Kind::Speculative(spec.id);
             }
-            tracing::debug!(utterance = self.utterance, "local stt: pause adopts the interim decoding");
+            tracing::debug!(
+                utterance = self.utterance,
+                "local stt: pause adopts the interim decoding"
+            );
             count_adoption("decoding");
         } else if decoded.is_some_and(heard_all) {
             spec.result = self.last_interim.take().map(|(_, t)| Ok(t));
-            tracing::debug!(utterance = self.utterance, "local stt: pause adopts the interim decoded");
+            tracing::debug!(
+                utterance = self.utterance,
+                "local stt: pause adopts the interim decoded"
+            );
             count_adoption("decoded");
         } else {
             spec.audio = Some(audio.to_vec());
@@ -635,7 +644,12 @@ impl Stream {
                 .await?
                 .map_err(|e| PluginError::Transient(e.to_string()))
         });
-        tracing::debug!(?kind, utterance, ms = audio_len / 16, "local stt: decode started");
+        tracing::debug!(
+            ?kind,
+            utterance,
+            ms = audio_len / 16,
+            "local stt: decode started"
+        );
         Job {
             kind,
             utterance,
@@ -952,13 +966,26 @@ mod tests {
     fn quiet_after_tells_whether_speech_follows() {
         let mut audio = vec![0.5f32; 1_600];
         audio.extend(vec![0.002; 3_200]);
-        assert!(quiet_after(&audio, 1_600), "−48 dB after the speech is no speech");
+        assert!(
+            quiet_after(&audio, 1_600),
+            "−48 dB after the speech is no speech"
+        );
         assert!(quiet_after(&audio, 2_000));
         assert!(!quiet_after(&audio, 800), "speech follows");
         audio.extend(vec![0.05; 256]);
         assert!(!quiet_after(&audio, 1_600), "−20 dB is a consonant");
         assert!(!quiet_after(&audio, audio.len() + 1), "past the end");
         assert!(!quiet_after(&[0.0; 512], 256), "nothing was heard");
+    }
+
+    /// espeak-ng's speech of `text` without its trailing silence: the tests below place the
+    /// silence themselves.
+    fn spoken(text: &str) -> Vec<f32> {
+        let mut audio = espeak_16k(text);
+        while audio.last().is_some_and(|s| s.abs() < 1e-3) {
+            audio.pop();
+        }
+        audio
     }
 
     /// Drives a session by hand: `audio` in 20 ms chunks.
@@ -1017,7 +1044,7 @@ mod tests {
         let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
         let mut stream = gated_stream(gate.clone(), calls.clone(), true);
         let mut audio = vec![0.0; 8_000];
-        audio.extend(espeak_16k("Hello there my friend"));
+        audio.extend(spoken("Hello there my friend"));
         feed(&mut stream, &audio);
         assert!(stream.segmenter.in_speech());
         feed(&mut stream, &[0.0; 16 * 20]);
@@ -1026,7 +1053,10 @@ mod tests {
         let spec = stream.spec.as_ref().unwrap();
         assert!(spec.audio.is_none(), "no second decode of the same words");
         let job = stream.job.as_ref().unwrap();
-        assert!(job.kind == Kind::Speculative(spec.id), "the interim is adopted");
+        assert!(
+            job.kind == Kind::Speculative(spec.id),
+            "the interim is adopted"
+        );
 
         // The hangover ends the utterance while the adopted decode still runs.
         feed(&mut stream, &[0.0; 16 * 600]);
@@ -1058,7 +1088,7 @@ mod tests {
             return;
         }
         let mut audio = vec![0.0; 8_000];
-        audio.extend(espeak_16k("Hello there my friend"));
+        audio.extend(spoken("Hello there my friend"));
         let half = 8_000 + (audio.len() - 8_000) / 2;
 
         // Decoded before the pause: the speculation holds its result, no decode starts.
@@ -1071,7 +1101,11 @@ mod tests {
         let (io, mut peer) = SttIo::pair(8);
         let result = wait(&mut stream.job).await;
         let job = stream.job.take().unwrap();
-        assert!(stream.on_decoded(&io, job.kind, job.utterance, heard, result).await);
+        assert!(
+            stream
+                .on_decoded(&io, job.kind, job.utterance, heard, result)
+                .await
+        );
         assert!(matches!(peer.events.try_recv(), Ok(SttEvent::Transcript(t)) if !t.is_final));
         feed_silence_until(&mut stream, |s| s.spec.is_some());
         let spec = stream.spec.as_ref().unwrap();
@@ -1087,7 +1121,10 @@ mod tests {
         feed(&mut stream, &audio[half..]);
         feed_silence_until(&mut stream, |s| s.spec.is_some());
         let spec = stream.spec.as_ref().unwrap();
-        assert!(spec.audio.is_some(), "a decode of the whole utterance is due");
+        assert!(
+            spec.audio.is_some(),
+            "a decode of the whole utterance is due"
+        );
         assert!(stream.job.as_ref().unwrap().kind == Kind::Interim);
 
         // Interims on a shorter window than finals: never adopted, and none starts in silence.
@@ -1097,7 +1134,10 @@ mod tests {
         assert!(stream.spec.is_none(), "not yet a pause");
         stream.next_interim = 0;
         stream.schedule();
-        assert!(stream.job.is_none(), "no interim once the voice has stopped");
+        assert!(
+            stream.job.is_none(),
+            "no interim once the voice has stopped"
+        );
         feed_silence_until(&mut stream, |s| s.spec.is_some());
         assert!(stream.spec.as_ref().unwrap().audio.is_some());
         stuck.open();
@@ -1113,20 +1153,27 @@ mod tests {
         let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
         let mut stream = gated_stream(gate.clone(), calls, false);
         let mut audio = vec![0.0; 8_000];
-        audio.extend(espeak_16k("Hello there"));
+        audio.extend(spoken("Hello there"));
         feed(&mut stream, &audio);
         feed_silence_until(&mut stream, |s| s.spec.is_some());
         stream.schedule();
         let job = stream.job.as_ref().expect("the speculation decodes");
         assert!(matches!(job.kind, Kind::Speculative(_)));
-        feed(&mut stream, &espeak_16k("my friend"));
-        assert!(stream.spec.is_none(), "speech resumed: the speculation is void");
+        feed(&mut stream, &spoken("my friend"));
+        assert!(
+            stream.spec.is_none(),
+            "speech resumed: the speculation is void"
+        );
         gate.open();
         let (io, mut peer) = SttIo::pair(8);
         let result = wait(&mut stream.job).await;
         let job = stream.job.take().unwrap();
         let heard = job.audio_len;
-        assert!(stream.on_decoded(&io, job.kind, job.utterance, heard, result).await);
+        assert!(
+            stream
+                .on_decoded(&io, job.kind, job.utterance, heard, result)
+                .await
+        );
         match peer.events.try_recv() {
             Ok(SttEvent::Transcript(t)) => {
                 assert!(!t.is_final, "{t:?}");
@@ -1143,7 +1190,7 @@ mod tests {
             return;
         }
         let mut audio = vec![0.0; 8_000];
-        audio.extend(espeak_16k("Hello there my friend"));
+        audio.extend(spoken("Hello there my friend"));
         audio.extend(vec![0.0; 32_000]);
         let calls = Arc::new(Mutex::new(Vec::new()));
         let mut loaded = fake_loaded(counting_decode(calls.clone()), Pool::new("test", 1, 8));
