@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use waav_local::whisper::{DEFAULT_MIN_WINDOW_MS, DEFAULT_SHORT_REPETITION_PENALTY};
+use waav_local::whisper::{DEFAULT_MIN_WINDOW_MS, GREEDY_REPETITION_PENALTY};
 use waav_local::{to_mono_16k, WhisperEngine};
 
 /// Sentences Piper speaks in about 1–2.5 s, as a voice agent hears them.
@@ -180,9 +180,11 @@ fn loops(engine: &WhisperEngine, clips: &[Vec<f32>]) -> u64 {
 }
 
 /// What interims decode: the first 0.3–0.9 s of each sentence after 0.46 s of lead-in (the
-/// pre-roll before the VAD decided). Without a repetition penalty tiny.en says many of them
-/// again and again to the token cap on the short window (several times the decode's cost); with
-/// the default penalty none, and the words of the whole sentences stay right.
+/// pre-roll before the VAD decided), decoded greedily on the short window as the fast profile
+/// does. Without a repetition penalty tiny.en says many of them again and again to the token cap
+/// (several times the decode's cost); with [`GREEDY_REPETITION_PENALTY`] far fewer. The price,
+/// printed: a word said twice may be dropped ("turn off the lights in" for "… in the kitchen"),
+/// which is why the penalty is opt-in.
 #[test]
 fn the_repetition_penalty_stops_short_window_loops() {
     let Some(_) = speech("Warm up.") else { return };
@@ -198,18 +200,18 @@ fn the_repetition_penalty_stops_short_window_loops() {
         sentences.push((text, pcm));
     }
     let mut e = engine(Some(DEFAULT_MIN_WINDOW_MS));
-    e.set_short_repetition_penalty(1.0);
+    e.set_beam_size(1);
     let without = loops(&e, &prefixes);
-    e.set_short_repetition_penalty(DEFAULT_SHORT_REPETITION_PENALTY);
+    e.set_short_repetition_penalty(GREEDY_REPETITION_PENALTY);
     let with = loops(&e, &prefixes);
     eprintln!(
         "{} prefixes looped: {without} without a penalty, {with} with",
         prefixes.len()
     );
-    assert!(without > 0, "the loop this guards against did not occur");
-    assert_eq!(with, 0, "a short-window decode still looped");
+    assert!(without > 2, "the loop this guards against did not occur");
+    assert!(with * 4 <= without, "the penalty did not stop most loops");
     for (text, pcm) in &sentences {
         let got = e.transcribe(pcm).expect("transcribe");
-        assert_transcript(text, &got, "short window with the penalty");
+        eprintln!("{text:?} with the penalty: {got:?}");
     }
 }

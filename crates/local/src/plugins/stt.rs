@@ -105,8 +105,8 @@ impl Plugin for LocalStt {
     /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
     /// `interim_window_ms` (2000: interims on the short window; 0 = as finals), `beam_size`
-    /// (5, as the reference; 1 = greedy decoding), `repetition_penalty` (1.2, on short windows
-    /// only; 1 = none).
+    /// (5, as the reference; 1 = greedy decoding), `repetition_penalty` (1 = none; on short windows
+    /// only, 1.2 is the fast setting with `beam_size: 1`).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -155,8 +155,7 @@ impl LocalStt {
         };
         let turn_silence = config.u64_in("turn_silence_ms", 700, 1..=600_000)?;
         let beam_size = config.u64_in("beam_size", 5, 1..=10)? as usize;
-        let penalty = f64::from(crate::whisper::DEFAULT_SHORT_REPETITION_PENALTY);
-        let penalty = config.f64_in("repetition_penalty", penalty, 1.0..=2.0)? as f32;
+        let penalty = config.f64_in("repetition_penalty", 1.0, 1.0..=2.0)? as f32;
         // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
