@@ -424,16 +424,7 @@ impl Stream {
                     }
                 },
                 result = wait(&mut self.job) => {
-                    let job = self.job.take().expect("a job was running");
-                    let (kind, utterance, heard) = (job.kind, job.utterance, job.audio_len);
-                    tracing::debug!(
-                        ?kind,
-                        utterance,
-                        took_ms = job.started.elapsed().as_millis() as u64,
-                        words = result.as_ref().map_or(0, |t| t.text.split_whitespace().count()),
-                        "local stt: decoded"
-                    );
-                    if !self.on_decoded(&io, kind, utterance, heard, result).await {
+                    if !self.job_done(&io, result).await {
                         return Ok(());
                     }
                 }
@@ -656,6 +647,20 @@ impl Stream {
             started: std::time::Instant::now(),
             handle,
         }
+    }
+
+    /// The running job returned `result`: reports it. `false` when the host hung up.
+    async fn job_done(&mut self, io: &SttIo, result: Result<Transcription, PluginError>) -> bool {
+        let job = self.job.take().expect("a job was running");
+        tracing::debug!(
+            kind = ?job.kind,
+            utterance = job.utterance,
+            took_ms = job.started.elapsed().as_millis() as u64,
+            words = result.as_ref().map_or(0, |t| t.text.split_whitespace().count()),
+            "local stt: decoded"
+        );
+        self.on_decoded(io, job.kind, job.utterance, job.audio_len, result)
+            .await
     }
 
     /// Reports a decode of the first `heard` samples of `utterance`. `false` when the host hung
@@ -1063,12 +1068,7 @@ mod tests {
         gate.open();
         let (io, mut peer) = SttIo::pair(8);
         let result = wait(&mut stream.job).await;
-        let job = stream.job.take().unwrap();
-        assert!(
-            stream
-                .on_decoded(&io, job.kind, job.utterance, job.audio_len, result)
-                .await
-        );
+        assert!(stream.job_done(&io, result).await);
         match peer.events.try_recv() {
             Ok(SttEvent::Transcript(t)) => {
                 assert!(t.is_final, "{t:?}");
@@ -1099,12 +1099,7 @@ mod tests {
         let heard = start_interim(&mut stream);
         let (io, mut peer) = SttIo::pair(8);
         let result = wait(&mut stream.job).await;
-        let job = stream.job.take().unwrap();
-        assert!(
-            stream
-                .on_decoded(&io, job.kind, job.utterance, heard, result)
-                .await
-        );
+        assert!(stream.job_done(&io, result).await);
         assert!(matches!(peer.events.try_recv(), Ok(SttEvent::Transcript(t)) if !t.is_final));
         feed_silence_until(&mut stream, |s| s.spec.is_some());
         let spec = stream.spec.as_ref().unwrap();
@@ -1165,14 +1160,9 @@ mod tests {
         );
         gate.open();
         let (io, mut peer) = SttIo::pair(8);
+        let heard = stream.job.as_ref().unwrap().audio_len;
         let result = wait(&mut stream.job).await;
-        let job = stream.job.take().unwrap();
-        let heard = job.audio_len;
-        assert!(
-            stream
-                .on_decoded(&io, job.kind, job.utterance, heard, result)
-                .await
-        );
+        assert!(stream.job_done(&io, result).await);
         match peer.events.try_recv() {
             Ok(SttEvent::Transcript(t)) => {
                 assert!(!t.is_final, "{t:?}");
