@@ -152,9 +152,18 @@ fn sweep_window_floor() {
     }
 }
 
-/// Short-window decodes of `clips` that ran into a repeat or the token cap (the counters the
-/// engine keeps for both), counted with a recorder local to this thread.
-fn loops(engine: &WhisperEngine, clips: &[Vec<f32>]) -> u64 {
+/// What the engine counted while decoding `clips`, with a recorder local to this thread.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Short-window decodes that said their text again (collapsed to one copy).
+    repeats: u64,
+    /// Short-window decodes that ran into the token cap (decoded again on 30 s).
+    retries: u64,
+    /// Tokens the short windows generated: the decoder's cost.
+    short_tokens: u64,
+}
+
+fn counts(engine: &WhisperEngine, clips: &[Vec<f32>]) -> Counts {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -163,30 +172,37 @@ fn loops(engine: &WhisperEngine, clips: &[Vec<f32>]) -> u64 {
             engine.transcribe(clip).expect("transcribe");
         }
     });
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| {
-            let name = key.key().name();
-            name == "waav_local_whisper_repeats_collapsed_total"
-                || name == "waav_local_whisper_window_retries_total"
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
+    let mut c = Counts::default();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let DebugValue::Counter(n) = value else {
+            continue;
+        };
+        let key = key.key();
+        match key.name() {
+            "waav_local_whisper_repeats_collapsed_total" => c.repeats += n,
+            "waav_local_whisper_window_retries_total" => c.retries += n,
+            "waav_local_whisper_tokens_total"
+                if key
+                    .labels()
+                    .any(|l| l.key() == "window" && l.value() == "short") =>
+            {
+                c.short_tokens += n
+            }
+            _ => {}
+        }
+    }
+    c
 }
 
 /// What interims decode: the first 0.3–0.9 s of each sentence after 0.46 s of lead-in (the
 /// pre-roll before the VAD decided), decoded greedily on the short window as the fast profile
-/// does. Without a repetition penalty tiny.en says many of them again and again to the token cap
-/// (several times the decode's cost); with [`GREEDY_REPETITION_PENALTY`] far fewer. The price,
-/// printed: a word said twice may be dropped ("turn off the lights in" for "… in the kitchen"),
-/// which is why the penalty is opt-in.
+/// does. Decoded straight to the token cap, tiny.en says many of them again and again up to it
+/// (several times the decode's cost). The engine's loop probe (a first decode of only as many
+/// tokens as dense speech needs) stops those loops early and keeps every word of the whole
+/// sentences. The repetition penalty ([`GREEDY_REPETITION_PENALTY`], opt-in) stops loops too,
+/// but drops a word said twice ("turn off the lights in" for "… in the kitchen"): printed.
 #[test]
-fn the_repetition_penalty_stops_short_window_loops() {
+fn the_loop_probe_stops_short_window_loops() {
     let Some(_) = speech("Warm up.") else { return };
     let mut sentences = Vec::new();
     let mut prefixes = Vec::new();
@@ -201,17 +217,35 @@ fn the_repetition_penalty_stops_short_window_loops() {
     }
     let mut e = engine(Some(DEFAULT_MIN_WINDOW_MS));
     e.set_beam_size(1);
-    let without = loops(&e, &prefixes);
+    e.set_loop_probe(false);
+    let unguarded = counts(&e, &prefixes);
     e.set_short_repetition_penalty(GREEDY_REPETITION_PENALTY);
-    let with = loops(&e, &prefixes);
-    eprintln!(
-        "{} prefixes looped: {without} without a penalty, {with} with",
-        prefixes.len()
-    );
-    assert!(without > 2, "the loop this guards against did not occur");
-    assert!(with * 4 <= without, "the penalty did not stop most loops");
+    let penalised = counts(&e, &prefixes);
     for (text, pcm) in &sentences {
         let got = e.transcribe(pcm).expect("transcribe");
         eprintln!("{text:?} with the penalty: {got:?}");
+    }
+    e.set_short_repetition_penalty(1.0);
+    e.set_loop_probe(true);
+    let probed = counts(&e, &prefixes);
+    eprintln!(
+        "{} prefixes: to the cap {unguarded:?}; penalty {penalised:?}; loop probe {probed:?}",
+        prefixes.len()
+    );
+    assert!(
+        unguarded.retries + unguarded.repeats > 2,
+        "the loop this guards against did not occur"
+    );
+    assert!(
+        probed.retries <= unguarded.retries,
+        "the probe sent more decodes to the 30 s window"
+    );
+    assert!(
+        probed.short_tokens * 2 <= unguarded.short_tokens,
+        "the probe did not halve the tokens decoded"
+    );
+    for (text, pcm) in &sentences {
+        let got = e.transcribe(pcm).expect("transcribe");
+        assert_transcript(text, &got, "greedy short window with the loop probe");
     }
 }

@@ -51,6 +51,15 @@ fn token_cap(samples: usize) -> usize {
     16 + samples.div_ceil(SAMPLE_RATE / 10)
 }
 
+/// Tokens a short window decodes first: 4 plus 6 per second of audio, about what the densest
+/// speech says. A decode that runs into it is either looping ("Yes. Yes. Yes. …", collapsed to
+/// its first copy) or dense speech, decoded again up to [`token_cap`] from the same encoder
+/// output. Without it a loop runs to the token cap: 26 tokens for a 1 s interim where 3–8 say
+/// it, ~13 ms each on 2 cores.
+fn probe_cap(samples: usize) -> usize {
+    4 + (samples * 6).div_ceil(SAMPLE_RATE)
+}
+
 /// Whisper decoding a window much shorter than 30 s tends to say the utterance again (and
 /// again) where the 30 s window would have ended: "Hello? How are you? Hello? How are you?",
 /// "yes yes yes". When `text`'s words are one group of words repeated (at least twice, the last
@@ -149,6 +158,8 @@ pub struct WhisperEngine {
     window_pad_ms: u32,
     /// CTranslate2's repetition penalty on short windows (1 = none).
     short_repetition_penalty: f32,
+    /// Short windows decode up to [`probe_cap`] tokens first (see there).
+    loop_probe: bool,
     /// Ids at or above this (`<|endoftext|>` and later) are special tokens, never text.
     first_special_id: u32,
     dir: PathBuf,
@@ -210,6 +221,7 @@ impl WhisperEngine {
             min_window_ms: None,
             window_pad_ms: DEFAULT_WINDOW_PAD_MS,
             short_repetition_penalty: 1.0,
+            loop_probe: true,
             first_special_id,
             dir: dir.to_path_buf(),
         })
@@ -242,6 +254,13 @@ impl WhisperEngine {
     /// reference does.
     pub fn set_short_repetition_penalty(&mut self, penalty: f32) {
         self.short_repetition_penalty = penalty.max(1.0);
+    }
+
+    /// Whether short windows first decode only as many tokens as dense speech needs, so that a
+    /// loop stops there (default `true`; `false` decodes straight to the token cap, as the
+    /// measurements in `tests/short_encoder.rs` compare).
+    pub fn set_loop_probe(&mut self, on: bool) {
+        self.loop_probe = on;
     }
 
     /// Sets the silence a short window keeps after the audio (default
@@ -289,7 +308,20 @@ impl WhisperEngine {
             if frames < N_FRAMES {
                 let cap = token_cap(window.len());
                 self.features(window, frames, &mut features);
-                let mut short = self.decode_window(&mut features, frames, Some(cap))?;
+                let memory = self.encode(&mut features, frames)?;
+                let probe = probe_cap(window.len());
+                let mut short = self.decode_window(
+                    &memory,
+                    Some(probe).filter(|_| self.loop_probe).or(Some(cap)),
+                )?;
+                if self.loop_probe
+                    && short.tokens > probe
+                    && collapse_repeats(&short.text).is_none()
+                {
+                    // Dense speech, not a loop: the whole budget, same encoder output.
+                    metrics::counter!("waav_local_whisper_probe_misses_total").increment(1);
+                    short = self.decode_window(&memory, Some(cap))?;
+                }
                 if let Some(first) = collapse_repeats(&short.text) {
                     metrics::counter!("waav_local_whisper_repeats_collapsed_total").increment(1);
                     short.text = first;
@@ -305,7 +337,8 @@ impl WhisperEngine {
                 Some(d) => d,
                 None => {
                     self.features(window, N_FRAMES, &mut features);
-                    self.decode_window(&mut features, N_FRAMES, None)?
+                    let memory = self.encode(&mut features, N_FRAMES)?;
+                    self.decode_window(&memory, None)?
                 }
             };
             if !decoded.text.is_empty() {
@@ -332,17 +365,20 @@ impl WhisperEngine {
             .compute_frames(window, frames, out);
     }
 
-    /// Decodes one window of `frames` frames. With `cap`, at most `cap` tokens are generated
-    /// and a hypothesis that reaches the cap comes back with `tokens > cap` (and no text).
-    fn decode_window(
-        &self,
-        features: &mut [f32],
-        frames: usize,
-        cap: Option<usize>,
-    ) -> Result<Window> {
+    /// Runs the encoder on `frames` frames of features: one encoder output serves every decode
+    /// of the window.
+    fn encode(&self, features: &mut [f32], frames: usize) -> Result<StorageView<'static>> {
         let shape = [1, self.model.n_mels(), frames];
         let view = StorageView::new(&shape, features, Device::CPU)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
+        self.model
+            .encode(&view, true)
+            .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))
+    }
+
+    /// Decodes one encoded window. With `cap`, at most `cap` tokens are generated and a
+    /// hypothesis that reaches the cap comes back with `tokens > cap`.
+    fn decode_window(&self, memory: &StorageView, cap: Option<usize>) -> Result<Window> {
         let capped;
         let options = match cap {
             // CTranslate2 generates at most max_length / 2 tokens after the prompt.
@@ -357,7 +393,7 @@ impl WhisperEngine {
         };
         let results = self
             .model
-            .generate(&view, std::slice::from_ref(&self.prompt), options)
+            .generate(memory, std::slice::from_ref(&self.prompt), options)
             .map_err(|e| LocalError::inference("whisper", format!("{e:#}")))?;
         let nothing = Window {
             text: String::new(),
@@ -370,6 +406,9 @@ impl WhisperEngine {
         let Some(sequence) = result.sequences_ids.first() else {
             return Ok(nothing);
         };
+        let window = if cap.is_some() { "short" } else { "full" };
+        metrics::counter!("waav_local_whisper_tokens_total", "window" => window)
+            .increment(sequence.len() as u64);
         // A hypothesis that ran into the cap is marked `tokens > cap` (its text is kept: a
         // repetition of the utterance can still be collapsed to its first copy).
         let capped = cap.filter(|&cap| sequence.len() >= cap);
