@@ -161,6 +161,8 @@ struct Counts {
     retries: u64,
     /// Tokens the short windows generated: the decoder's cost.
     short_tokens: u64,
+    /// Loop probes that ran out on dense speech, not a loop (decoded again).
+    probe_misses: u64,
 }
 
 fn counts(engine: &WhisperEngine, clips: &[Vec<f32>]) -> Counts {
@@ -181,6 +183,7 @@ fn counts(engine: &WhisperEngine, clips: &[Vec<f32>]) -> Counts {
         match key.name() {
             "waav_local_whisper_repeats_collapsed_total" => c.repeats += n,
             "waav_local_whisper_window_retries_total" => c.retries += n,
+            "waav_local_whisper_probe_misses_total" => c.probe_misses += n,
             "waav_local_whisper_tokens_total"
                 if key
                     .labels()

@@ -106,7 +106,8 @@ impl Plugin for LocalStt {
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
     /// `interim_window_ms` (2000: interims on the short window; 0 = as finals), `beam_size`
     /// (5, as the reference; 1 = greedy decoding), `repetition_penalty` (1 = none; on short windows
-    /// only, 1.2 is the fast setting with `beam_size: 1`).
+    /// only, 1.2 is the fast setting with `beam_size: 1`), `loop_probe` (true: short windows first
+    /// decode only as many tokens as dense speech needs, see [`WhisperEngine::set_loop_probe`]).
     async fn init(&self, ctx: &PluginContext, config: &PluginConfig) -> Result<(), PluginError> {
         self.load(ctx, config)
             .await
@@ -156,12 +157,14 @@ impl LocalStt {
         let turn_silence = config.u64_in("turn_silence_ms", 700, 1..=600_000)?;
         let beam_size = config.u64_in("beam_size", 5, 1..=10)? as usize;
         let penalty = config.f64_in("repetition_penalty", 1.0, 1.0..=2.0)? as f32;
+        let loop_probe = config.bool("loop_probe")?.unwrap_or(true);
         // Every setting is checked before the model is loaded: a typo fails fast.
         let engine = tokio::task::spawn_blocking(move || {
             WhisperEngine::load(&dir, threads).map(|mut e| {
                 e.set_min_window_ms(window);
                 e.set_beam_size(beam_size);
                 e.set_short_repetition_penalty(penalty);
+                e.set_loop_probe(loop_probe);
                 e
             })
         })
@@ -1275,6 +1278,7 @@ mod tests {
             ("vad_threshold", serde_json::json!(7.0)),
             ("beam_size", serde_json::json!(0)),
             ("repetition_penalty", serde_json::json!(0.5)),
+            ("loop_probe", serde_json::json!("yes")),
         ];
         for (key, value) in absurd {
             let mut map = serde_json::Map::new();

@@ -52,7 +52,8 @@ fn token_cap(samples: usize) -> usize {
 }
 
 /// Tokens a short window decodes first: 4 plus 6 per second of audio, about what the densest
-/// speech says. A decode that runs into it is either looping ("Yes. Yes. Yes. …", collapsed to
+/// speech says (a tighter probe, 2 plus 5, cut loops before their second copy was whole, so
+/// they could not be told from speech and were decoded again: more tokens, not fewer). A decode that runs into it is either looping ("Yes. Yes. Yes. …", collapsed to
 /// its first copy) or dense speech, decoded again up to [`token_cap`] from the same encoder
 /// output. Without it a loop runs to the token cap: 26 tokens for a 1 s interim where 3–8 say
 /// it, ~13 ms each on 2 cores.
