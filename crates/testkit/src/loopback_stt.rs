@@ -106,6 +106,9 @@ async fn run(knobs: Knobs, bytes_per_ms: f64, mut io: SttIo) -> Result<(), Plugi
     Ok(())
 }
 
+/// Stamps older than this (or from the future) were not written by the load generator.
+const STAMP_HORIZON_NS: u64 = 60_000_000_000;
+
 /// Benchmark mode: report frame transit times every `every` frames (see [`crate::stamp`]).
 async fn run_stamped(every: u32, mut io: SttIo) -> Result<(), PluginError> {
     use crate::stamp::{now_ns, read_header, StampReport};
@@ -117,8 +120,14 @@ async fn run_stamped(every: u32, mut io: SttIo) -> Result<(), PluginError> {
         };
         let arrived = now_ns();
         received += 1;
-        if let Some((_, sent)) = read_header(&frame) {
-            transit.push(arrived.saturating_sub(sent));
+        // A pre-STT processor that rewrites samples (denoise, gain) destroys the stamp: keep
+        // only stamps from the last minute, so rewritten ones are left out, not counted as 0 or
+        // as decades.
+        match read_header(&frame) {
+            Some((_, sent)) if sent <= arrived && arrived - sent < STAMP_HORIZON_NS => {
+                transit.push(arrived - sent)
+            }
+            _ => {}
         }
         if received.is_multiple_of(u64::from(every)) {
             let report = StampReport {

@@ -208,6 +208,13 @@ async fn main() -> ExitCode {
         row("result: provider → client", &report.result_latency)
     );
     println!("{}", row("generator send lag", &report.send_lag));
+    if (report.frame_latency.count as u64) < report.frames_received / 2 {
+        println!(
+            "note: {} of {} frames reached the provider with their stamp: a pre-STT processor \
+             rewrote the samples, so the frame transit row covers only those",
+            report.frame_latency.count, report.frames_received
+        );
+    }
     if let Some(Ok(t)) = &tts {
         println!(
             "{}",
