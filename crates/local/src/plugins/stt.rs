@@ -48,7 +48,7 @@ pub const DEFAULT_HANGOVER_MS: u32 = 500;
 /// Default `speculative_pause_ms`: silence after which the final is decoded speculatively.
 pub const DEFAULT_SPECULATIVE_PAUSE_MS: u32 = 96;
 /// Default `first_interim_ms`: speech before the first interim decode.
-pub const DEFAULT_FIRST_INTERIM_MS: u64 = 300;
+pub const DEFAULT_FIRST_INTERIM_MS: u64 = 200;
 /// Default `interim_interval_ms`: speech between later interim decodes.
 pub const DEFAULT_INTERIM_INTERVAL_MS: u64 = 700;
 
@@ -100,7 +100,7 @@ impl Plugin for LocalStt {
             .features(true, true, true, false)
     }
 
-    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (300),
+    /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (200),
     /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
     /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
