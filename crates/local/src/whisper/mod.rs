@@ -51,12 +51,12 @@ fn token_cap(samples: usize) -> usize {
     16 + samples.div_ceil(SAMPLE_RATE / 10)
 }
 
-/// Tokens a short window decodes first: 4 plus 6 per second of audio, about what the densest
-/// speech says (a tighter probe, 2 plus 5, cut loops before their second copy was whole, so
-/// they could not be told from speech and were decoded again: more tokens, not fewer). A decode that runs into it is either looping ("Yes. Yes. Yes. …", collapsed to
-/// its first copy) or dense speech, decoded again up to [`token_cap`] from the same encoder
-/// output. Without it a loop runs to the token cap: 26 tokens for a 1 s interim where 3–8 say
-/// it, ~13 ms each on 2 cores.
+/// Tokens a short window decodes first, the loop probe: 4 plus 6 per second of audio, about
+/// what the densest speech says. A decode that runs into it is either looping ("Yes. Yes. Yes.
+/// …", collapsed to its first copy) or dense speech, decoded again up to [`token_cap`] from the
+/// same encoder output. Without it a loop runs to the token cap: 26 tokens for a 1 s interim
+/// where 3–8 say it, ~13 ms each on 2 cores. A tighter probe (2 plus 5) cut loops before their
+/// second copy was whole, so they could not be told from speech: more tokens, not fewer.
 fn probe_cap(samples: usize) -> usize {
     4 + (samples * 6).div_ceil(SAMPLE_RATE)
 }
@@ -311,10 +311,8 @@ impl WhisperEngine {
                 self.features(window, frames, &mut features);
                 let memory = self.encode(&mut features, frames)?;
                 let probe = probe_cap(window.len());
-                let mut short = self.decode_window(
-                    &memory,
-                    Some(probe).filter(|_| self.loop_probe).or(Some(cap)),
-                )?;
+                let first_cap = if self.loop_probe { probe } else { cap };
+                let mut short = self.decode_window(&memory, Some(first_cap))?;
                 if self.loop_probe
                     && short.tokens > probe
                     && collapse_repeats(&short.text).is_none()
@@ -540,6 +538,18 @@ mod tests {
         assert_eq!(token_cap(SAMPLE_RATE), 26);
         // 2.3 s: 39 tokens, about 8 a second allowed for a sentence of ~10.
         assert_eq!(token_cap(SAMPLE_RATE * 23 / 10), 39);
+    }
+
+    #[test]
+    fn the_loop_probe_is_dense_speech_and_below_the_cap() {
+        assert_eq!(probe_cap(0), 4);
+        // 1 s of audio: 10 tokens, about 7 words with their punctuation.
+        assert_eq!(probe_cap(SAMPLE_RATE), 10);
+        assert_eq!(probe_cap(SAMPLE_RATE * 23 / 10), 18);
+        for secs in 0..=30 {
+            let n = SAMPLE_RATE * secs;
+            assert!(probe_cap(n) < token_cap(n), "{secs} s");
+        }
     }
 
     #[test]
