@@ -240,6 +240,10 @@ fn the_loop_probe_stops_short_window_loops() {
         "the loop this guards against did not occur"
     );
     assert!(
+        (penalised.retries + penalised.repeats) * 4 <= unguarded.retries + unguarded.repeats,
+        "the penalty did not stop most loops"
+    );
+    assert!(
         probed.retries <= unguarded.retries,
         "the probe sent more decodes to the 30 s window"
     );
