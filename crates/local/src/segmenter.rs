@@ -32,6 +32,12 @@ pub struct SegmenterConfig {
     /// [`SegmentEvent::Resumed`] when speech comes back before the hangover ends it); `0`
     /// reports no pauses. Only useful below `silence_hangover_ms`.
     pub pause_ms: u32,
+    /// Within an utterance, a frame whose energy is at least this many dB below the utterance's
+    /// loudest counts as silence whatever the VAD's score (`0` = off). The score decays for
+    /// ~100–150 ms after the voice stops; the energy falls at once, so pauses and the hangover
+    /// are counted from the voice's real end in clean audio. A noise floor less than this below
+    /// the voice keeps the gate shut, and the score decides alone.
+    pub quiet_db: f32,
 }
 
 impl Default for SegmenterConfig {
@@ -43,7 +49,29 @@ impl Default for SegmenterConfig {
             pre_roll_ms: 300,
             max_utterance_ms: 30_000,
             pause_ms: 0,
+            quiet_db: DEFAULT_QUIET_DB,
         }
+    }
+}
+
+/// Default [`SegmenterConfig::quiet_db`]: below a voice's quietest consonants against its
+/// loudest vowels, above a clean microphone's noise floor.
+pub const DEFAULT_QUIET_DB: f32 = 35.0;
+
+/// Mean square of a frame.
+pub(crate) fn energy(frame: &[f32]) -> f32 {
+    if frame.is_empty() {
+        return 0.0;
+    }
+    frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32
+}
+
+/// The energy ratio of a gate `db` below the loudest frame; 0 (never quiet) when off.
+pub(crate) fn quiet_ratio(db: f32) -> f32 {
+    if db > 0.0 {
+        10f32.powf(-db / 10.0)
+    } else {
+        0.0
     }
 }
 
@@ -96,13 +124,16 @@ pub struct Segmenter {
     external: bool,
     /// Samples framed so far (the stream position of the next frame).
     position: u64,
+    /// `quiet_db` as an energy ratio.
+    quiet: f32,
+    /// Energy of the utterance's loudest frame.
+    peak: f32,
 }
 
 impl Segmenter {
     /// Creates a segmenter with `config`.
     pub fn new(config: SegmenterConfig) -> Self {
         Self {
-            config,
             detector: Detector::default_boxed(),
             pending: Vec::with_capacity(FRAME),
             history: VecDeque::new(),
@@ -113,6 +144,9 @@ impl Segmenter {
             silence_run: 0,
             external: false,
             position: 0,
+            quiet: quiet_ratio(config.quiet_db),
+            peak: 0.0,
+            config,
         }
     }
 
@@ -146,6 +180,7 @@ impl Segmenter {
                 self.utterance.clear();
                 self.utterance.extend(self.history.drain(..).skip(skip));
                 self.history.clear();
+                self.peak = self.utterance.chunks(FRAME).map(energy).fold(0.0, f32::max);
                 self.in_speech = true;
                 self.paused = false;
                 self.silence_run = 0;
@@ -268,7 +303,11 @@ impl Segmenter {
         }
         if self.in_speech {
             self.utterance.extend_from_slice(frame);
-            if score >= self.config.threshold - 0.15 {
+            let energy = energy(frame);
+            // Against the voice before this frame: a quiet frame is no speech.
+            let quiet = self.quiet > 0.0 && energy <= self.peak * self.quiet;
+            self.peak = self.peak.max(energy);
+            if score >= self.config.threshold - 0.15 && !quiet {
                 self.silence_run = 0;
                 if self.paused {
                     self.paused = false;
@@ -334,6 +373,7 @@ impl Segmenter {
             self.silence_run = 0;
             self.utterance.clear();
             self.utterance.extend(self.history.drain(..));
+            self.peak = self.utterance.chunks(FRAME).map(energy).fold(0.0, f32::max);
             events.push(SegmentEvent::SpeechStarted);
         }
     }

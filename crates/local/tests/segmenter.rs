@@ -201,3 +201,48 @@ fn the_sessions_vad_decides_when_followed() {
         "{got} samples, expected about {expected}"
     );
 }
+
+/// Samples pushed when the first `Paused` was reported, feeding 16 ms at a time.
+fn paused_at(config: SegmenterConfig, audio: &[f32]) -> Option<usize> {
+    let mut segmenter = Segmenter::new(config);
+    let mut pushed = 0;
+    for chunk in audio.chunks(256) {
+        pushed += chunk.len();
+        if segmenter.push_f32(chunk).contains(&SegmentEvent::Paused) {
+            return Some(pushed);
+        }
+    }
+    None
+}
+
+/// The energy gate (`quiet_db`) starts counting the pause where the voice ends; the VAD's score
+/// alone (`quiet_db: 0`) only once it has decayed, ~100 ms later.
+#[test]
+fn the_quiet_gate_reports_the_pause_where_the_voice_ends() {
+    let Some(speech) = speech() else { return };
+    let lead = 16_000;
+    let mut audio = noise(lead, 1);
+    audio.extend(&speech);
+    audio.extend(noise(32_000, 2));
+    // The voice's end: its last sample above −40 dBFS.
+    let end = lead + speech.iter().rposition(|s| s.abs() > 0.01).expect("speech");
+    let config = |quiet_db| SegmenterConfig {
+        pause_ms: 96,
+        quiet_db,
+        ..SegmenterConfig::default()
+    };
+    let ms = |at: usize| (at as f64 - end as f64) / 16.0;
+    let gated = ms(paused_at(config(35.0), &audio).expect("a pause"));
+    let score_only = ms(paused_at(config(0.0), &audio).expect("a pause"));
+    eprintln!(
+        "pause reported {gated:.0} ms (gate) / {score_only:.0} ms (score only) after the voice"
+    );
+    assert!(
+        (96.0..=96.0 + 48.0).contains(&gated),
+        "the gate counts from the voice's end: {gated}"
+    );
+    assert!(
+        score_only - gated >= 48.0,
+        "the score alone decays later: {score_only} vs {gated}"
+    );
+}

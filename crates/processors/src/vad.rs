@@ -23,6 +23,9 @@ const FALL_EPSILON: f32 = 0.005;
 const MAX_FALL_FRAMES: u64 = 8;
 /// Blocks up to this many frames are handled without growing any buffer.
 const WARM_BLOCK_FRAMES: usize = 9_600;
+/// Default `quiet_db`: below a voice's quietest consonants against its loudest vowels, above a
+/// clean microphone's noise floor.
+pub const DEFAULT_QUIET_DB: f32 = 35.0;
 
 /// The `vad` plugin (alias `earshot`).
 ///
@@ -35,6 +38,11 @@ const WARM_BLOCK_FRAMES: usize = 9_600;
 ///   frame counts as silence only below it (score hysteresis).
 /// - `min_speech_ms` (0–10000, default 100): speech must last this long before `SpeechStarted`.
 /// - `min_silence_ms` (0–10000, default 300): silence must last this long before `SpeechEnded`.
+/// - `quiet_db` (0–120, default 35; 0 = off): while in speech, a frame whose energy is at least
+///   this many dB below the loudest frame of the utterance counts as silence whatever its score.
+///   earshot's score decays for ~100–150 ms after the voice stops; the energy falls at once, so
+///   in clean (or denoised) audio the silence is counted from the voice's real end. Under a noise
+///   floor less than `quiet_db` below the voice the gate never opens and the score decides alone.
 /// - `pre_speech_pad_ms` (0–10000): accepted for compatibility and ignored (this processor never
 ///   holds audio back, so there is nothing to pad).
 ///
@@ -43,9 +51,10 @@ const WARM_BLOCK_FRAMES: usize = 9_600;
 /// plugin contract has none). The decision trails the boundary it reports:
 /// - a start is decided about `min_speech_ms` (rounded up to whole 16 ms frames) after speech
 ///   began — measured 100–140 ms with the default 100 ms;
-/// - an end is decided `min_silence_ms` after the score fell below `neg_threshold`, and earshot's
-///   score takes a further ~100–150 ms to decay after the voice stops — measured 430–450 ms
-///   after the end of speech with the default 300 ms;
+/// - an end is decided `min_silence_ms` after the frames fell quiet (`quiet_db`) or the score
+///   below `neg_threshold`, whichever came first; on noisy audio, where only the score falls,
+///   earshot's score takes a further ~100–150 ms to decay after the voice stops — measured
+///   430–450 ms after the end of speech with the default 300 ms and no gate;
 /// - plus earshot's framing (≤ 16 ms), the caller's block size and, for input not at 16 kHz, the
 ///   internal resampler's ~5 ms.
 ///
@@ -95,6 +104,8 @@ pub struct VadSettings {
     pub min_speech_ms: u32,
     /// Silence needed before `SpeechEnded`, in ms.
     pub min_silence_ms: u32,
+    /// While in speech, a frame this many dB below the utterance's loudest is silence (0 = off).
+    pub quiet_db: f32,
 }
 
 impl Default for VadSettings {
@@ -104,6 +115,7 @@ impl Default for VadSettings {
             neg_threshold: 0.35,
             min_speech_ms: 100,
             min_silence_ms: 300,
+            quiet_db: DEFAULT_QUIET_DB,
         }
     }
 }
@@ -119,6 +131,7 @@ impl VadSettings {
                 "neg_threshold",
                 "min_speech_ms",
                 "min_silence_ms",
+                "quiet_db",
                 "pre_speech_pad_ms",
             ],
         )?;
@@ -138,14 +151,38 @@ impl VadSettings {
             s.number("neg_threshold", (threshold - 0.15).max(0.0), 0.0, threshold)?;
         let min_speech_ms = s.integer("min_speech_ms", 100, 0, 10_000)? as u32;
         let min_silence_ms = s.integer("min_silence_ms", 300, 0, 10_000)? as u32;
+        let quiet_db = s.number("quiet_db", f64::from(DEFAULT_QUIET_DB), 0.0, 120.0)? as f32;
         s.integer("pre_speech_pad_ms", 0, 0, 10_000)?;
         Ok(Self {
             threshold: threshold as f32,
             neg_threshold: neg_threshold as f32,
             min_speech_ms,
             min_silence_ms,
+            quiet_db,
         })
     }
+
+    /// The `quiet_db` gate as a ratio of frame energies (0 when off).
+    fn quiet_ratio(&self) -> f32 {
+        quiet_ratio(self.quiet_db)
+    }
+}
+
+/// Energy ratio (mean square) of a gate `db` below the loudest frame; 0 (never quiet) when off.
+fn quiet_ratio(db: f32) -> f32 {
+    if db > 0.0 {
+        10f32.powf(-db / 10.0)
+    } else {
+        0.0
+    }
+}
+
+/// Mean square of a frame.
+fn frame_energy(frame: &[f32]) -> f32 {
+    if frame.is_empty() {
+        return 0.0;
+    }
+    frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32
 }
 
 fn frames_for(ms: u32) -> u32 {
@@ -175,6 +212,10 @@ pub struct VadProcessor {
     /// While in speech: the frame where the score last began to fall.
     falling_since: u64,
     last_boundary: Option<u64>,
+    /// `quiet_db` as an energy ratio.
+    quiet: f32,
+    /// Energy of the loudest frame of the utterance (or of the speech run before it starts).
+    peak: f32,
 }
 
 impl std::fmt::Debug for VadProcessor {
@@ -218,6 +259,8 @@ impl VadProcessor {
             prev_score: 0.0,
             falling_since: 0,
             last_boundary: None,
+            quiet: settings.quiet_ratio(),
+            peak: 0.0,
         };
         p.set_layout(rate, channels)?;
         Ok(p)
@@ -270,6 +313,7 @@ impl VadProcessor {
 
     fn score_frame(&mut self, events: &mut Vec<ProcessorEvent>) {
         let score = self.detector.predict_f32(&self.frame);
+        let energy = frame_energy(&self.frame);
         self.last_score = score;
         let index = self.frames;
         self.frames += 1;
@@ -281,22 +325,34 @@ impl VadProcessor {
             }
         }
         self.prev_score = score;
+        // Measured before this frame joins the peak: a quiet frame is quiet against the voice.
+        let quiet = self.in_speech && self.quiet > 0.0 && energy <= self.peak * self.quiet;
         let (counts, needed) = if self.in_speech {
-            (score < self.settings.neg_threshold, self.silence_frames)
+            (
+                quiet || score < self.settings.neg_threshold,
+                self.silence_frames,
+            )
         } else {
             (score >= self.settings.threshold, self.speech_frames)
         };
+        if self.in_speech || counts {
+            self.peak = self.peak.max(energy);
+        } else {
+            // No speech run under way: the next one measures its own peak.
+            self.peak = 0.0;
+        }
         if !counts {
             self.run = 0;
             return;
         }
         if self.run == 0 {
-            self.run_start = if self.in_speech {
+            self.run_start = if self.in_speech && !quiet {
                 // The decline that led here, at most MAX_FALL_FRAMES back.
                 self.falling_since
                     .max(index.saturating_sub(MAX_FALL_FRAMES))
                     .min(index)
             } else {
+                // A start, or the frame the energy fell: the boundary itself.
                 index
             };
         }
@@ -306,6 +362,9 @@ impl VadProcessor {
             self.run = 0;
             self.falling_since = index;
             self.last_boundary = Some(self.run_start);
+            if !self.in_speech {
+                self.peak = 0.0;
+            }
             events.push(if self.in_speech {
                 ProcessorEvent::SpeechStarted
             } else {
@@ -390,5 +449,6 @@ impl AudioProcessor for VadProcessor {
         self.prev_score = 0.0;
         self.falling_since = 0;
         self.last_boundary = None;
+        self.peak = 0.0;
     }
 }

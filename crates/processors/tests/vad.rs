@@ -239,3 +239,68 @@ fn fires_on_espeak_speech_with_silence_gaps() {
     let found = detect(&mut vad, &x, rate, 1);
     check(&format!("espeak {rate} Hz"), &found, &truth, 100.0, 300.0);
 }
+
+/// Mean lag (ms) of the end decisions behind the true ends, past `min_silence_ms`.
+fn end_lag(found: &[(ProcessorEvent, f64, f64)], truth: &[(f64, f64)], min_silence: f64) -> f64 {
+    let ends: Vec<f64> = found
+        .iter()
+        .filter(|f| f.0 == ProcessorEvent::SpeechEnded)
+        .map(|f| f.2)
+        .collect();
+    assert_eq!(ends.len(), truth.len(), "{found:?}");
+    ends.iter()
+        .zip(truth)
+        .map(|(at, (_, end))| at - end * 1000.0 - min_silence)
+        .sum::<f64>()
+        / ends.len() as f64
+}
+
+/// In clean audio the energy gate (`quiet_db`) counts the silence from the voice's end, not from
+/// where earshot's decaying score crosses `neg_threshold`; under a noise floor closer to the
+/// voice than `quiet_db` the gate stays shut and the score alone decides, as with the gate off.
+#[test]
+fn the_quiet_gate_ends_speech_where_the_voice_ends() {
+    let rate = 16_000;
+    let voice = |noise_amp: f64| {
+        let mut seed = 20;
+        let (mut x, truth) = compose(rate, &LAYOUT, |secs| {
+            seed += 1;
+            voiced(rate, secs, 0.5, seed)
+        });
+        let mut rng = Noise::new(3);
+        for s in &mut x {
+            *s += rng.next() * noise_amp;
+        }
+        (to_i16(&x), truth)
+    };
+    let events = |input: &[i16], config: serde_json::Value| {
+        let mut vad = VadProcessor::new(&ctx(rate, 1), &cfg(config)).unwrap();
+        detect(&mut vad, input, rate, 1)
+    };
+    let lag = |input: &[i16], truth: &[(f64, f64)], config: serde_json::Value| {
+        let found = events(input, config);
+        check("quiet gate", &found, truth, 100.0, 300.0);
+        end_lag(&found, truth, 300.0)
+    };
+    let (clean, truth) = voice(0.0);
+    let gated = lag(&clean, &truth, json!({}));
+    let score_only = lag(&clean, &truth, json!({ "quiet_db": 0 }));
+    eprintln!("clean: end decided {gated:.0} ms (gate) / {score_only:.0} ms (score only) past min_silence");
+    assert!(
+        gated <= 50.0,
+        "the gate should end within ~3 frames: {gated}"
+    );
+    assert!(
+        score_only - gated >= 50.0,
+        "the score alone decays later: {score_only} vs {gated}"
+    );
+    // White noise ~31 dB below the loudest voiced frame (−45 dBFS RMS): the gate never opens.
+    let (noisy, truth) = voice(0.01);
+    let noisy_gated = events(&noisy, json!({}));
+    assert_eq!(noisy_gated.len(), truth.len() * 2, "{noisy_gated:?}");
+    assert_eq!(
+        noisy_gated,
+        events(&noisy, json!({ "quiet_db": 0 })),
+        "a noise floor above the gate keeps it shut"
+    );
+}

@@ -17,7 +17,7 @@
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
 use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
-use crate::segmenter::{Boundary, SegmentEvent, Segmenter, SegmenterConfig};
+use crate::segmenter::{energy, Boundary, SegmentEvent, Segmenter, SegmenterConfig};
 use crate::whisper::{Transcription, WhisperEngine, DEFAULT_MIN_WINDOW_MS};
 use crate::LocalError;
 use std::collections::VecDeque;
@@ -102,7 +102,8 @@ impl Plugin for LocalStt {
 
     /// Config: `models_dir`, `workers`, `threads`, `max_queue` (8), `first_interim_ms` (200),
     /// `interim_interval_ms` (700), `turn_silence_ms` (700), `vad_threshold` (0.5),
-    /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `min_window_ms`
+    /// `silence_hangover_ms` (500), `speculative_pause_ms` (96; 0 = off), `quiet_db` (35: a frame
+    /// that far below the utterance's loudest is silence whatever the VAD says; 0 = off), `min_window_ms`
     /// (0 = Whisper's full 30 s window, the default; 2000 is the fast setting),
     /// `interim_window_ms` (2000: interims on the short window; 0 = as finals), `beam_size`
     /// (5, as the reference; 1 = greedy decoding), `repetition_penalty` (1 = none; on short windows
@@ -191,7 +192,7 @@ impl LocalStt {
 
 /// The session segmenter's settings from the plugin config: `vad_threshold`,
 /// `silence_hangover_ms`, `speculative_pause_ms` (a pause at or past the hangover is no pause:
-/// the utterance ends there).
+/// the utterance ends there), `quiet_db` (see [`SegmenterConfig::quiet_db`]).
 fn segmenter_config(config: &PluginConfig) -> Result<SegmenterConfig, PluginError> {
     let mut vad = SegmenterConfig {
         silence_hangover_ms: DEFAULT_HANGOVER_MS,
@@ -206,6 +207,7 @@ fn segmenter_config(config: &PluginConfig) -> Result<SegmenterConfig, PluginErro
     )? as u32;
     vad.pause_ms =
         config.u64_in("speculative_pause_ms", u64::from(vad.pause_ms), 0..=10_000)? as u32;
+    vad.quiet_db = config.f64_in("quiet_db", f64::from(vad.quiet_db), 0.0..=120.0)? as f32;
     if vad.pause_ms >= vad.silence_hangover_ms {
         vad.pause_ms = 0;
     }
@@ -310,7 +312,6 @@ fn quiet_after(audio: &[f32], len: usize) -> bool {
     let Some((heard, rest)) = (len <= audio.len()).then(|| audio.split_at(len)) else {
         return false;
     };
-    let energy = |f: &[f32]| f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32;
     let loudest = heard.chunks(256).map(energy).fold(0.0, f32::max);
     loudest > 0.0 && rest.chunks(256).all(|f| energy(f) <= loudest * QUIET)
 }
