@@ -4,7 +4,7 @@
 //! | id | aliases | what it does | settings | events |
 //! |---|---|---|---|---|
 //! | [`resample`](resample::ResamplePlugin) | `resampler`, `rubato` | streaming rate conversion | `to_rate` (required) | — |
-//! | [`vad`](vad::VadPlugin) | `earshot` | voice activity detection | `threshold`, `neg_threshold`, `min_speech_ms`, `min_silence_ms` | `speech_started`, `speech_ended` |
+//! | [`vad`](vad::VadPlugin) | `earshot` | voice activity detection | `threshold`, `neg_threshold`, `min_speech_ms`, `min_silence_ms`, `quiet_db` | `speech_started`, `speech_ended` |
 //! | [`denoise`](denoise::DenoisePlugin) | `nnnoiseless`, `rnnoise` | RNNoise noise suppression | `mix` | — |
 //! | [`gain`](gain::GainPlugin) | `agc` | fixed gain or AGC + limiter | `mode`, `gain_db` / `target_dbfs`, … | — |
 //!

@@ -285,6 +285,10 @@ enum Kind {
 struct Speculation {
     id: u64,
     utterance: u64,
+    /// Samples of the utterance it decodes.
+    heard: usize,
+    /// Its result is an interim already sent (a decoded interim adopted).
+    shown: bool,
     /// The audio, until its decode starts.
     audio: Option<Vec<f32>>,
     /// The decode's result, once back while the pause still holds.
@@ -342,6 +346,9 @@ struct Stream {
     spec_seq: u64,
     /// Finals ready to send (a speculation the utterance's end confirmed).
     ready: VecDeque<(u64, Result<Transcription, PluginError>)>,
+    /// A speculation that resumed speech voided after its decode was back: still the newest
+    /// decode of the utterance so far, so sent as an interim (utterance, samples heard, result).
+    voided: Option<(u64, usize, Transcription)>,
     /// Non-fatal errors to report (utterances dropped because the decoder is behind).
     notices: Vec<PluginError>,
     job: Option<Job>,
@@ -387,6 +394,7 @@ impl Stream {
             spec: None,
             spec_seq: 0,
             ready: VecDeque::new(),
+            voided: None,
             notices: Vec::new(),
             job: None,
             turn_open: false,
@@ -406,6 +414,14 @@ impl Stream {
             while let Some((utterance, result)) = self.ready.pop_front() {
                 if !self
                     .on_decoded(&io, Kind::Final, utterance, 0, result)
+                    .await
+                {
+                    return Ok(());
+                }
+            }
+            if let Some((utterance, heard, t)) = self.voided.take() {
+                if !self
+                    .on_decoded(&io, Kind::Interim, utterance, heard, Ok(t))
                     .await
                 {
                     return Ok(());
@@ -549,6 +565,8 @@ impl Stream {
         let mut spec = Speculation {
             id: self.spec_seq,
             utterance: self.utterance,
+            heard: 0,
+            shown: false,
             audio: None,
             result: None,
             ended: false,
@@ -561,7 +579,8 @@ impl Stream {
             .filter(|j| j.kind == Kind::Interim && j.utterance == self.utterance)
             .map(|j| j.audio_len);
         let decoded = self.last_interim.as_ref().map(|(len, _)| *len);
-        if running.is_some_and(heard_all) {
+        if let Some(len) = running.filter(|len| heard_all(*len)) {
+            spec.heard = len;
             if let Some(job) = self.job.as_mut() {
                 job.kind = Kind::Speculative(spec.id);
             }
@@ -570,7 +589,9 @@ impl Stream {
                 "local stt: pause adopts the interim decoding"
             );
             count_adoption("decoding");
-        } else if decoded.is_some_and(heard_all) {
+        } else if let Some(len) = decoded.filter(|len| heard_all(*len)) {
+            spec.heard = len;
+            spec.shown = true;
             spec.result = self.last_interim.take().map(|(_, t)| Ok(t));
             tracing::debug!(
                 utterance = self.utterance,
@@ -578,6 +599,7 @@ impl Stream {
             );
             count_adoption("decoded");
         } else {
+            spec.heard = audio.len();
             spec.audio = Some(audio.to_vec());
         }
         self.spec = Some(spec);
@@ -589,7 +611,11 @@ impl Stream {
         // One whose utterance ended is not void: it is that utterance's final, still decoding
         // (the next utterance may begin before it is back).
         if self.spec.as_ref().is_some_and(|s| !s.ended) {
-            self.spec = None;
+            if let Some(spec) = self.spec.take() {
+                if let (Some(Ok(t)), false) = (spec.result, spec.shown) {
+                    self.voided = Some((spec.utterance, spec.heard, t));
+                }
+            }
             count_speculation("discarded");
         }
     }
@@ -944,7 +970,8 @@ mod tests {
         .unwrap();
         let vad = segmenter_config(&config).unwrap();
         assert_eq!((vad.silence_hangover_ms, vad.pause_ms), (600, 96));
-        let first = espeak_16k("Hello there");
+        // Trimmed: espeak-ng pads its clips with silence, which the energy gate counts as such.
+        let first = spoken("Hello there");
         let mut audio = vec![0.0; 8_000];
         audio.extend(&first);
         let first_end = audio.len();
@@ -1081,6 +1108,54 @@ mod tests {
             other => panic!("expected the final, got {other:?}"),
         }
         assert_eq!(*calls.lock().unwrap(), vec![heard], "one decode");
+    }
+
+    /// A speculative final decoded during a pause that speech then ends is still the newest
+    /// decode of the utterance: it goes out as an interim, not into the bin (an adopted interim
+    /// already sent does not go out twice).
+    #[tokio::test]
+    async fn a_voided_speculation_already_decoded_is_sent_as_an_interim() {
+        if !espeak_or_skip() {
+            return;
+        }
+        let (gate, calls) = (Arc::new(Gate::default()), Arc::new(Mutex::new(Vec::new())));
+        gate.open();
+        let mut stream = gated_stream(gate, calls.clone(), false);
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(spoken("Hello there"));
+        feed(&mut stream, &audio);
+        feed_silence_until(&mut stream, |s| s.spec.is_some());
+        let heard = stream.spec.as_ref().unwrap().audio.as_ref().unwrap().len();
+        stream.schedule();
+        let (io, _peer) = SttIo::pair(8);
+        let result = wait(&mut stream.job).await;
+        assert!(stream.job_done(&io, result).await);
+        assert!(
+            stream.spec.as_ref().unwrap().result.is_some(),
+            "held for the pause"
+        );
+        assert!(stream.voided.is_none());
+        feed(&mut stream, &spoken("my friend"));
+        assert!(stream.spec.is_none(), "speech resumed: no final");
+        let (utterance, len, t) = stream.voided.take().expect("sent as an interim");
+        assert_eq!((utterance, len), (stream.utterance, heard));
+        assert_eq!(t.text, format!("{heard} samples"));
+        assert_eq!(*calls.lock().unwrap(), vec![heard]);
+
+        // The loop sends it: an interim of the words heard before the pause.
+        stream.voided = Some((utterance, len, t));
+        let (io, mut peer) = SttIo::pair(8);
+        drop(peer.input);
+        let task = tokio::spawn(stream.run(io));
+        match peer.events.recv().await {
+            Some(SttEvent::Transcript(t)) => {
+                assert!(!t.is_final, "{t:?}");
+                assert_eq!(t.text, format!("{heard} samples"));
+            }
+            other => panic!("expected the interim, got {other:?}"),
+        }
+        drop(peer.events);
+        let _ = task.await;
     }
 
     /// An interim already back when the pause comes is its result at once, when it heard every

@@ -10,6 +10,14 @@
 //! longer than `max_wait_ms`, or when the pool's queue is full at the pause. Each outcome is
 //! counted ([`TurnStats`], and `waav_turn_detect_total{outcome}` on `/metrics`).
 //!
+//! **Scored early**: once the audio has been quiet for `early_pause_ms` (each block at least
+//! `quiet_db` below the loudest of the speech so far) while the VAD still hears speech (its score
+//! lags the voice, and its `min_silence_ms` follows), the turn so far is scored at once. If the
+//! audio stays quiet until the VAD's `SpeechEnded`, that verdict (back or still out) is the
+//! pause's, so the turn can end with the VAD's decision instead of an inference after it; any
+//! louder block voids it first. Under a noise floor closer than `quiet_db` the gate never opens
+//! and the pause is scored at `SpeechEnded`, as without it.
+//!
 //! The audio passes through unchanged. `process` never waits: it copies at most 8 s of 16-bit
 //! audio into the session's reusable job buffer at a pause and polls a channel; nothing is
 //! allocated per frame once the resampler (input other than 16 kHz) is warm.
@@ -52,6 +60,10 @@ pub struct TurnSettings {
     pub threshold: f32,
     /// A verdict later than this after `SpeechEnded` is dropped.
     pub max_wait: Duration,
+    /// Quiet audio after which the pause is scored before the VAD's end (zero: off).
+    pub early_pause: Duration,
+    /// A block this many dB below the loudest of the speech is quiet (0: the gate never opens).
+    pub quiet_db: f32,
 }
 
 impl Default for TurnSettings {
@@ -59,6 +71,8 @@ impl Default for TurnSettings {
         Self {
             threshold: 0.5,
             max_wait: Duration::from_millis(500),
+            early_pause: Duration::from_millis(96),
+            quiet_db: 35.0,
         }
     }
 }
@@ -84,11 +98,13 @@ impl Default for PoolSettings {
     }
 }
 
-const PROCESSOR_KEYS: &[&str] = &["threshold", "max_wait_ms"];
+const PROCESSOR_KEYS: &[&str] = &["threshold", "max_wait_ms", "early_pause_ms", "quiet_db"];
 const PLUGIN_KEYS: &[&str] = &[
     "models_dir",
     "threshold",
     "max_wait_ms",
+    "early_pause_ms",
+    "quiet_db",
     "workers",
     "threads",
     "queue",
@@ -99,7 +115,8 @@ const SHARED_HINT: &str =
     " (the inference pool is shared: set it in the turn_detect plugin's own section)";
 
 impl TurnSettings {
-    /// Reads a processor's `config:` map (`threshold`, `max_wait_ms`) over `defaults`; unknown
+    /// Reads a processor's `config:` map (`threshold`, `max_wait_ms`, `early_pause_ms`,
+    /// `quiet_db`) over `defaults`; unknown
     /// keys and out-of-range values are refused.
     pub fn from_config(cfg: &PluginConfig, defaults: TurnSettings) -> Result<Self, PluginError> {
         check_keys(cfg, PROCESSOR_KEYS, PLUGIN_KEYS, SHARED_HINT)?;
@@ -113,9 +130,17 @@ impl TurnSettings {
             defaults.max_wait.as_millis() as u64,
             1..=10_000,
         )?;
+        let early_pause = cfg.u64_in(
+            "early_pause_ms",
+            defaults.early_pause.as_millis() as u64,
+            0..=10_000,
+        )?;
+        let quiet_db = cfg.f64_in("quiet_db", f64::from(defaults.quiet_db), 0.0..=120.0)?;
         Ok(Self {
             threshold: threshold as f32,
             max_wait: Duration::from_millis(max_wait),
+            early_pause: Duration::from_millis(early_pause),
+            quiet_db: quiet_db as f32,
         })
     }
 }
@@ -152,7 +177,8 @@ struct Loaded {
 /// The `turn_detect` processor plugin (alias `smart-turn`).
 ///
 /// Plugin section: `models_dir`, `workers` (1), `threads` (1 per inference), `queue` (2), and
-/// defaults for the per-processor `threshold` (0.5) and `max_wait_ms` (500). `init` loads
+/// defaults for the per-processor `threshold` (0.5), `max_wait_ms` (500), `early_pause_ms` (96;
+/// 0 = score only at the VAD's end) and `quiet_db` (35). `init` loads
 /// `<models>/smart-turn/smart-turn-v3.2-cpu.onnx` once per worker (`scripts/fetch-models.sh`
 /// fetches it).
 #[derive(Default)]
@@ -292,6 +318,10 @@ pub struct TurnStats {
     pub dropped_late: u64,
     /// Inferences that failed.
     pub errors: u64,
+    /// Pauses scored early whose verdict the VAD's end took (see the module docs).
+    pub early_used: u64,
+    /// Pauses scored early that louder audio voided before the VAD's end.
+    pub early_voided: u64,
     /// The last verdict's probability.
     pub last_probability: Option<f32>,
     /// The last inference's duration.
@@ -310,6 +340,25 @@ struct Pending {
     seq: u64,
     ended_at: Instant,
     fate: Fate,
+    /// Scored before the VAD's `SpeechEnded` (`ended_at` is then the submission).
+    early: bool,
+}
+
+/// The quiet tail of the speech in progress, for scoring its pause early.
+#[derive(Debug, Default)]
+struct QuietTail {
+    /// `quiet_db` as an energy ratio (0: the gate never opens).
+    ratio: f32,
+    /// Quiet samples (16 kHz) before the pause is scored early (0: off).
+    early_after: u64,
+    /// Energy (mean square) of the loudest block of the speech.
+    peak: f32,
+    /// Quiet samples (16 kHz) at its end.
+    run: u64,
+    /// This quiet run was submitted early.
+    tried: bool,
+    /// An early verdict back before the VAD's end, while the audio stays quiet.
+    verdict: Option<Option<Result<f32, String>>>,
 }
 
 /// The last 8 s at 16 kHz, 16-bit.
@@ -414,6 +463,7 @@ pub struct TurnDetector {
     pending: Option<Pending>,
     /// A pause seen while the job was still out (for an older pause): scored when it returns.
     deferred: Option<Instant>,
+    tail: QuietTail,
     seq: u64,
     stats: TurnStats,
 }
@@ -464,6 +514,16 @@ impl TurnDetector {
             replies: Mutex::new(rx),
             pending: None,
             deferred: None,
+            tail: QuietTail {
+                ratio: if settings.quiet_db > 0.0 {
+                    10f32.powf(-settings.quiet_db / 10.0)
+                } else {
+                    0.0
+                },
+                early_after: settings.early_pause.as_millis() as u64 * u64::from(SAMPLE_RATE)
+                    / 1000,
+                ..QuietTail::default()
+            },
             seq: 0,
             stats: TurnStats::default(),
         })
@@ -479,19 +539,71 @@ impl TurnDetector {
         self.pending.as_ref().is_some_and(|p| p.fate == Fate::Live)
     }
 
-    fn push_audio(&mut self, audio: &AudioBuffer) {
+    /// Buffers the block; returns its energy (mean square of the mono mix).
+    fn push_audio(&mut self, audio: &AudioBuffer) -> f32 {
         let ch = usize::from(audio.channels.max(1));
         let scale = 1.0 / (32768.0 * ch as f32);
+        let mut energy = 0.0;
         for frame in audio.samples.chunks_exact(ch) {
             let v = frame.iter().map(|&s| f32::from(s)).sum::<f32>() * scale;
+            energy += v * v;
             match self.to16k.as_mut() {
                 Some(r) => r.push(v, &mut self.ring),
                 None => self.ring.push(v),
             }
         }
+        let frames = audio.samples.len() / ch;
+        if frames == 0 {
+            0.0
+        } else {
+            energy / frames as f32
+        }
+    }
+
+    /// Follows the quiet tail of the speech in progress: a louder block voids an early
+    /// verdict; a long enough quiet run submits one.
+    fn follow_tail(&mut self, energy: f32, frames: usize, now: Instant) -> Result<(), PluginError> {
+        if !self.in_speech || self.tail.ratio == 0.0 {
+            return Ok(());
+        }
+        let quiet = self.tail.peak > 0.0 && energy <= self.tail.peak * self.tail.ratio;
+        self.tail.peak = self.tail.peak.max(energy);
+        if !quiet {
+            self.void_early();
+            return Ok(());
+        }
+        let rate = u64::from(self.rate.max(1));
+        self.tail.run += frames as u64 * u64::from(SAMPLE_RATE) / rate;
+        let due = self.tail.early_after > 0 && self.tail.run >= self.tail.early_after;
+        if due && !self.tail.tried && self.spare.is_some() && self.pending.is_none() {
+            self.tail.tried = true;
+            self.submit(now, true)?;
+        }
+        Ok(())
+    }
+
+    /// Louder audio (or new speech) after an early submission: its verdict is not the pause's.
+    fn void_early(&mut self) {
+        self.tail.run = 0;
+        self.tail.tried = false;
+        let mut voided = self.tail.verdict.take().is_some();
+        if let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.early && p.fate == Fate::Live)
+        {
+            p.fate = Fate::Resumed;
+            voided = true;
+        }
+        if voided {
+            self.stats.early_voided += 1;
+            counter!("waav_turn_detect_total", "outcome" => "early_voided").increment(1);
+        }
     }
 
     fn on_speech_started(&mut self) {
+        self.void_early();
+        self.tail.peak = 0.0;
         self.in_speech = true;
         self.deferred = None;
         let now = self.ring.total;
@@ -511,11 +623,34 @@ impl TurnDetector {
         }
     }
 
-    fn on_speech_ended(&mut self, now: Instant) -> Result<(), PluginError> {
+    fn on_speech_ended(
+        &mut self,
+        now: Instant,
+        events: &mut Vec<ProcessorEvent>,
+    ) -> Result<(), PluginError> {
         self.in_speech = false;
         self.last_end = Some(self.ring.total);
+        self.tail.run = 0;
+        self.tail.tried = false;
+        if let Some(verdict) = self.tail.verdict.take() {
+            // Scored early, quiet since: the pause's verdict is already here.
+            self.stats.early_used += 1;
+            self.verdict(verdict, events);
+            return Ok(());
+        }
+        if let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.early && p.fate == Fate::Live)
+        {
+            // Scored early, still out: it is the pause's; `max_wait_ms` counts from now.
+            p.early = false;
+            p.ended_at = now;
+            self.stats.early_used += 1;
+            return Ok(());
+        }
         if self.spare.is_some() {
-            self.submit(now)
+            self.submit(now, false)
         } else {
             // The job is still out for an older pause (already dropped as resumed): score this
             // one as soon as it returns, if still in time.
@@ -524,7 +659,7 @@ impl TurnDetector {
         }
     }
 
-    fn submit(&mut self, ended_at: Instant) -> Result<(), PluginError> {
+    fn submit(&mut self, ended_at: Instant, early: bool) -> Result<(), PluginError> {
         let Some(mut job) = self.spare.take() else {
             return Ok(());
         };
@@ -546,6 +681,7 @@ impl TurnDetector {
                     seq: self.seq,
                     ended_at,
                     fate: Fate::Live,
+                    early,
                 });
                 Ok(())
             }
@@ -583,44 +719,54 @@ impl TurnDetector {
                 continue;
             };
             self.stats.last_inference = Some(inference);
-            let late = now.duration_since(p.ended_at) > self.settings.max_wait;
-            match (p.fate, result) {
-                (Fate::Live, _) if late => self.late(),
-                (Fate::Live, Some(Ok(probability))) => {
-                    self.stats.last_probability = Some(probability);
-                    if probability >= self.settings.threshold {
-                        self.stats.end_of_turn += 1;
-                        counter!("waav_turn_detect_total", "outcome" => "end_of_turn").increment(1);
-                        events.push(ProcessorEvent::EndOfTurn { probability });
-                        self.turn_start = None;
-                    } else {
-                        self.stats.incomplete += 1;
-                        counter!("waav_turn_detect_total", "outcome" => "incomplete").increment(1);
-                    }
+            match p.fate {
+                // Back before the VAD's end: held until it comes (or louder audio voids it).
+                Fate::Live if p.early => self.tail.verdict = Some(result),
+                Fate::Live if now.duration_since(p.ended_at) > self.settings.max_wait => {
+                    self.late()
                 }
-                (Fate::Live, _) => {
-                    self.stats.errors += 1;
-                    counter!("waav_turn_detect_total", "outcome" => "error").increment(1);
-                }
-                (Fate::Resumed | Fate::Late, _) => {}
+                Fate::Live => self.verdict(result, events),
+                Fate::Resumed | Fate::Late => {}
             }
         }
         if self.spare.is_some() {
             if let Some(ended_at) = self.deferred.take() {
                 if !self.in_speech && now.duration_since(ended_at) <= self.settings.max_wait {
-                    self.submit(ended_at)?;
+                    self.submit(ended_at, false)?;
                 } else if !self.in_speech {
                     self.late();
                 }
             }
         }
-        if let Some(p) = self.pending.as_mut() {
+        if let Some(p) = self.pending.as_mut().filter(|p| !p.early) {
             if p.fate == Fate::Live && now.duration_since(p.ended_at) > self.settings.max_wait {
                 p.fate = Fate::Late;
                 self.late();
             }
         }
         Ok(())
+    }
+
+    /// A pause's verdict: `EndOfTurn` at or above the threshold, nothing below it.
+    fn verdict(&mut self, result: Option<Result<f32, String>>, events: &mut Vec<ProcessorEvent>) {
+        match result {
+            Some(Ok(probability)) => {
+                self.stats.last_probability = Some(probability);
+                if probability >= self.settings.threshold {
+                    self.stats.end_of_turn += 1;
+                    counter!("waav_turn_detect_total", "outcome" => "end_of_turn").increment(1);
+                    events.push(ProcessorEvent::EndOfTurn { probability });
+                    self.turn_start = None;
+                } else {
+                    self.stats.incomplete += 1;
+                    counter!("waav_turn_detect_total", "outcome" => "incomplete").increment(1);
+                }
+            }
+            _ => {
+                self.stats.errors += 1;
+                counter!("waav_turn_detect_total", "outcome" => "error").increment(1);
+            }
+        }
     }
 
     fn late(&mut self) {
@@ -642,12 +788,17 @@ impl AudioProcessor for TurnDetector {
             fresh.stats = self.stats;
             *self = fresh;
         }
-        self.push_audio(audio);
+        let energy = self.push_audio(audio);
         let now = Instant::now();
-        for &event in events.iter() {
-            match event {
+        // The block's events are the VAD's for this very block; the tail is followed first so
+        // that a `SpeechEnded` finds the early submission of the quiet run it ends.
+        let frames = audio.samples.len() / usize::from(self.channels.max(1));
+        self.follow_tail(energy, frames, now)?;
+        let vad_events = events.len();
+        for i in 0..vad_events {
+            match events[i] {
                 ProcessorEvent::SpeechStarted => self.on_speech_started(),
-                ProcessorEvent::SpeechEnded => self.on_speech_ended(now)?,
+                ProcessorEvent::SpeechEnded => self.on_speech_ended(now, events)?,
                 ProcessorEvent::EndOfTurn { .. } => {}
             }
         }
@@ -661,6 +812,10 @@ impl AudioProcessor for TurnDetector {
         self.in_speech = false;
         self.last_end = None;
         self.deferred = None;
+        self.tail.verdict = None;
+        self.tail.run = 0;
+        self.tail.tried = false;
+        self.tail.peak = 0.0;
         if let Some(p) = self.pending.as_mut() {
             // Its verdict is for audio that no longer counts.
             p.fate = Fate::Resumed;
