@@ -163,15 +163,23 @@ struct Counts {
     short_tokens: u64,
     /// Loop probes that ran out on dense speech, not a loop (decoded again).
     probe_misses: u64,
+    /// Provisional decodes' windows left without text instead of a 30 s retry.
+    skips: u64,
 }
 
 fn counts(engine: &WhisperEngine, clips: &[Vec<f32>]) -> Counts {
+    counts_of(clips, |clip| {
+        engine.transcribe(clip).expect("transcribe");
+    })
+}
+
+fn counts_of(clips: &[Vec<f32>], mut decode: impl FnMut(&[f32])) -> Counts {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
         for clip in clips {
-            engine.transcribe(clip).expect("transcribe");
+            decode(clip);
         }
     });
     let mut c = Counts::default();
@@ -184,6 +192,7 @@ fn counts(engine: &WhisperEngine, clips: &[Vec<f32>]) -> Counts {
             "waav_local_whisper_repeats_collapsed_total" => c.repeats += n,
             "waav_local_whisper_window_retries_total" => c.retries += n,
             "waav_local_whisper_probe_misses_total" => c.probe_misses += n,
+            "waav_local_whisper_provisional_skips_total" => c.skips += n,
             "waav_local_whisper_tokens_total"
                 if key
                     .labels()
@@ -255,4 +264,58 @@ fn the_loop_probe_stops_short_window_loops() {
         let got = e.transcribe(pcm).expect("transcribe");
         assert_transcript(text, &got, "greedy short window with the loop probe");
     }
+}
+
+/// Interim-length prefixes of a sentence decoded straight to the token cap (no loop probe): the
+/// 900 ms one after 300 ms of lead-in runs past the cap without a repeat to collapse, so a
+/// final's decode goes again on the 30 s window. A provisional decode gives no text for it
+/// instead, and the same text for every other prefix.
+#[test]
+fn provisional_decodes_skip_what_the_short_window_cannot_settle() {
+    let Some(pcm) = speech(SENTENCES[0]) else {
+        return;
+    };
+    let prefixes: Vec<Vec<f32>> = (200..=1000)
+        .step_by(100)
+        .map(|ms| {
+            let mut clip = vec![0.0; 300 * 16];
+            clip.extend_from_slice(&pcm[..(ms * 16).min(pcm.len())]);
+            clip
+        })
+        .collect();
+    let mut e = engine(Some(DEFAULT_MIN_WINDOW_MS));
+    e.set_beam_size(1);
+    e.set_loop_probe(false);
+    let window = Some(DEFAULT_MIN_WINDOW_MS);
+    let mut settled = Vec::new();
+    let full = counts_of(&prefixes, |clip| {
+        settled.push(
+            e.transcribe_scored_within(clip, window)
+                .expect("decode")
+                .text,
+        );
+    });
+    let mut provisional = Vec::new();
+    let skipped = counts_of(&prefixes, |clip| {
+        provisional.push(e.transcribe_provisional(clip, window).expect("decode").text);
+    });
+    eprintln!("finals' decodes {full:?}; provisional {skipped:?}");
+    assert!(
+        full.retries >= 1,
+        "the case this guards against did not occur"
+    );
+    assert_eq!(
+        skipped.retries, 0,
+        "a provisional decode never retries on 30 s"
+    );
+    assert_eq!(skipped.skips, full.retries, "each retry is a skip instead");
+    for (a, b) in settled.iter().zip(&provisional) {
+        assert!(a == b || b.is_empty(), "{a:?} vs {b:?}");
+    }
+    let differ = settled
+        .iter()
+        .zip(&provisional)
+        .filter(|(a, b)| a != b)
+        .count() as u64;
+    assert!(differ <= full.retries, "{settled:?} vs {provisional:?}");
 }

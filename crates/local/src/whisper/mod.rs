@@ -297,6 +297,27 @@ impl WhisperEngine {
         samples_16k_mono_f32: &[f32],
         min_window_ms: Option<u32>,
     ) -> Result<Transcription> {
+        self.transcribe_windows(samples_16k_mono_f32, min_window_ms, true)
+    }
+
+    /// Like [`transcribe_scored_within`](Self::transcribe_scored_within) for a provisional
+    /// (interim) result: a short window whose decode runs past its token cap without settling
+    /// gives no text instead of being decoded again on the full 30 s window, which costs several
+    /// times more than the interim is worth (the next interim, or the final, hears it again).
+    pub fn transcribe_provisional(
+        &self,
+        samples_16k_mono_f32: &[f32],
+        min_window_ms: Option<u32>,
+    ) -> Result<Transcription> {
+        self.transcribe_windows(samples_16k_mono_f32, min_window_ms, false)
+    }
+
+    fn transcribe_windows(
+        &self,
+        samples_16k_mono_f32: &[f32],
+        min_window_ms: Option<u32>,
+        full_retry: bool,
+    ) -> Result<Transcription> {
         let mut texts = Vec::new();
         let (mut logprob, mut tokens) = (0.0f32, 0usize);
         let mut features = Vec::with_capacity(self.model.n_mels() * N_FRAMES);
@@ -328,8 +349,11 @@ impl WhisperEngine {
                 }
                 if short.tokens <= cap {
                     decoded = Some(short);
-                } else {
+                } else if full_retry {
                     metrics::counter!("waav_local_whisper_window_retries_total").increment(1);
+                } else {
+                    metrics::counter!("waav_local_whisper_provisional_skips_total").increment(1);
+                    continue;
                 }
             }
             let decoded = match decoded {
