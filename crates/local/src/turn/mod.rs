@@ -41,6 +41,7 @@ pub use model::{model_path, SmartTurn, MODEL_FILE, N_FRAMES, N_MELS, SAMPLE_RATE
 pub use pool::{Scorer, TurnPool};
 
 use crate::models::ModelPaths;
+use crate::segmenter::{quiet_ratio, DEFAULT_QUIET_DB};
 use crate::silero::check_keys;
 use pool::Job;
 
@@ -72,7 +73,7 @@ impl Default for TurnSettings {
             threshold: 0.5,
             max_wait: Duration::from_millis(500),
             early_pause: Duration::from_millis(96),
-            quiet_db: 35.0,
+            quiet_db: DEFAULT_QUIET_DB,
         }
     }
 }
@@ -116,8 +117,7 @@ const SHARED_HINT: &str =
 
 impl TurnSettings {
     /// Reads a processor's `config:` map (`threshold`, `max_wait_ms`, `early_pause_ms`,
-    /// `quiet_db`) over `defaults`; unknown
-    /// keys and out-of-range values are refused.
+    /// `quiet_db`) over `defaults`; unknown keys and out-of-range values are refused.
     pub fn from_config(cfg: &PluginConfig, defaults: TurnSettings) -> Result<Self, PluginError> {
         check_keys(cfg, PROCESSOR_KEYS, PLUGIN_KEYS, SHARED_HINT)?;
         Self::read(cfg, defaults)
@@ -515,11 +515,7 @@ impl TurnDetector {
             pending: None,
             deferred: None,
             tail: QuietTail {
-                ratio: if settings.quiet_db > 0.0 {
-                    10f32.powf(-settings.quiet_db / 10.0)
-                } else {
-                    0.0
-                },
+                ratio: quiet_ratio(settings.quiet_db),
                 early_after: settings.early_pause.as_millis() as u64 * u64::from(SAMPLE_RATE)
                     / 1000,
                 ..QuietTail::default()
