@@ -174,21 +174,20 @@ impl LocalStt {
         .map_err(|e| PluginError::Config(e.to_string()))?;
         let engine = Arc::new(engine);
         let interim_engine = engine.clone();
+        let interim_as_final = interim_window == window;
         let _ = self.loaded.set(Loaded {
             decode: Arc::new(move |audio: &[f32]| engine.transcribe_scored(audio)),
             // An interim decoded as finals are may be adopted as the final, so it settles every
             // window as a final does; otherwise it is provisional and skips what the short
             // window cannot settle (the final hears it on its own window).
-            decode_interim: if interim_window == window {
-                Arc::new(move |audio: &[f32]| {
+            decode_interim: Arc::new(move |audio: &[f32]| {
+                if interim_as_final {
                     interim_engine.transcribe_scored_within(audio, interim_window)
-                })
-            } else {
-                Arc::new(move |audio: &[f32]| {
+                } else {
                     interim_engine.transcribe_provisional(audio, interim_window)
-                })
-            },
-            interim_as_final: interim_window == window,
+                }
+            }),
+            interim_as_final,
             pool: Pool::new("whisper", workers, max_queue),
             first_interim: samples(first_interim),
             interim_every: samples(interim_ms),

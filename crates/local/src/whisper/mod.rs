@@ -494,10 +494,7 @@ fn windows(samples: &[f32]) -> Vec<&[f32]> {
 }
 
 fn rms(samples: &[f32]) -> f32 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
+    crate::segmenter::energy(samples).sqrt()
 }
 
 #[cfg(test)]
