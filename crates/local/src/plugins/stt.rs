@@ -17,7 +17,9 @@
 use super::input::InputConverter;
 use super::pool::{default_split, Pool};
 use super::settings::{check_channels, check_sample_rate, engine_health, models_from, InitError};
-use crate::segmenter::{energy, Boundary, SegmentEvent, Segmenter, SegmenterConfig};
+use crate::segmenter::{
+    energy, quiet_ratio, Boundary, SegmentEvent, Segmenter, SegmenterConfig, DEFAULT_QUIET_DB,
+};
 use crate::whisper::{Transcription, WhisperEngine, DEFAULT_MIN_WINDOW_MS};
 use crate::LocalError;
 use std::collections::VecDeque;
@@ -314,18 +316,16 @@ fn count_adoption(state: &'static str) {
     metrics::counter!("waav_local_adopted_interims_total", "state" => state).increment(1);
 }
 
-/// Energy (mean square) of a 16 ms frame, at most this fraction of the utterance's loudest, is
-/// no speech: −35 dB, below a voice's quietest consonants, above a microphone's noise floor.
-const QUIET: f32 = 3.2e-4;
-
 /// Whether nothing after the first `len` samples of `audio` is speech (every 16 ms frame
-/// [`QUIET`] against the loudest before it): a decode of those samples heard every word.
+/// [`DEFAULT_QUIET_DB`] below the loudest before it, the segmenter's own gate): a decode of
+/// those samples heard every word.
 fn quiet_after(audio: &[f32], len: usize) -> bool {
     let Some((heard, rest)) = (len <= audio.len()).then(|| audio.split_at(len)) else {
         return false;
     };
+    let quiet = quiet_ratio(DEFAULT_QUIET_DB);
     let loudest = heard.chunks(256).map(energy).fold(0.0, f32::max);
-    loudest > 0.0 && rest.chunks(256).all(|f| energy(f) <= loudest * QUIET)
+    loudest > 0.0 && rest.chunks(256).all(|f| energy(f) <= loudest * quiet)
 }
 
 struct Job {
