@@ -506,6 +506,110 @@ fn a_quiet_tail_is_scored_before_the_vads_end() {
     assert_eq!(d.stats().submitted, 0);
 }
 
+/// A sure early verdict, quiet for `sure_pause_ms`, ends the speech and the turn before the
+/// VAD's end and swallows the VAD's `SpeechEnded`; an unsure one waits for the VAD; louder audio
+/// after a sure end starts the speech again, and the VAD's later end then passes through.
+#[test]
+fn a_sure_verdict_ends_the_speech_before_the_vad() {
+    use ProcessorEvent::{EndOfTurn, SpeechEnded, SpeechStarted};
+    let (pool, verdicts) = gated_pool(1);
+    let settings = TurnSettings {
+        max_wait: Duration::from_secs(60),
+        sure_threshold: 0.95,
+        sure_pause: Duration::from_millis(200),
+        ..TurnSettings::default()
+    };
+    // Speech, then quiet frames until the early verdict (sent as `p`) is back.
+    let speak_then_pause = |d: &mut TurnDetector, p: f32| {
+        step_level(d, 3_000, &[SpeechStarted]);
+        for _ in 0..20 {
+            step_level(d, 3_000, &[]);
+        }
+        let mut quiet = 0;
+        while d.stats().submitted == 0 {
+            assert!(step_level(d, 10, &[]).is_empty());
+            quiet += 1;
+            assert!(
+                quiet < 10,
+                "scored early by 100 ms of quiet: {:?}",
+                d.stats()
+            );
+        }
+        verdicts.send(p).unwrap();
+        wait_until("the early verdict", || pool.running() + pool.queued() == 0);
+        std::thread::sleep(Duration::from_millis(5));
+        quiet
+    };
+
+    let mut d = TurnDetector::new(pool.clone(), settings, 16_000, 1).unwrap();
+    let mut quiet = speak_then_pause(&mut d, 0.99);
+    // Held until 200 ms of quiet (ten 20 ms frames), then ended here.
+    while quiet < 9 {
+        assert!(step_level(&mut d, 10, &[]).is_empty(), "frame {quiet}");
+        quiet += 1;
+    }
+    assert_eq!(
+        step_level(&mut d, 10, &[]),
+        vec![SpeechEnded, EndOfTurn { probability: 0.99 }],
+        "ended at 200 ms of quiet"
+    );
+    assert!(step_level(&mut d, 10, &[]).is_empty());
+    let (mut buf, mut ev) = frame(&[SpeechEnded]);
+    buf.samples.fill(10);
+    d.process(&mut buf, &mut ev).unwrap();
+    assert!(ev.is_empty(), "the VAD's own end is swallowed: {ev:?}");
+    let stats = d.stats();
+    assert_eq!(
+        (stats.sure_ends, stats.end_of_turn, stats.sure_resumed),
+        (1, 1, 0)
+    );
+
+    // Unsure: nothing before the VAD's end, whose block then carries the turn's end.
+    let mut d = TurnDetector::new(pool.clone(), settings, 16_000, 1).unwrap();
+    speak_then_pause(&mut d, 0.9);
+    for _ in 0..20 {
+        assert!(step_level(&mut d, 10, &[]).is_empty(), "0.9 is not sure");
+    }
+    assert_eq!(
+        step_level(&mut d, 10, &[SpeechEnded]),
+        vec![EndOfTurn { probability: 0.9 }]
+    );
+    assert_eq!(d.stats().sure_ends, 0);
+
+    // The voice back after a sure end: speech starts again, and the VAD's end passes.
+    let mut d = TurnDetector::new(pool.clone(), settings, 16_000, 1).unwrap();
+    speak_then_pause(&mut d, 0.99);
+    let mut ended = Vec::new();
+    for _ in 0..20 {
+        ended.extend(step_level(&mut d, 10, &[]));
+    }
+    assert_eq!(ended, vec![SpeechEnded, EndOfTurn { probability: 0.99 }]);
+    assert_eq!(step_level(&mut d, 3_000, &[]), vec![SpeechStarted]);
+    for _ in 0..3 {
+        assert!(step_level(&mut d, 3_000, &[]).is_empty());
+    }
+    let (mut buf, mut ev) = frame(&[SpeechEnded]);
+    buf.samples.fill(10);
+    d.process(&mut buf, &mut ev).unwrap();
+    assert_eq!(ev, vec![SpeechEnded], "the VAD's end of the resumed speech");
+    assert_eq!((d.stats().sure_ends, d.stats().sure_resumed), (1, 1));
+    verdicts.send(0.2).unwrap();
+    wait_until("the resumed speech's verdict", || {
+        pool.running() + pool.queued() == 0
+    });
+
+    // Off (`sure_pause_ms: 0`): only the VAD ends the speech.
+    let off = TurnSettings {
+        sure_pause: Duration::ZERO,
+        ..settings
+    };
+    let mut d = TurnDetector::new(pool.clone(), off, 16_000, 1).unwrap();
+    speak_then_pause(&mut d, 0.99);
+    for _ in 0..20 {
+        assert!(step_level(&mut d, 10, &[]).is_empty(), "off");
+    }
+}
+
 #[test]
 fn a_failing_scorer_is_counted_not_fatal() {
     use ProcessorEvent::{SpeechEnded, SpeechStarted};
@@ -559,6 +663,8 @@ fn bad_settings_are_refused() {
         (json!({ "max_wait_ms": 100000 }), "max_wait_ms"),
         (json!({ "early_pause_ms": 20000 }), "early_pause_ms"),
         (json!({ "quiet_db": -3 }), "quiet_db"),
+        (json!({ "sure_threshold": 1.5 }), "sure_threshold"),
+        (json!({ "sure_pause_ms": 20000 }), "sure_pause_ms"),
         (json!({ "treshold": 0.5 }), "treshold"),
         (json!({ "workers": 2 }), "plugin's own section"),
     ] {

@@ -18,6 +18,14 @@
 //! louder block voids it first. Under a noise floor closer than `quiet_db` the gate never opens
 //! and the pause is scored at `SpeechEnded`, as without it.
 //!
+//! **Ended when sure**: an early verdict of at least `sure_threshold` (0.97), quiet for
+//! `sure_pause_ms` (200), ends the speech here: this detector pushes `SpeechEnded` and
+//! `EndOfTurn` itself, before the VAD's `min_silence_ms` has run out, and swallows the VAD's own
+//! `SpeechEnded` when it follows. Louder audio before that starts the speech again
+//! (`SpeechStarted`), so the events after this processor still alternate. A mid-sentence pause
+//! the model is unsure of keeps the VAD's full silence (dynamic endpointing, as LiveKit's
+//! `min_endpointing_delay` / `max_endpointing_delay`).
+//!
 //! The audio passes through unchanged. `process` never waits: it copies at most 8 s of 16-bit
 //! audio into the session's reusable job buffer at a pause and polls a channel; nothing is
 //! allocated per frame once the resampler (input other than 16 kHz) is warm.
@@ -65,6 +73,11 @@ pub struct TurnSettings {
     pub early_pause: Duration,
     /// A block this many dB below the loudest of the speech is quiet (0: the gate never opens).
     pub quiet_db: f32,
+    /// An early verdict at least this sure (and at least `threshold`) ends the speech itself
+    /// once the audio has been quiet for `sure_pause` (0–1).
+    pub sure_threshold: f32,
+    /// Quiet audio after which a sure early verdict ends the speech (zero: off).
+    pub sure_pause: Duration,
 }
 
 impl Default for TurnSettings {
@@ -74,6 +87,8 @@ impl Default for TurnSettings {
             max_wait: Duration::from_millis(500),
             early_pause: Duration::from_millis(96),
             quiet_db: DEFAULT_QUIET_DB,
+            sure_threshold: 0.97,
+            sure_pause: Duration::from_millis(200),
         }
     }
 }
@@ -99,13 +114,22 @@ impl Default for PoolSettings {
     }
 }
 
-const PROCESSOR_KEYS: &[&str] = &["threshold", "max_wait_ms", "early_pause_ms", "quiet_db"];
+const PROCESSOR_KEYS: &[&str] = &[
+    "threshold",
+    "max_wait_ms",
+    "early_pause_ms",
+    "quiet_db",
+    "sure_threshold",
+    "sure_pause_ms",
+];
 const PLUGIN_KEYS: &[&str] = &[
     "models_dir",
     "threshold",
     "max_wait_ms",
     "early_pause_ms",
     "quiet_db",
+    "sure_threshold",
+    "sure_pause_ms",
     "workers",
     "threads",
     "queue",
@@ -117,7 +141,7 @@ const SHARED_HINT: &str =
 
 impl TurnSettings {
     /// Reads a processor's `config:` map (`threshold`, `max_wait_ms`, `early_pause_ms`,
-    /// `quiet_db`) over `defaults`; unknown keys and out-of-range values are refused.
+    /// `quiet_db`, `sure_threshold`, `sure_pause_ms`) over `defaults`; unknown keys and out-of-range values are refused.
     pub fn from_config(cfg: &PluginConfig, defaults: TurnSettings) -> Result<Self, PluginError> {
         check_keys(cfg, PROCESSOR_KEYS, PLUGIN_KEYS, SHARED_HINT)?;
         Self::read(cfg, defaults)
@@ -136,11 +160,23 @@ impl TurnSettings {
             0..=10_000,
         )?;
         let quiet_db = cfg.f64_in("quiet_db", f64::from(defaults.quiet_db), 0.0..=120.0)?;
+        let sure_threshold = cfg.f64_in(
+            "sure_threshold",
+            f64::from(defaults.sure_threshold),
+            0.0..=1.0,
+        )?;
+        let sure_pause = cfg.u64_in(
+            "sure_pause_ms",
+            defaults.sure_pause.as_millis() as u64,
+            0..=10_000,
+        )?;
         Ok(Self {
             threshold: threshold as f32,
             max_wait: Duration::from_millis(max_wait),
             early_pause: Duration::from_millis(early_pause),
             quiet_db: quiet_db as f32,
+            sure_threshold: sure_threshold as f32,
+            sure_pause: Duration::from_millis(sure_pause),
         })
     }
 }
@@ -322,6 +358,10 @@ pub struct TurnStats {
     pub early_used: u64,
     /// Pauses scored early that louder audio voided before the VAD's end.
     pub early_voided: u64,
+    /// Speech ended by a sure early verdict before the VAD's end (see the module docs).
+    pub sure_ends: u64,
+    /// Of those, speech that came back before the VAD's end (the VAD would have held on).
+    pub sure_resumed: u64,
     /// The last verdict's probability.
     pub last_probability: Option<f32>,
     /// The last inference's duration.
@@ -351,6 +391,8 @@ struct QuietTail {
     ratio: f32,
     /// Quiet samples (16 kHz) before the pause is scored early (0: off).
     early_after: u64,
+    /// Quiet samples (16 kHz) after which a sure early verdict ends the speech (0: off).
+    sure_after: u64,
     /// Energy (mean square) of the loudest block of the speech.
     peak: f32,
     /// Quiet samples (16 kHz) at its end.
@@ -455,6 +497,9 @@ pub struct TurnDetector {
     in_speech: bool,
     /// The audio clock at the last `SpeechEnded`.
     last_end: Option<u64>,
+    /// This detector ended the speech (a sure early verdict) while the VAD still hears it: the
+    /// VAD's `SpeechEnded` is swallowed, and louder audio before it starts speech again.
+    ended_early: bool,
     /// The session's job while it is not lent to the pool.
     spare: Option<Box<Job>>,
     /// Verdicts come back here. Only read through `&mut self` (`get_mut`, no locking); the
@@ -510,6 +555,7 @@ impl TurnDetector {
             turn_start: None,
             in_speech: false,
             last_end: None,
+            ended_early: false,
             spare: Some(Job::new(tx)),
             replies: Mutex::new(rx),
             pending: None,
@@ -518,6 +564,7 @@ impl TurnDetector {
                 ratio: quiet_ratio(settings.quiet_db),
                 early_after: settings.early_pause.as_millis() as u64 * u64::from(SAMPLE_RATE)
                     / 1000,
+                sure_after: settings.sure_pause.as_millis() as u64 * u64::from(SAMPLE_RATE) / 1000,
                 ..QuietTail::default()
             },
             seq: 0,
@@ -562,7 +609,7 @@ impl TurnDetector {
         if !self.in_speech || self.tail.ratio == 0.0 {
             return Ok(());
         }
-        let quiet = self.tail.peak > 0.0 && energy <= self.tail.peak * self.tail.ratio;
+        let quiet = self.is_quiet(energy);
         self.tail.peak = self.tail.peak.max(energy);
         if !quiet {
             self.void_early();
@@ -576,6 +623,20 @@ impl TurnDetector {
             self.submit(now, true)?;
         }
         Ok(())
+    }
+
+    /// A block at least `quiet_db` below the loudest of the speech so far.
+    fn is_quiet(&self, energy: f32) -> bool {
+        self.tail.peak > 0.0 && energy <= self.tail.peak * self.tail.ratio
+    }
+
+    /// Whether a sure early verdict has been quiet long enough to end the speech.
+    fn sure_end_due(&self) -> bool {
+        let sure = self.settings.sure_threshold.max(self.settings.threshold);
+        self.in_speech
+            && self.tail.sure_after > 0
+            && self.tail.run >= self.tail.sure_after
+            && matches!(self.tail.verdict, Some(Some(Ok(p))) if p >= sure)
     }
 
     /// Louder audio (or new speech) after an early submission: its verdict is not the pause's.
@@ -715,6 +776,13 @@ impl TurnDetector {
                 continue;
             };
             self.stats.last_inference = Some(inference);
+            tracing::debug!(
+                early = p.early,
+                fate = ?p.fate,
+                probability = ?result.as_ref().and_then(|r| r.as_ref().ok()),
+                inference_ms = inference.as_secs_f64() * 1e3,
+                "turn verdict back"
+            );
             match p.fate {
                 // Back before the VAD's end: held until it comes (or louder audio voids it).
                 Fate::Live if p.early => self.tail.verdict = Some(result),
@@ -789,16 +857,43 @@ impl AudioProcessor for TurnDetector {
         // The block's events are the VAD's for this very block; the tail is followed first so
         // that a `SpeechEnded` finds the early submission of the quiet run it ends.
         let frames = audio.samples.len() / usize::from(self.channels.max(1));
+        if self.ended_early && !self.is_quiet(energy) {
+            // The voice is back before the VAD's end: speech starts again downstream.
+            self.ended_early = false;
+            self.stats.sure_resumed += 1;
+            counter!("waav_turn_detect_sure_ends_total", "outcome" => "resumed").increment(1);
+            events.push(ProcessorEvent::SpeechStarted);
+            self.on_speech_started();
+        }
         self.follow_tail(energy, frames, now)?;
         let vad_events = events.len();
+        let mut swallowed = None;
         for i in 0..vad_events {
             match events[i] {
                 ProcessorEvent::SpeechStarted => self.on_speech_started(),
+                ProcessorEvent::SpeechEnded if self.ended_early => {
+                    // Already ended here.
+                    self.ended_early = false;
+                    swallowed = Some(i);
+                }
                 ProcessorEvent::SpeechEnded => self.on_speech_ended(now, events)?,
                 ProcessorEvent::EndOfTurn { .. } => {}
             }
         }
-        self.poll(now, events)
+        if let Some(i) = swallowed {
+            events.remove(i);
+        }
+        self.poll(now, events)?;
+        if self.sure_end_due() {
+            // Quiet since a sure verdict: end the speech and the turn without waiting for the
+            // VAD's `min_silence_ms`.
+            self.ended_early = true;
+            self.stats.sure_ends += 1;
+            counter!("waav_turn_detect_sure_ends_total", "outcome" => "ended").increment(1);
+            events.push(ProcessorEvent::SpeechEnded);
+            self.on_speech_ended(now, events)?;
+        }
+        Ok(())
     }
 
     fn reset(&mut self) {
@@ -807,6 +902,7 @@ impl AudioProcessor for TurnDetector {
         self.turn_start = None;
         self.in_speech = false;
         self.last_end = None;
+        self.ended_early = false;
         self.deferred = None;
         self.tail.verdict = None;
         self.tail.run = 0;
